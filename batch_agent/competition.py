@@ -1,0 +1,55 @@
+"""What the agent knows about a competition: its files, columns, task, target and metric.
+
+These models travel between pipeline steps as JSON (profile.json in S3, Lambda
+payloads), so they hold plain data only. Stdlib + pydantic: Lambdas import them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+TaskType = Literal["binary", "multiclass", "regression", "multitarget_regression", "multilabel"]
+# What each non-id submission column holds:
+#   label               the predicted class label (one target column)
+#   probability         P(positive class) or a score ranked by the metric (binary, multilabel)
+#   class_probabilities one column per class, each row a distribution (multiclass)
+#   value               a real-valued prediction (regression)
+#   ranked_labels       space-separated top-k labels (MAP@K)
+PredictionFormat = Literal["label", "probability", "class_probabilities", "value", "ranked_labels"]
+ColumnKind = Literal["numeric", "categorical", "text", "date", "constant"]
+
+
+class ColumnInfo(BaseModel):
+    name: str
+    kind: ColumnKind
+    dtype: str
+    n_unique: int
+    missing_fraction: float
+
+
+class CompetitionProfile(BaseModel):
+    """Everything later steps need to train and to check a submission."""
+
+    title: str = ""
+    data_dir: str
+    train_file: str = "train.csv"
+    test_file: str = "test.csv"
+    sample_submission_file: str = "sample_submission.csv"
+    id_column: str
+    target_columns: list[str]
+    submission_columns: list[str]
+    task: TaskType
+    prediction_format: PredictionFormat
+    # Class labels as they appear in train.csv (as strings), in submission-column
+    # order for class_probabilities; None for regression.
+    classes: list[str] | None = None
+    metric: str
+    metric_source: Literal["option", "description", "kaggle", "default"] = "description"
+    map_k: int | None = None
+    n_train: int
+    n_test: int
+    features: list[ColumnInfo] = Field(default_factory=list)
+    description: str = ""
+    extra_files: list[str] = Field(default_factory=list)
