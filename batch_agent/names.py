@@ -24,3 +24,62 @@ ANTHROPIC_SECRET = "anthropic"
 def resource_name(prefix: str, base: str) -> str:
     """The deployed name of a resource: '{prefix}-kaggle-solver-{base}'."""
     return f"{prefix}-{APP}-{base}"
+
+# --- The service: Lambda functions, their handlers, the Batch container, job records ---
+
+# Base names of the Lambda functions (deployed as resource_name(prefix, base)) and
+# the handler each one runs. The Lambda bundle is the repository's `batch_agent`
+# and `lambdas` packages, so handlers are dotted module paths.
+API_FUNCTION = "api"
+PLAN_FUNCTION = "plan"
+GENERATE_FUNCTION = "generate"
+VALIDATE_FUNCTION = "validate"
+REPAIR_FUNCTION = "repair"
+FINISH_FUNCTION = "finish"
+FAIL_FUNCTION = "fail"
+API_HANDLER = "lambdas.api.handler.handler"
+STEP_HANDLERS: dict[str, str] = {
+    PLAN_FUNCTION: "lambdas.steps.plan.handler",
+    GENERATE_FUNCTION: "lambdas.steps.generate.handler",
+    VALIDATE_FUNCTION: "lambdas.steps.validate.handler",
+    REPAIR_FUNCTION: "lambdas.steps.repair.handler",
+    FINISH_FUNCTION: "lambdas.steps.finish.handler",
+    FAIL_FUNCTION: "lambdas.steps.fail.handler",
+}
+
+# The Batch container (Dockerfile / Dockerfile.gpu) runs this command; the state
+# machine fills the Ref:: parameters per job (all values are strings).
+BATCH_COMMAND: list[str] = [
+    "python", "-m", "batch_agent", "Ref::step",
+    "--job-id", "Ref::job_id", "--bucket", "Ref::bucket", "--attempt", "Ref::attempt",
+]
+BATCH_DEFAULT_PARAMETERS: dict[str, str] = {"attempt": "0"}
+
+# DynamoDB jobs table: partition key job_id (S), no sort key, and two global
+# secondary indexes for listing newest first: by status, and over all jobs
+# (every job item carries listing="job" so the second index is a single partition).
+JOBS_TABLE_KEY = "job_id"
+JOBS_SORT_ATTRIBUTE = "created_at"
+JOBS_BY_STATUS_INDEX = "by-status"       # partition key "status" (S), sort key "created_at" (S)
+JOBS_BY_CREATED_INDEX = "by-created"     # partition key "listing" (S), sort key "created_at" (S)
+JOBS_LISTING_VALUE = "job"
+
+# S3 layout in the artifacts bucket.
+CACHE_PREFIX = "cache/"                  # cache/{slug}/... : competition files, downloaded once per slug
+JOBS_PREFIX = "jobs/"                    # jobs/{job_id}/... : profile, plan, attempts, logs, submission.csv
+
+# Environment variables each deployable reads (pydantic-settings, prefix KAGGLE_SOLVER_).
+ENV_PREFIX = "KAGGLE_SOLVER_"
+ENV_JOBS_TABLE = "KAGGLE_SOLVER_JOBS_TABLE"  # api, steps, container
+ENV_ARTIFACTS_BUCKET = "KAGGLE_SOLVER_ARTIFACTS_BUCKET"  # api, steps, container
+ENV_STATE_MACHINE_ARN = "KAGGLE_SOLVER_STATE_MACHINE_ARN"  # api
+ENV_API_KEY = "KAGGLE_SOLVER_API_KEY"  # api, local serving only (AWS: API Gateway keys)
+ENV_PRESIGN_EXPIRY_S = "KAGGLE_SOLVER_PRESIGN_EXPIRY_S"  # api
+ENV_ANTHROPIC_SECRET_ARN = "KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN"  # steps: Claude when set
+ENV_AUTHOR = "KAGGLE_SOLVER_AUTHOR"  # steps: auto | template | claude | module:attr
+ENV_MEMORY_LIMIT_MB = "KAGGLE_SOLVER_MEMORY_LIMIT_MB"  # container: sandbox memory limit
+ENV_WORK_DIR = "KAGGLE_SOLVER_WORK_DIR"  # container: scratch folder
+ENV_LOCAL_CACHE_DIR = "KAGGLE_SOLVER_LOCAL_CACHE_DIR"  # container: local cache by slug
+# The container also reads the official Kaggle client's own variables
+# (KAGGLE_USERNAME / KAGGLE_KEY or KAGGLE_API_TOKEN, KAGGLE_CONFIG_DIR), which the
+# job definition injects from the Kaggle secret.

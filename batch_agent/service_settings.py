@@ -1,0 +1,54 @@
+"""Settings of each service deployable, read once from the environment and validated at start.
+
+One pydantic model per deployable: the API Lambda, the step Lambdas, the Batch
+container. Variable names are ``KAGGLE_SOLVER_<FIELD>`` (see ``names.ENV_*``);
+logic receives these objects and never reads ``os.environ`` itself. Stdlib +
+pydantic only: Lambdas import this module.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from batch_agent.names import ENV_PREFIX
+
+
+class _ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    jobs_table: str = Field(min_length=1)
+    artifacts_bucket: str = Field(min_length=1)
+
+
+class ApiSettings(_ServiceSettings):
+    """The API Lambda (and the same app served by uvicorn locally)."""
+
+    state_machine_arn: str = Field(min_length=1)
+    # Checked by the app only when set; in AWS the API Gateway usage plan holds the keys.
+    api_key: str | None = None
+    presign_expiry_s: int = Field(default=300, ge=10, le=3600)
+    default_time_limit: int = Field(default=3600, ge=10)
+    max_time_limit: int = Field(default=24 * 3600, ge=10)
+    default_max_attempts: int = Field(default=4, ge=1)
+    max_attempts_limit: int = Field(default=20, ge=1)
+
+
+class StepSettings(_ServiceSettings):
+    """The state machine's Lambda steps: plan, generate, validate, repair, finish, fail."""
+
+    # Secrets Manager ARN of the Anthropic key; Claude writes the programs when set.
+    anthropic_secret_arn: str | None = None
+    # auto (Claude when a key is configured, templates otherwise) | template | claude
+    # | "package.module:attr" naming a ProgramAuthor factory.
+    author: str = "auto"
+
+
+class ContainerSettings(_ServiceSettings):
+    """The Batch container: `python -m batch_agent prepare|train`."""
+
+    memory_limit_mb: int = Field(default=12_000, ge=256)
+    work_dir: str = "/tmp/kaggle-solver"
+    # A folder holding competitions by slug ({dir}/{slug}/train.csv ...), checked
+    # before the S3 cache; lets a machine run offline with files filled by hand.
+    local_cache_dir: str | None = None
