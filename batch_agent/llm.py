@@ -1,0 +1,354 @@
+"""Every call to Claude goes through ``call_tool``: forced tool use, validated output, retries, cost.
+
+One function for every model call keeps the policies in one place:
+
+* structured output: the model must call one tool whose input is validated with
+  a pydantic model; invalid input is sent back as an error tool result and the
+  call is retried a bounded number of times before ``LLMOutputError``;
+* transient failures (429, 5xx, 529 overloaded, connection errors): the SDK's own
+  retries (which honour ``retry-after``) plus a bounded backoff of our own, then
+  ``LLMUnavailableError``;
+* an authentication or permission error raises ``LLMAuthError`` at once;
+* a cost ceiling is checked before each call (``LLMBudgetError``);
+* every response's ``usage`` (input, output, cache write, cache read tokens) is
+  added to a ``CostTally`` priced from the settings.
+
+Lambdas import this module: stdlib, pydantic and the anthropic SDK only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anthropic
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from batch_agent.errors import SolverError
+
+log = logging.getLogger(__name__)
+
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+# Rough characters per token, used only to estimate a call's cost before it is made.
+_CHARS_PER_TOKEN = 3.5
+
+
+class LLMSettings(BaseSettings):
+    """Claude settings of every deployable: the key and endpoint, the model, limits and prices."""
+
+    model_config = SettingsConfigDict(env_prefix="KAGGLE_SOLVER_LLM_", extra="ignore", populate_by_name=True)
+
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "api_key")
+    )
+    # None: the SDK's default endpoint.
+    base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "base_url")
+    )
+    model: str = "claude-sonnet-5-5"
+    max_tokens: int = Field(default=16000, gt=0)
+    request_timeout: float = Field(default=300.0, gt=0)
+    # Retries done by the SDK itself on 408/409/429/5xx and connection errors.
+    sdk_max_retries: int = Field(default=2, ge=0)
+    # Further attempts after the SDK has given up, with exponential backoff from backoff_seconds.
+    backoff_attempts: int = Field(default=2, ge=0)
+    backoff_seconds: float = Field(default=5.0, ge=0)
+    # How many times an invalid tool input is sent back to be corrected.
+    output_retries: int = Field(default=2, ge=0)
+    # Dollars per million tokens.
+    price_input: float = Field(default=3.0, ge=0)
+    price_output: float = Field(default=15.0, ge=0)
+    price_cache_write: float = Field(default=3.75, ge=0)
+    price_cache_read: float = Field(default=0.30, ge=0)
+    # Spending ceiling for one job; None: no ceiling.
+    max_cost_usd: float | None = Field(default=5.0, ge=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+class LLMError(SolverError):
+    """Claude could not be used for this step; the author falls back to the templates."""
+
+
+class LLMAuthError(LLMError):
+    """The key was refused (401/403)."""
+
+
+class LLMBudgetError(LLMError):
+    """The next call could take the job past its cost ceiling."""
+
+
+class LLMOutputError(LLMError):
+    """The model kept answering with output that does not fit the tool's schema."""
+
+
+class LLMUnavailableError(LLMError):
+    """Rate limits, overload or server errors outlasted every retry."""
+
+
+class CostTally(BaseModel):
+    """Tokens and dollars spent by one job, summed over every call."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add_usage(self, usage: Any, settings: LLMSettings) -> float:
+        """Add one response's ``usage`` and return that call's cost in dollars."""
+        input_tokens = int(getattr(usage, "input_tokens", 0) or 0)
+        output_tokens = int(getattr(usage, "output_tokens", 0) or 0)
+        cache_write = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+        cache_read = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+        cost = (
+            input_tokens * settings.price_input
+            + output_tokens * settings.price_output
+            + cache_write * settings.price_cache_write
+            + cache_read * settings.price_cache_read
+        ) / 1_000_000
+        self.calls += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cache_creation_input_tokens += cache_write
+        self.cache_read_input_tokens += cache_read
+        self.cost_usd += cost
+        return cost
+
+    def merge(self, other: CostTally) -> None:
+        """Add another tally (e.g. one Lambda step's) into this one."""
+        self.calls += other.calls
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens
+        self.cache_read_input_tokens += other.cache_read_input_tokens
+        self.cost_usd += other.cost_usd
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+        )
+
+    def summary(self) -> str:
+        """One line for the CLI summary and logs."""
+        return (
+            f"{self.calls} LLM calls, {self.input_tokens} input + {self.output_tokens} output tokens "
+            f"({self.cache_creation_input_tokens} cache write, {self.cache_read_input_tokens} cache read), "
+            f"${self.cost_usd:.4f}"
+        )
+
+
+def make_client(settings: LLMSettings) -> anthropic.Anthropic:
+    """The SDK client for these settings; the key and endpoint come only from the settings."""
+    if not settings.enabled or settings.api_key is None:
+        raise LLMAuthError("no Anthropic API key is configured (ANTHROPIC_API_KEY)")
+    return anthropic.Anthropic(
+        api_key=settings.api_key.get_secret_value(),
+        base_url=settings.base_url,
+        timeout=settings.request_timeout,
+        max_retries=settings.sdk_max_retries,
+    )
+
+
+def tool_definition(name: str, description: str, output_model: type[BaseModel]) -> dict[str, Any]:
+    """The Messages API tool whose input schema is the pydantic model's JSON schema."""
+    return {"name": name, "description": description, "input_schema": output_model.model_json_schema()}
+
+
+def estimate_call_cost(
+    settings: LLMSettings,
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+) -> float:
+    """An upper-leaning guess of one call's cost: the prompt at the input price, max_tokens of output."""
+    chars = sum(len(json.dumps(part, default=str)) for part in (system, messages, tools))
+    input_tokens = chars / _CHARS_PER_TOKEN
+    return (input_tokens * settings.price_input + settings.max_tokens * settings.price_output) / 1_000_000
+
+
+def call_tool(
+    client: anthropic.Anthropic,
+    settings: LLMSettings,
+    *,
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    tool_name: str,
+    output_model: type[OutputT],
+    tally: CostTally,
+    tools: list[dict[str, Any]] | None = None,
+    tool_description: str = "",
+    sleep: Callable[[float], None] = time.sleep,
+) -> OutputT:
+    """Ask Claude for one structured answer: the validated input of the forced tool call.
+
+    ``system`` holds text blocks; put ``cache_control`` on the competition context
+    block so repeated calls of a job read it from the prompt cache. ``tools`` lets
+    every call of a job send the same tool list (tools come first in the cached
+    prefix); by default only ``tool_name`` is sent. ``messages`` is not modified.
+    """
+    if tools is None:
+        tools = [tool_definition(tool_name, tool_description, output_model)]
+    if tool_name not in {t["name"] for t in tools}:
+        raise ValueError(f"tool {tool_name!r} is not among the tools sent")
+    conversation = list(messages)
+    last_problem = ""
+    for _ in range(settings.output_retries + 1):
+        response = _create_with_backoff(
+            client,
+            settings,
+            system=system,
+            messages=conversation,
+            tools=tools,
+            tool_name=tool_name,
+            tally=tally,
+            sleep=sleep,
+        )
+        tool_use = next(
+            (block for block in response.content if block.type == "tool_use" and block.name == tool_name),
+            None,
+        )
+        if tool_use is None:
+            last_problem = f"the answer did not call the tool {tool_name}"
+            conversation = [
+                *conversation,
+                {"role": "assistant", "content": _content_params(response.content) or "(no answer)"},
+                {"role": "user", "content": f"Answer by calling the tool {tool_name} with its full input."},
+            ]
+            log.warning("LLM output not a %s call; asking again", tool_name)
+            continue
+        try:
+            return output_model.model_validate(tool_use.input)
+        except ValidationError as err:
+            last_problem = _describe_validation_error(err, response.stop_reason)
+            conversation = [
+                *conversation,
+                {"role": "assistant", "content": _content_params(response.content)},
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": tool_use.id,
+                            "is_error": True,
+                            "content": f"Invalid input: {last_problem}. Call {tool_name} again, fixed.",
+                        }
+                    ],
+                },
+            ]
+            log.warning("LLM output for %s invalid (%s); asking again", tool_name, last_problem)
+    raise LLMOutputError(
+        f"the model gave invalid {tool_name} output {settings.output_retries + 1} times: {last_problem}"
+    )
+
+
+def _create_with_backoff(
+    client: anthropic.Anthropic,
+    settings: LLMSettings,
+    *,
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    tool_name: str,
+    tally: CostTally,
+    sleep: Callable[[float], None],
+) -> Any:
+    for attempt in range(settings.backoff_attempts + 1):
+        _check_budget(settings, tally, system, messages, tools)
+        try:
+            # Plain dicts are the wire format; the SDK's TypedDicts describe the same shapes.
+            response = client.messages.create(  # type: ignore[call-overload]
+                model=settings.model,
+                max_tokens=settings.max_tokens,
+                system=system,
+                messages=messages,
+                tools=tools,
+                tool_choice={"type": "tool", "name": tool_name},
+                timeout=settings.request_timeout,
+            )
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as err:
+            raise LLMAuthError(
+                f"Anthropic refused the key ({err.status_code}): {_error_message(err)}"
+            ) from err
+        except (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError) as err:
+            if attempt >= settings.backoff_attempts:
+                raise LLMUnavailableError(
+                    f"Anthropic API unavailable after retries: {_error_text(err)}"
+                ) from err
+            delay = settings.backoff_seconds * (2**attempt)
+            log.warning("Anthropic API error (%s); retrying in %.1fs", _error_text(err), delay)
+            sleep(delay)
+            continue
+        except anthropic.APIStatusError as err:
+            # 400/404/413...: the request itself is wrong; retrying cannot help.
+            raise LLMUnavailableError(
+                f"Anthropic API error {err.status_code}: {_error_message(err)}"
+            ) from err
+        cost = tally.add_usage(response.usage, settings)
+        log.info("LLM call %s: %s ($%.4f)", tool_name, response.usage, cost)
+        return response
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _check_budget(
+    settings: LLMSettings,
+    tally: CostTally,
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+) -> None:
+    if settings.max_cost_usd is None:
+        return
+    estimate = estimate_call_cost(settings, system, messages, tools)
+    if tally.cost_usd + estimate > settings.max_cost_usd:
+        raise LLMBudgetError(
+            f"cost ceiling ${settings.max_cost_usd:.2f} reached (spent ${tally.cost_usd:.4f}, "
+            f"next call could cost up to ${estimate:.4f})"
+        )
+
+
+def _content_params(content: list[Any]) -> list[dict[str, Any]]:
+    """Response content blocks as request params, to echo the assistant turn back."""
+    params: list[dict[str, Any]] = []
+    for block in content:
+        if block.type == "text":
+            params.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            params.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
+    return params
+
+
+def _describe_validation_error(err: ValidationError, stop_reason: str | None) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()[:5]
+    )
+    if stop_reason == "max_tokens":
+        problems += " (the answer was cut off at the output token limit: make it shorter)"
+    return problems
+
+
+def _error_message(err: anthropic.APIStatusError) -> str:
+    body = err.body
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return str(err.message)
+
+
+def _error_text(err: anthropic.APIError) -> str:
+    if isinstance(err, anthropic.APIStatusError):
+        return f"{err.status_code} {_error_message(err)}"
+    return type(err).__name__

@@ -1,0 +1,205 @@
+"""The Claude author: plans and writes training programs with an LLM, the templates as its safety net.
+
+``ClaudeAuthor`` implements ``ProgramAuthor`` in the draft / debug / improve
+manner of AIDE: draft a program from the plan, repair a failed program from its
+code and log tail, and improve the best program one change at a time (the solver
+keeps a change only when the CV score rises). The template author's drafts are
+always returned too, so the templates' result stays a candidate.
+
+When Claude cannot be used (no key, the key refused, the cost ceiling reached,
+the model repeatedly answering with invalid output, or the API unavailable after
+every retry) the author switches to the template author for the rest of the run
+and records why in ``fallback_reason``.
+
+Lambdas import this module: no pandas, numpy, scikit-learn or LightGBM here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, TypeVar
+
+import anthropic
+from pydantic import BaseModel
+
+from batch_agent import prompts
+from batch_agent.author import ProgramAuthor
+from batch_agent.competition import CompetitionProfile
+from batch_agent.llm import CostTally, LLMError, LLMSettings, call_tool, make_client
+from batch_agent.plan import AttemptResult, Origin, Plan, Program
+
+log = logging.getLogger(__name__)
+
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+
+class ClaudeAuthor:
+    """Programs written by Claude, with the template author as candidate source and fallback."""
+
+    name = "claude"
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        fallback: ProgramAuthor,
+        client: anthropic.Anthropic | None = None,
+        tally: CostTally | None = None,
+        fallback_reason: str | None = None,
+        max_repairs: int = 3,
+    ) -> None:
+        self.settings = settings
+        self.fallback = fallback
+        self.tally = tally if tally is not None else CostTally()
+        # A step in another process (a Lambda) passes the reason on so the switch sticks.
+        self.fallback_reason = fallback_reason
+        self._client = client
+        self.max_repairs = max_repairs
+        self._tried_changes: list[str] = []
+        # Repairs made per originally failed program, and each repair's original.
+        self._repairs: dict[str, int] = {}
+        self._repair_roots: dict[str, str] = {}
+        if self.fallback_reason is None and client is None and not settings.enabled:
+            self.fallback_reason = "no Anthropic API key is configured"
+
+    @property
+    def using_llm(self) -> bool:
+        return self.fallback_reason is None
+
+    # ------------------------------------------------------------ ProgramAuthor
+
+    def plan(self, profile: CompetitionProfile, time_limit: float) -> Plan:
+        rules_plan = self.fallback.plan(profile, time_limit)
+        output = self._ask(
+            profile,
+            prompts.plan_messages(time_limit, rules_plan),
+            prompts.PLAN_TOOL,
+            prompts.PlanOutput,
+        )
+        if output is None:
+            return rules_plan
+        # The candidates stay the rules planner's: the template drafts run from them
+        # whichever author planned; Claude's model choices travel in the approach text.
+        return rules_plan.model_copy(
+            update={
+                "approach": prompts.describe_plan(output),
+                "compute": output.compute,
+                "n_folds": output.n_folds,
+                "source": "llm",
+            }
+        )
+
+    def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
+        templates = self.fallback.draft(profile, plan)
+        output = self._ask(profile, prompts.draft_messages(plan), prompts.PROGRAM_TOOL, prompts.ProgramOutput)
+        if output is None:
+            return templates
+        program = _program(output.code, "llm-draft", parent=None, note=output.summary)
+        # The fastest template first guarantees a valid submission early; Claude's draft next.
+        return [*templates[:1], program, *templates[1:]]
+
+    def repair(self, profile: CompetitionProfile, program: Program, failure: AttemptResult) -> Program | None:
+        if program.origin == "template" or not self.using_llm:
+            return self.fallback.repair(profile, program, failure)
+        root = self._repair_roots.get(program.name, program.name)
+        if self._repairs.get(root, 0) >= self.max_repairs:
+            return None
+        self._repairs[root] = self._repairs.get(root, 0) + 1
+        output = self._ask(
+            profile, prompts.repair_messages(program, failure), prompts.REPAIR_TOOL, prompts.RepairOutput
+        )
+        if output is None:
+            return None
+        repaired = _program(output.code, "llm-repair", parent=program.name, note=output.diagnosis)
+        self._repair_roots[repaired.name] = root
+        return repaired
+
+    def improve(
+        self, profile: CompetitionProfile, plan: Plan, best: Program, history: list[AttemptResult]
+    ) -> Program | None:
+        if not self.using_llm:
+            return self.fallback.improve(profile, plan, best, history)
+        best_score = next(
+            (
+                a.cv_score
+                for a in reversed(history)
+                if a.program == best.name and a.ok and a.cv_score is not None
+            ),
+            None,
+        )
+        messages = prompts.improve_messages(profile.metric, best, best_score, history, self._tried_changes)
+        output = self._ask(profile, messages, prompts.IMPROVE_TOOL, prompts.ImprovementOutput)
+        if output is None:
+            # Claude is out (budget, key, errors): the templates may still have a change to offer.
+            return self.fallback.improve(profile, plan, best, history)
+        self._tried_changes.append(output.change)
+        return _program(output.code, "llm-improve", parent=best.name, note=output.change)
+
+    # ------------------------------------------------------------ reporting
+
+    def summary(self) -> str:
+        """One line for the CLI summary: who wrote the programs, tokens and cost, and any fallback."""
+        spent = self.tally.summary()
+        if self.fallback_reason is None:
+            return f"Claude ({self.settings.model}): {spent}"
+        if self.tally.calls == 0:
+            return f"templates only: fell back from Claude because {self.fallback_reason}"
+        model = self.settings.model
+        return f"Claude ({model}) then templates: fell back because {self.fallback_reason}; {spent}"
+
+    def usage(self) -> dict[str, Any]:
+        """Tokens, cost and fallback state, for the CLI summary, job status and benchmarks."""
+        return {
+            "author": self.name,
+            "llm_used": self.tally.calls > 0,
+            "fallback_reason": self.fallback_reason,
+            **self.tally.model_dump(),
+        }
+
+    # ------------------------------------------------------------ internals
+
+    def _ask(
+        self,
+        profile: CompetitionProfile,
+        messages: list[dict[str, Any]],
+        tool_name: str,
+        output_model: type[OutputT],
+    ) -> OutputT | None:
+        """One structured call, or None after switching to the fallback for the rest of the run."""
+        if not self.using_llm:
+            return None
+        try:
+            if self._client is None:
+                self._client = make_client(self.settings)
+            return call_tool(
+                self._client,
+                self.settings,
+                system=prompts.system_blocks(profile),
+                messages=messages,
+                tool_name=tool_name,
+                output_model=output_model,
+                tally=self.tally,
+                tools=prompts.all_tools(),
+            )
+        except LLMError as err:
+            self.fallback_reason = f"{type(err).__name__}: {err}"
+            log.warning("Claude unavailable, falling back to the templates: %s", self.fallback_reason)
+            return None
+
+
+def _program(code: str, origin: Origin, *, parent: str | None, note: str) -> Program:
+    # Named by content: stable across processes (Lambda steps) and unique per program.
+    digest = hashlib.sha1(code.encode()).hexdigest()[:8]
+    return Program(name=f"{origin}-{digest}", code=code, origin=origin, parent=parent, note=note)
+
+
+def choose_author(settings: LLMSettings, *, no_llm: bool, fallback: ProgramAuthor) -> ProgramAuthor:
+    """The template author when the LLM is switched off; otherwise the Claude author.
+
+    Without a key the Claude author is still returned: it runs the templates and
+    its ``fallback_reason`` says that no key was configured, so the run can say so.
+    """
+    if no_llm:
+        return fallback
+    return ClaudeAuthor(settings, fallback=fallback)

@@ -1,0 +1,302 @@
+"""What Claude is told at each step, and the tool schemas its answers must fit.
+
+Every call of a job sends the same tools and the same system blocks (the
+instructions, then the competition context marked for prompt caching), so the
+cached prefix (tools → system) is shared by the plan, draft, repair and improve
+calls; only the final user message changes.
+
+Stdlib and pydantic only: the plan/generate/repair Lambdas import this module.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+import batch_agent.plan as plan_module
+from batch_agent.competition import CompetitionProfile
+from batch_agent.errors import InputError
+from batch_agent.llm import tool_definition
+from batch_agent.plan import AttemptResult, Plan, Program
+
+# Bounds on what goes into a prompt, so a huge description or log cannot blow the context.
+MAX_DESCRIPTION_CHARS = 20_000
+MAX_FEATURES_LISTED = 200
+MAX_LOG_TAIL_CHARS = 6_000
+MAX_HISTORY_ROWS = 30
+
+_LIBRARIES = ("pandas", "numpy", "scikit-learn", "lightgbm", "scipy")
+
+
+# ---------------------------------------------------------------- tool outputs
+
+
+def _clean_code(code: str) -> str:
+    """Strip a markdown fence the model sometimes wraps code in, and check that the code parses."""
+    text = code.strip()
+    if text.startswith("```"):
+        lines = text.splitlines()[1:]
+        if lines and lines[-1].strip().startswith("```"):
+            lines = lines[:-1]
+        text = "\n".join(lines)
+    try:
+        compile(text, "program.py", "exec")
+    except SyntaxError as err:
+        raise ValueError(f"the code does not parse: {err.msg} at line {err.lineno}: {err.text!r}") from err
+    return text + "\n"
+
+
+class _WithCode(BaseModel):
+    # Each subclass declares ``code`` after its explanation field, so the model explains first.
+    @field_validator("code", check_fields=False)
+    @classmethod
+    def _code_parses(cls, value: str) -> str:
+        return _clean_code(value)
+
+
+class ModelChoice(BaseModel):
+    family: str = Field(description="Model family, e.g. lightgbm, logistic regression, extra trees, ridge")
+    reason: str = Field(default="", description="Why it suits this data, in one sentence")
+
+
+class PlanOutput(BaseModel):
+    """The plan tool's input."""
+
+    approach: str = Field(description="The overall approach in two or three sentences")
+    features: list[str] = Field(description="Feature engineering steps, most valuable first")
+    validation: str = Field(description="Validation scheme, e.g. 'stratified 5-fold on the target'")
+    n_folds: int = Field(ge=2, le=10, description="Number of cross-validation folds")
+    models: list[ModelChoice] = Field(min_length=1, max_length=5, description="Models to try, best bet first")
+    compute: Literal["cpu", "gpu"] = Field(
+        description="gpu only when a model needs it; the tabular stack is cpu"
+    )
+    draft_time_fraction: float = Field(
+        ge=0.1, le=0.9, description="Share of the time limit for first drafts; the rest: repair and improve"
+    )
+
+
+class ProgramOutput(_WithCode):
+    """The write_program tool's input."""
+
+    summary: str = Field(description="What the program does, in one or two sentences")
+    code: str = Field(description="The complete Python program, no markdown fences")
+
+    @field_validator("code")
+    @classmethod
+    def _follows_contract(cls, value: str) -> str:
+        # A first draft is written from scratch, so it must visibly implement the contract.
+        for required in ("submission.csv", "metrics.json", "--data", "--time-budget"):
+            if required not in value:
+                raise ValueError(f"the program never mentions {required!r}; follow the program contract")
+        return value
+
+
+class RepairOutput(_WithCode):
+    """The repair_program tool's input."""
+
+    diagnosis: str = Field(description="What went wrong, in one sentence")
+    code: str = Field(description="The complete Python program, no markdown fences")
+
+
+class ImprovementOutput(_WithCode):
+    """The improve_program tool's input."""
+
+    change: str = Field(description="The one change made, in one sentence")
+    code: str = Field(description="The complete Python program, no markdown fences")
+
+
+PLAN_TOOL = "plan_solution"
+PROGRAM_TOOL = "write_program"
+REPAIR_TOOL = "repair_program"
+IMPROVE_TOOL = "improve_program"
+
+TOOL_DESCRIPTIONS: dict[str, str] = {
+    PLAN_TOOL: "Record the plan for solving this competition.",
+    PROGRAM_TOOL: "Submit a complete training program that follows the program contract.",
+    REPAIR_TOOL: "Submit the fixed version of a program that failed.",
+    IMPROVE_TOOL: "Submit the best program with exactly one change meant to raise its CV score.",
+}
+TOOL_OUTPUTS: dict[str, type[BaseModel]] = {
+    PLAN_TOOL: PlanOutput,
+    PROGRAM_TOOL: ProgramOutput,
+    REPAIR_TOOL: RepairOutput,
+    IMPROVE_TOOL: ImprovementOutput,
+}
+
+
+def all_tools() -> list[dict[str, Any]]:
+    """Every tool, in a fixed order: the same list on every call keeps the cached prefix identical."""
+    return [tool_definition(name, TOOL_DESCRIPTIONS[name], model) for name, model in TOOL_OUTPUTS.items()]
+
+
+# ---------------------------------------------------------------- system blocks
+
+INSTRUCTIONS = """\
+You are the solver of a Kaggle competition. You plan an approach and write complete,
+standalone Python training programs that produce a valid submission and an honest
+cross-validated score. Each program is run for you; you see its CV score or its error.
+
+The training-program contract:
+{contract}
+Rules for every program:
+* Parse the arguments with argparse: --data (folder with the competition files) and
+  --time-budget (seconds of wall-clock time; finish well within it, leaving 15% spare).
+  Read every input from the --data folder; write outputs to the current directory.
+* The submission must have exactly the columns of sample_submission.csv, in that order,
+  one row per test row, with the test ids; no NaN or inf. Probabilities must lie in [0, 1];
+  class-probability rows must sum to 1.
+* cv_score is the competition metric computed on out-of-fold predictions, in the metric's
+  own direction (never negated). Use the fold count and seed of the plan.
+* Libraries available: {libraries}, and the Python standard library. Nothing else can be
+  installed. pandas 3 is in use: strings have the string dtype, and chained assignment does
+  not modify frames. There is no network and there are no credentials of any kind; never
+  read environment variables, home-directory files or anything outside --data and the cwd.
+* Keep memory modest (a few GB at most) and use n_jobs=2 at most.
+* Print short progress lines; the last lines of the output are shown to you on failure.
+"""
+
+
+def runtime_libraries() -> str:
+    """The libraries programs may import, with versions where this environment has them installed."""
+    parts = []
+    for name in _LIBRARIES:
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(name)
+    return ", ".join(parts)
+
+
+def metric_direction(metric: str) -> str:
+    """'higher is better' / 'lower is better' for a metric name, or a neutral phrase when unknown."""
+    from batch_agent.metrics import get_metric
+
+    try:
+        return "higher is better" if get_metric(metric).higher_is_better else "lower is better"
+    except InputError:
+        return "direction unknown: read the description"
+
+
+def competition_context(profile: CompetitionProfile) -> str:
+    """The profile as JSON, the metric, the files and the description: the cached part of every prompt."""
+    data = profile.model_dump(exclude={"description", "features", "data_dir"})
+    features = [f.model_dump() for f in profile.features[:MAX_FEATURES_LISTED]]
+    omitted = len(profile.features) - len(features)
+    files = [profile.train_file, profile.test_file, profile.sample_submission_file, *profile.extra_files]
+    description = profile.description[:MAX_DESCRIPTION_CHARS]
+    if len(profile.description) > MAX_DESCRIPTION_CHARS:
+        description += "\n[description truncated]"
+    lines = [
+        f"# Competition: {profile.title or '(untitled)'}",
+        f"Metric: {profile.metric} ({metric_direction(profile.metric)})"
+        + (f", K={profile.map_k}" if profile.map_k else ""),
+        f"Task: {profile.task}; submission columns hold: {profile.prediction_format}",
+        f"Files in the --data folder: {', '.join(files)}",
+        "",
+        "## Data profile (JSON)",
+        json.dumps(data, indent=1, default=str),
+        "",
+        f"## Feature columns of {profile.train_file} (JSON)"
+        + (f" — first {len(features)}, {omitted} more omitted" if omitted > 0 else ""),
+        json.dumps(features, separators=(",", ":")),
+        "",
+        "## Competition description",
+        description or "(no description given)",
+    ]
+    return "\n".join(lines)
+
+
+def system_blocks(profile: CompetitionProfile, libraries: str | None = None) -> list[dict[str, Any]]:
+    """The system prompt: instructions, then the competition context marked for prompt caching."""
+    instructions = INSTRUCTIONS.format(
+        contract=plan_module.__doc__ or "", libraries=libraries or runtime_libraries()
+    )
+    return [
+        {"type": "text", "text": instructions},
+        {"type": "text", "text": competition_context(profile), "cache_control": {"type": "ephemeral"}},
+    ]
+
+
+# ---------------------------------------------------------------- step messages
+
+
+def _user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def plan_messages(time_limit: float, rules_plan: Plan) -> list[dict[str, Any]]:
+    reference = json.dumps([c.model_dump() for c in rules_plan.candidates], separators=(",", ":"))
+    return _user(
+        f"Plan the solution. The whole run has {time_limit:.0f} seconds of wall-clock time for every "
+        f"program together (drafts, repairs, improvements) on 2 CPU cores.\n"
+        f"For reference, the rule-based planner chose: approach {rules_plan.approach!r}, "
+        f"{rules_plan.n_folds} folds, candidates {reference}. These template programs run anyway; "
+        f"plan what a hand-written program should do better.\n"
+        f"Call {PLAN_TOOL}."
+    )
+
+
+def describe_plan(plan_output: PlanOutput) -> str:
+    """The LLM plan as the text of Plan.approach, so it travels with the Plan between steps."""
+    models = "; ".join(f"{m.family} ({m.reason})" if m.reason else m.family for m in plan_output.models)
+    features = "; ".join(plan_output.features) or "none"
+    return (
+        f"{plan_output.approach}\n"
+        f"Features: {features}\n"
+        f"Validation: {plan_output.validation}\n"
+        f"Models: {models}\n"
+        f"Time split: {plan_output.draft_time_fraction:.0%} drafts, the rest repair and improve"
+    )
+
+
+def draft_messages(plan: Plan) -> list[dict[str, Any]]:
+    return _user(
+        f"The plan:\n{plan.approach}\n"
+        f"Cross-validation: {plan.n_folds} folds, seed {plan.fold_seed}.\n\n"
+        f"Write the first complete training program for this plan. Prefer a robust, fast program "
+        f"that surely produces a valid submission over an ambitious one. Call {PROGRAM_TOOL}."
+    )
+
+
+def repair_messages(program: Program, failure: AttemptResult) -> list[dict[str, Any]]:
+    tail = failure.log_tail[-MAX_LOG_TAIL_CHARS:]
+    return _user(
+        f"This program failed after {failure.seconds:.0f} s.\n"
+        f"Reason: {failure.reason or 'unknown'}\n\n"
+        f"## Program\n```python\n{program.code}\n```\n\n"
+        f"## Last lines of its output\n```\n{tail}\n```\n\n"
+        f"Find the cause and fix it with as small a change as possible; if it ran out of time, make it "
+        f"faster. Call {REPAIR_TOOL} with the complete fixed program."
+    )
+
+
+def history_table(history: list[AttemptResult]) -> str:
+    rows = ["| # | program | origin | ok | cv_score | seconds | reason |", "|---|---|---|---|---|---|---|"]
+    for attempt in history[-MAX_HISTORY_ROWS:]:
+        cv = f"{attempt.cv_score:.6g}" if attempt.cv_score is not None else "-"
+        reason = (attempt.reason or "").replace("|", "/").replace("\n", " ")[:120]
+        rows.append(
+            f"| {attempt.number} | {attempt.program} | {attempt.origin} | {attempt.ok} | {cv} "
+            f"| {attempt.seconds:.0f} | {reason} |"
+        )
+    return "\n".join(rows)
+
+
+def improve_messages(
+    metric: str, best: Program, best_score: float | None, history: list[AttemptResult], tried: list[str]
+) -> list[dict[str, Any]]:
+    score = f"{best_score:.6g}" if best_score is not None else "unknown"
+    tried_text = "\n".join(f"- {t}" for t in tried) or "- (none yet)"
+    return _user(
+        f"The best program so far is {best.name!r} with CV {metric} = {score} "
+        f"({metric_direction(metric)}).\n\n"
+        f"## Program\n```python\n{best.code}\n```\n\n"
+        f"## Attempts so far\n{history_table(history)}\n\n"
+        f"## Changes already tried\n{tried_text}\n\n"
+        f"Make exactly one change likely to improve the CV score (a feature, a model setting, a "
+        f"different model, an ensemble of two models...), not one already tried. Keep the run time "
+        f"within the time budget. Call {IMPROVE_TOOL} with the complete changed program."
+    )

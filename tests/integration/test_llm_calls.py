@@ -1,0 +1,195 @@
+"""call_tool against the fake Messages API: structured output, retries, errors, cost, budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from batch_agent.llm import (
+    CostTally,
+    LLMAuthError,
+    LLMBudgetError,
+    LLMOutputError,
+    LLMSettings,
+    LLMUnavailableError,
+    call_tool,
+    make_client,
+)
+from batch_agent.prompts import PLAN_TOOL, PlanOutput, all_tools
+from tests.fakes.anthropic_server import (
+    FakeAnthropic,
+    error_reply,
+    fake_anthropic,
+    text_reply,
+    tool_reply,
+    usage,
+)
+
+__all__ = ["fake_anthropic"]
+
+VALID_PLAN: dict[str, Any] = {
+    "approach": "Gradient boosting on raw features.",
+    "features": ["log of fare"],
+    "validation": "stratified 5-fold",
+    "n_folds": 5,
+    "models": [{"family": "lightgbm", "reason": "strong on tabular data"}],
+    "compute": "cpu",
+    "draft_time_fraction": 0.4,
+}
+SYSTEM: list[dict[str, Any]] = [
+    {"type": "text", "text": "instructions"},
+    {"type": "text", "text": "competition context", "cache_control": {"type": "ephemeral"}},
+]
+MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Plan the solution."}]
+
+
+def settings_for(server: FakeAnthropic, **overrides: Any) -> LLMSettings:
+    values: dict[str, Any] = {
+        "api_key": "sk-test-key",
+        "base_url": server.url,
+        "request_timeout": 10,
+        "sdk_max_retries": 0,
+        "backoff_attempts": 0,
+        "backoff_seconds": 0.0,
+        "max_cost_usd": None,
+    }
+    values.update(overrides)
+    return LLMSettings(**values)
+
+
+def ask_plan(settings: LLMSettings, tally: CostTally, sleeps: list[float] | None = None) -> PlanOutput:
+    return call_tool(
+        make_client(settings),
+        settings,
+        system=SYSTEM,
+        messages=MESSAGES,
+        tool_name=PLAN_TOOL,
+        output_model=PlanOutput,
+        tally=tally,
+        tools=all_tools(),
+        sleep=(sleeps.append if sleeps is not None else lambda _s: None),
+    )
+
+
+def test_forced_tool_call_is_parsed_into_the_output_model(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(tool_reply(PLAN_TOOL, VALID_PLAN))
+    plan = ask_plan(settings_for(fake_anthropic, model="claude-test-model"), CostTally())
+
+    assert plan.n_folds == 5 and plan.models[0].family == "lightgbm"
+    (request,) = fake_anthropic.requests
+    assert request.body["tool_choice"] == {"type": "tool", "name": PLAN_TOOL}
+    assert request.body["model"] == "claude-test-model"
+    assert [t["name"] for t in request.body["tools"]] == [t["name"] for t in all_tools()]
+    assert request.body["system"][1]["cache_control"] == {"type": "ephemeral"}
+    # SDK 2.x sends the key as a bearer token; 0.x sent x-api-key.
+    sent_key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix(
+        "Bearer "
+    )
+    assert sent_key == "sk-test-key"
+
+
+def test_invalid_tool_input_is_sent_back_with_the_error_and_retried(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(
+        tool_reply(PLAN_TOOL, {**VALID_PLAN, "n_folds": 1}), tool_reply(PLAN_TOOL, VALID_PLAN)
+    )
+    plan = ask_plan(settings_for(fake_anthropic, output_retries=1), CostTally())
+
+    assert plan.n_folds == 5
+    retry = fake_anthropic.requests[1].body["messages"]
+    assert retry[1]["role"] == "assistant" and retry[1]["content"][0]["type"] == "tool_use"
+    feedback = retry[2]["content"][0]
+    assert feedback["type"] == "tool_result" and feedback["is_error"] is True
+    assert "n_folds" in feedback["content"]
+    assert feedback["tool_use_id"] == retry[1]["content"][0]["id"]
+
+
+def test_text_instead_of_tool_call_is_asked_again(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(text_reply("Here is my plan: boost."), tool_reply(PLAN_TOOL, VALID_PLAN))
+    plan = ask_plan(settings_for(fake_anthropic, output_retries=1), CostTally())
+    assert plan.approach.startswith("Gradient boosting")
+    assert PLAN_TOOL in fake_anthropic.requests[1].body["messages"][-1]["content"]
+
+
+def test_invalid_output_every_time_raises_output_error_after_bounded_retries(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.responder = lambda _r: tool_reply(PLAN_TOOL, {"approach": "no fields"})
+    with pytest.raises(LLMOutputError, match="invalid plan_solution output 3 times"):
+        ask_plan(settings_for(fake_anthropic, output_retries=2), CostTally())
+    assert len(fake_anthropic.requests) == 3
+
+
+def test_rate_limit_429_with_retry_after_is_retried_by_the_sdk(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(
+        error_reply(429, "slow down", headers={"retry-after-ms": "20"}), tool_reply(PLAN_TOOL, VALID_PLAN)
+    )
+    tally = CostTally()
+    plan = ask_plan(settings_for(fake_anthropic, sdk_max_retries=2), tally)
+    assert plan.n_folds == 5
+    assert len(fake_anthropic.requests) == 2
+    assert tally.calls == 1
+
+
+def test_overloaded_529_after_sdk_retries_gets_own_backoff_then_succeeds(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.push(error_reply(529, "Overloaded"), tool_reply(PLAN_TOOL, VALID_PLAN))
+    sleeps: list[float] = []
+    plan = ask_plan(
+        settings_for(fake_anthropic, sdk_max_retries=0, backoff_attempts=2, backoff_seconds=1.5),
+        CostTally(),
+        sleeps,
+    )
+    assert plan.n_folds == 5
+    assert sleeps == [1.5]
+
+
+def test_server_errors_outlasting_every_retry_raise_unavailable(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.responder = lambda _r: error_reply(500, "boom", headers={"retry-after-ms": "1"})
+    sleeps: list[float] = []
+    with pytest.raises(LLMUnavailableError, match="500 boom"):
+        ask_plan(
+            settings_for(fake_anthropic, sdk_max_retries=1, backoff_attempts=2, backoff_seconds=1.0),
+            CostTally(),
+            sleeps,
+        )
+    # (1 + 1 SDK retry) per attempt, 3 attempts; backoff doubles.
+    assert len(fake_anthropic.requests) == 6
+    assert sleeps == [1.0, 2.0]
+
+
+def test_refused_key_raises_auth_error_without_retrying(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(error_reply(401, "invalid x-api-key"))
+    with pytest.raises(LLMAuthError, match="invalid x-api-key"):
+        ask_plan(settings_for(fake_anthropic, sdk_max_retries=2, backoff_attempts=2), CostTally())
+    assert len(fake_anthropic.requests) == 1
+
+
+def test_cost_is_tallied_exactly_from_the_usage_fields(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(
+        tool_reply(PLAN_TOOL, VALID_PLAN, usage_fields=usage(1200, 800, cache_write=5000, cache_read=0)),
+        tool_reply(PLAN_TOOL, VALID_PLAN, usage_fields=usage(300, 1000, cache_write=0, cache_read=5000)),
+    )
+    settings = settings_for(
+        fake_anthropic, price_input=3.0, price_output=15.0, price_cache_write=3.75, price_cache_read=0.30
+    )
+    tally = CostTally()
+    ask_plan(settings, tally)
+    ask_plan(settings, tally)
+
+    assert (tally.calls, tally.input_tokens, tally.output_tokens) == (2, 1500, 1800)
+    assert (tally.cache_creation_input_tokens, tally.cache_read_input_tokens) == (5000, 5000)
+    expected = (1500 * 3.0 + 1800 * 15.0 + 5000 * 3.75 + 5000 * 0.30) / 1_000_000
+    assert tally.cost_usd == pytest.approx(expected, rel=1e-12)
+
+
+def test_call_that_could_pass_the_cost_ceiling_is_not_made(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.responder = lambda _r: tool_reply(PLAN_TOOL, VALID_PLAN, usage_fields=usage(1000, 1000))
+    # One call may cost up to max_tokens * $15/MTok = $0.015 plus the prompt; the second would pass $0.03.
+    settings = settings_for(fake_anthropic, max_tokens=1000, max_cost_usd=0.03)
+    tally = CostTally()
+    ask_plan(settings, tally)
+    with pytest.raises(LLMBudgetError, match="cost ceiling"):
+        ask_plan(settings, tally)
+    assert len(fake_anthropic.requests) == 1
