@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +235,12 @@ def test_large_submission_is_validated_in_one_pass(tmp_path: Path) -> None:
 )
 def test_ids_and_labels_are_normalised_numerically(raw: str, canonical: str) -> None:
     assert normalise_value(raw) == canonical
+
+
+def test_validator_metric_registry_and_sandbox_load_without_numeric_libraries() -> None:
+    code = (
+        "import sys, batch_agent.submission, batch_agent.metrics, batch_agent.sandbox\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'sklearn', 'lightgbm') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
