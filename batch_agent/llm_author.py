@@ -143,10 +143,10 @@ class ClaudeAuthor:
         spent = self.tally.summary()
         if self.fallback_reason is None:
             return f"Claude ({self.settings.model}): {spent}"
+        fell_back = f"fell back from Claude to the templates because {self.fallback_reason}"
         if self.tally.calls == 0:
-            return f"templates only: fell back from Claude because {self.fallback_reason}"
-        model = self.settings.model
-        return f"Claude ({model}) then templates: fell back because {self.fallback_reason}; {spent}"
+            return f"templates only: {fell_back}"
+        return f"Claude ({self.settings.model}), then {fell_back}; {spent}"
 
     def usage(self) -> dict[str, Any]:
         """Tokens, cost and fallback state, for the CLI summary, job status and benchmarks."""

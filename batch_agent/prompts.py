@@ -154,6 +154,8 @@ Rules for every program:
   installed. pandas 3 is in use: strings have the string dtype, and chained assignment does
   not modify frames. There is no network and there are no credentials of any kind; never
   read environment variables, home-directory files or anything outside --data and the cwd.
+* Do not write oof.npy or test_pred.npy yourself: those files are reserved for the
+  product's own template programs, which blend them in their own prediction space.
 * Keep memory modest (a few GB at most) and use n_jobs=2 at most.
 * Print short progress lines; the last lines of the output are shown to you on failure.
 """
@@ -285,15 +287,26 @@ def history_table(history: list[AttemptResult]) -> str:
     return "\n".join(rows)
 
 
+TEMPLATE_NOTE = """\
+This program is a template: it calls the product's training library
+(batch_agent.training.main) with the inline CONFIG. CONFIG["model"] is one model:
+family (lightgbm, linear, extra_trees, random_forest or knn), params (LightGBM
+parameters plus n_rounds and early_stopping; extra/random forest n_estimators;
+linear strengths), seeds (averaged) and features. You may change CONFIG, or replace
+the whole program by a standalone one that follows the contract.
+"""
+
+
 def improve_messages(
     metric: str, best: Program, best_score: float | None, history: list[AttemptResult], tried: list[str]
 ) -> list[dict[str, Any]]:
     score = f"{best_score:.6g}" if best_score is not None else "unknown"
     tried_text = "\n".join(f"- {t}" for t in tried) or "- (none yet)"
+    template_note = TEMPLATE_NOTE + "\n" if "batch_agent.training" in best.code else ""
     return _user(
         f"The best program so far is {best.name!r} with CV {metric} = {score} "
         f"({metric_direction(metric)}).\n\n"
-        f"## Program\n```python\n{best.code}\n```\n\n"
+        f"## Program\n```python\n{best.code}\n```\n{template_note}\n"
         f"## Attempts so far\n{history_table(history)}\n\n"
         f"## Changes already tried\n{tried_text}\n\n"
         f"Make exactly one change likely to improve the CV score (a feature, a model setting, a "
