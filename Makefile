@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kaggle-solver run examples/iris-species --output examples/iris-species/submission.csv --time-limit 60
+	$(BIN)/kaggle-solver run examples/breast-cancer-diagnosis --output submission.csv --time-limit 60
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,113 @@
+"""Blend successful attempts by greedy ensemble selection on their out-of-fold predictions.
+
+Caruana-style selection with replacement: start from the best single model and
+keep adding the model whose inclusion most improves the competition metric on
+the out-of-fold predictions. Attempts that wrote no oof.npy/test_pred.npy still
+compete as single models; the final answer is the better of the blend and the
+best single attempt.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from batch_agent.competition import CompetitionProfile
+from batch_agent.plan import AttemptResult
+from batch_agent.predictions import cv_score, encode_target, fit_decision, submission_frame
+
+MAX_ROUNDS = 25
+# A blend must beat the best single model by more than noise-level rounding to be used.
+MIN_GAIN = 1e-6
+
+
+class FinalSubmission(BaseModel):
+    name: str
+    cv_score: float
+    weights: dict[str, float]
+    submission: Path
+
+
+def blend_attempts(
+    profile: CompetitionProfile, attempts: list[AttemptResult], outdir: Path, *, higher_is_better: bool
+) -> FinalSubmission:
+    outdir.mkdir(parents=True, exist_ok=True)
+    ranked = sorted(attempts, key=lambda a: a.cv_score or 0.0, reverse=higher_is_better)
+    best = ranked[0]
+    assert best.cv_score is not None
+    single = FinalSubmission(name=best.program, cv_score=best.cv_score, weights={best.program: 1.0},
+                             submission=outdir / "submission.csv")
+    shutil.copyfile(Path(best.workdir) / "submission.csv", single.submission)
+
+    predictions = _load_predictions(attempts)
+    if len(predictions) < 2:
+        return single
+    data = Path(profile.data_dir)
+    train = pd.read_csv(data / profile.train_file, low_memory=False)
+    test = pd.read_csv(data / profile.test_file, low_memory=False)
+    train.columns = [str(c).strip() for c in train.columns]
+    test.columns = [str(c).strip() for c in test.columns]
+    y_all = encode_target(profile, train)
+    keep = _labelled(profile, y_all)
+    y = y_all[keep]
+    oofs = {name: oof[keep] for name, (oof, _) in predictions.items()}
+    if any(np.isnan(o).any() for o in oofs.values()):
+        return single
+
+    def evaluate(pred: np.ndarray) -> float:
+        return cv_score(profile, y, pred, fit_decision(profile, y, pred))
+
+    sign = 1.0 if higher_is_better else -1.0
+    chosen: list[str] = []
+    current: np.ndarray | None = None
+    current_score = -np.inf
+    for _ in range(MAX_ROUNDS):
+        trials = {}
+        for name, oof in oofs.items():
+            blended = oof if current is None else (current * len(chosen) + oof) / (len(chosen) + 1)
+            trials[name] = (sign * evaluate(blended), blended)
+        name, (value, blended) = max(trials.items(), key=lambda item: item[1][0])
+        if current is not None and value <= current_score + MIN_GAIN:
+            break
+        chosen.append(name)
+        current, current_score = blended, value
+    counts = Counter(chosen)
+    blend_score = sign * current_score
+    better = (blend_score - best.cv_score) * sign > MIN_GAIN
+    if len(counts) < 2 or not better:
+        return single
+
+    weights = {name: n / len(chosen) for name, n in counts.items()}
+    test_pred = sum(w * predictions[name][1] for name, w in weights.items())
+    assert current is not None and isinstance(test_pred, np.ndarray)
+    decision = fit_decision(profile, y, current)
+    frame = submission_frame(profile, test[profile.id_column], test_pred, decision)
+    path = outdir / "submission.csv"
+    frame.to_csv(path, index=False)
+    return FinalSubmission(name="blend", cv_score=float(blend_score), weights=weights, submission=path)
+
+
+def _load_predictions(attempts: list[AttemptResult]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    loaded = {}
+    shapes = set()
+    for attempt in attempts:
+        folder = Path(attempt.workdir)
+        try:
+            oof, test = np.load(folder / "oof.npy"), np.load(folder / "test_pred.npy")
+        except (OSError, ValueError):
+            continue
+        loaded[attempt.program] = (oof, test)
+        shapes.add((oof.shape[1:], test.shape))
+    # Programs that disagree on the prediction space cannot be averaged.
+    return loaded if len(shapes) == 1 else {}
+
+
+def _labelled(profile: CompetitionProfile, y: np.ndarray) -> np.ndarray:
+    if profile.classes is not None and y.ndim == 1:
+        return np.asarray(y >= 0)
+    return np.asarray(~np.isnan(y.reshape(len(y), -1)).any(axis=1))

@@ -1,0 +1,141 @@
+"""`kaggle-solver`: the command line. Parses arguments, calls one function of batch_agent, reports.
+
+Exit codes: 0 a valid submission was written; 2 bad input (one line saying why);
+1 every attempt failed (with the last error); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from batch_agent.errors import InputError, SolverError
+
+
+class CliSettings(BaseSettings):
+    """What the CLI reads from the environment (KAGGLE_SOLVER_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAGGLE_SOLVER_")
+
+    cache_dir: Path = Path.home() / ".cache" / "kaggle-solver" / "competitions"
+    memory_limit_mb: int = 8192
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kaggle-solver",
+        description="Turn a Kaggle competition into a validated submission.csv.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="solve a competition folder or Kaggle competition URL",
+        description="Solve a competition and write submission.csv.",
+    )
+    run.add_argument("source", metavar="URL_OR_FOLDER",
+                     help="a folder with train.csv, test.csv and sample_submission.csv, a .zip, "
+                          "or a Kaggle competition URL")
+    run.add_argument("--output", "-o", type=Path, default=Path("submission.csv"),
+                     help="where to write the submission (default: ./submission.csv)")
+    run.add_argument("--time-limit", type=_positive, default=300.0, metavar="SECONDS",
+                     help="wall-clock limit for the whole run (default: 300)")
+    run.add_argument("--metric", help="override the metric read from the description (e.g. roc_auc, rmse)")
+    run.add_argument("--workdir", type=Path, help="where programs, logs and predictions go "
+                                                  "(default: ./.kaggle-solver/NAME-TIMESTAMP)")
+    run.add_argument("--no-llm", action="store_true",
+                     help="use the built-in templates only (the default when ANTHROPIC_API_KEY is not set)")
+    run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    return parser
+
+
+class _ProgressPrinter:
+    """Progress lines on stderr: elapsed time, stage, message."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.start = time.monotonic()
+
+    def __call__(self, stage: str, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.start:6.1f}s] {stage:<8} {message}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace, settings: CliSettings) -> int:
+    from batch_agent.solve import SolveOptions, solve
+    from batch_agent.templates import TemplateAuthor
+
+    output = args.output.expanduser()
+    if not output.parent.exists():
+        raise InputError(f"cannot write {output}: folder {output.parent} does not exist")
+    options = SolveOptions(
+        time_limit=args.time_limit,
+        metric=args.metric,
+        workdir=args.workdir,
+        cache_dir=settings.cache_dir,
+        memory_limit_mb=settings.memory_limit_mb,
+    )
+    result = solve(args.source, output, options, TemplateAuthor(), progress=_ProgressPrinter(args.quiet))
+    direction = "higher" if result.higher_is_better else "lower"
+    lines = [
+        f"submission: {result.output} (valid)",
+        f"competition: {result.competition} — {result.task}, target {result.target}",
+        f"CV {result.metric}: {result.cv_score:.5f} ({direction} is better), from {result.best}"
+        + (f" = {', '.join(f'{w:.2f}×{n}' for n, w in result.blend.items())}" if len(result.blend) > 1 else ""),
+        f"{result.attempts} attempts in {result.seconds:.1f} s; programs and logs in {result.workdir}",
+    ]
+    if not args.json or not args.quiet:
+        print("\n".join(lines))
+    if args.json:
+        summary = {
+            "status": "succeeded",
+            "task": result.task,
+            "target": result.target,
+            "metric": result.metric,
+            "cv_score": result.cv_score,
+            "seconds": result.seconds,
+            "attempts": result.attempts,
+            "output": result.output,
+            "best": result.best,
+            "workdir": result.workdir,
+        }
+        print(json.dumps(summary))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = CliSettings()
+        return _run(args, settings)
+    except SolverError as exc:
+        print(f"kaggle-solver: error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"status": "failed", "error": str(exc), "exit_code": exc.exit_code}))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kaggle-solver: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

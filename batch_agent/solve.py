@@ -1,0 +1,283 @@
+"""The solver loop on one machine: profile → plan → programs in the sandbox → validate → blend → submission.csv.
+
+Every program runs as a child process (``sandbox.py``); the loop keeps the
+parent in charge of the time limit: it gives each attempt what is left, repairs
+failures a bounded number of times, asks the author for improvements while
+time remains, and blends the successful attempts' out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from batch_agent.author import ProgramAuthor
+from batch_agent.competition import CompetitionProfile
+from batch_agent.errors import AttemptsExhaustedError, InputError
+from batch_agent.metrics import get_metric
+from batch_agent.plan import AttemptResult, Program
+from batch_agent.profiling import profile_competition
+from batch_agent.sandbox import run_sandboxed
+from batch_agent.source import resolve_source
+from batch_agent.submission import validate_submission
+
+Progress = Callable[[str, str], None]
+# An attempt needs at least this long to start Python, read the data and fit one model.
+MIN_ATTEMPT_SECONDS = 6.0
+# Programs get a soft budget below their hard limit, so they wrap up instead of being killed.
+SOFT_BUDGET_FRACTION = 0.8
+
+
+class SolveOptions(BaseModel):
+    time_limit: float = 300.0
+    metric: str | None = None
+    workdir: Path | None = None
+    cache_dir: Path | None = None
+    memory_limit_mb: int = 8192
+    max_attempts: int = 20
+    max_repairs: int = 2
+
+
+class SolveResult(BaseModel):
+    status: Literal["succeeded"] = "succeeded"
+    competition: str
+    task: str
+    target: str
+    metric: str
+    higher_is_better: bool
+    cv_score: float
+    seconds: float
+    attempts: int
+    output: str
+    best: str
+    blend: dict[str, float] = Field(default_factory=dict)
+    author: str
+    workdir: str
+    history: list[AttemptResult] = Field(default_factory=list)
+    rank: dict[str, Any] | None = None
+
+
+def _quiet(stage: str, message: str) -> None:
+    del stage, message
+
+
+def run_attempt(
+    profile: CompetitionProfile,
+    program: Program,
+    attempt_dir: Path,
+    *,
+    time_budget: float,
+    memory_limit_mb: int,
+    number: int = 1,
+) -> AttemptResult:
+    """Run one program in the sandbox and check what it wrote; a failure is a result, never an exception."""
+    attempt_dir.mkdir(parents=True, exist_ok=True)
+    (attempt_dir / "program.py").write_text(program.code)
+    soft = max(1.0, time_budget * SOFT_BUDGET_FRACTION)
+    outcome = run_sandboxed(
+        [sys.executable, "program.py", "--data", profile.data_dir, "--time-budget", f"{soft:.1f}"],
+        workdir=attempt_dir,
+        time_limit=time_budget,
+        memory_limit_mb=memory_limit_mb,
+    )
+    result = AttemptResult(
+        number=number,
+        program=program.name,
+        origin=program.origin,
+        ok=False,
+        seconds=round(outcome.seconds, 2),
+        log_tail=outcome.log_tail,
+        workdir=str(attempt_dir),
+    )
+    if not outcome.ok:
+        result.reason = outcome.reason
+        return result
+    submission = attempt_dir / "submission.csv"
+    if not submission.is_file():
+        result.reason = "the program exited without writing submission.csv"
+        return result
+    problems = validate_submission(submission, profile)
+    if problems:
+        result.reason = "invalid submission: " + "; ".join(problems)
+        return result
+    cv = _read_cv_score(attempt_dir / "metrics.json")
+    if cv is None:
+        result.reason = "metrics.json is missing or has no finite cv_score"
+        return result
+    result.ok, result.cv_score = True, cv
+    return result
+
+
+def _read_cv_score(path: Path) -> float | None:
+    try:
+        value = json.loads(path.read_text()).get("cv_score")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def default_workdir(source: str) -> Path:
+    name = source.rstrip("/").split("/")[-1].split("?")[0] or "competition"
+    return Path.cwd() / ".kaggle-solver" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def solve(
+    source: str,
+    output: Path,
+    options: SolveOptions,
+    author: ProgramAuthor,
+    *,
+    progress: Progress = _quiet,
+) -> SolveResult:
+    """Solve the competition at ``source`` and write the best valid submission to ``output``."""
+    started = time.monotonic()
+    deadline = started + options.time_limit
+    workdir = (options.workdir or default_workdir(source)).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    progress("prepare", f"reading {source}")
+    data_dir = resolve_source(source, workdir, cache_dir=options.cache_dir,
+                              progress=lambda message: progress("download", message))
+    profile = profile_competition(data_dir, metric=options.metric)
+    (workdir / "profile.json").write_text(profile.model_dump_json(indent=2))
+    metric = get_metric(profile.metric)
+    progress(
+        "profile",
+        f"{profile.task}, target {', '.join(profile.target_columns)}, metric {profile.metric} "
+        f"({'higher' if metric.higher_is_better else 'lower'} is better), "
+        f"{profile.n_train} train / {profile.n_test} test rows, {len(profile.features)} features",
+    )
+
+    plan = author.plan(profile, options.time_limit)
+    (workdir / "plan.json").write_text(plan.model_dump_json(indent=2))
+    progress("plan", plan.approach)
+
+    loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better)
+    loop.run(deque(author.draft(profile, plan)), plan)
+    if loop.best is None:
+        last = loop.history[-1].reason if loop.history else "no time to run any program"
+        raise AttemptsExhaustedError(f"every attempt failed ({len(loop.history)} attempts); last error: {last}")
+
+    from batch_agent.blend import blend_attempts
+
+    progress("blend", f"combining {sum(h.ok for h in loop.history)} successful attempts")
+    final = blend_attempts(profile, [h for h in loop.history if h.ok], workdir / "final",
+                           higher_is_better=metric.higher_is_better)
+    problems = validate_submission(final.submission, profile)
+    if problems:
+        raise AttemptsExhaustedError("the final submission failed validation: " + "; ".join(problems))
+    _write_atomically(final.submission, output)
+
+    result = SolveResult(
+        competition=profile.title,
+        task=profile.task,
+        target=", ".join(profile.target_columns),
+        metric=profile.metric,
+        higher_is_better=metric.higher_is_better,
+        cv_score=final.cv_score,
+        seconds=round(time.monotonic() - started, 1),
+        attempts=len(loop.history),
+        output=str(output),
+        best=final.name,
+        blend=final.weights,
+        author=author.name,
+        workdir=str(workdir),
+        history=loop.history,
+    )
+    (workdir / "summary.json").write_text(result.model_dump_json(indent=2))
+    return result
+
+
+class _Loop:
+    """Draft, repair and improve while the time limit allows, remembering the best attempt."""
+
+    def __init__(self, profile: CompetitionProfile, options: SolveOptions, author: ProgramAuthor,
+                 workdir: Path, deadline: float, progress: Progress, higher_is_better: bool) -> None:
+        self.profile, self.options, self.author = profile, options, author
+        self.workdir, self.deadline, self.progress = workdir, deadline, progress
+        self.higher_is_better = higher_is_better
+        # Finishing (blend, validation, copy) must fit inside the limit too.
+        self.reserve = max(2.0, 0.04 * options.time_limit)
+        self.history: list[AttemptResult] = []
+        self.best: tuple[Program, AttemptResult] | None = None
+
+    def remaining(self) -> float:
+        return self.deadline - self.reserve - time.monotonic()
+
+    def run(self, queue: deque[Program], plan: Any) -> None:
+        repairs = 0
+        while len(self.history) < self.options.max_attempts and self.remaining() >= MIN_ATTEMPT_SECONDS:
+            if queue:
+                program = queue.popleft()
+            else:
+                best_program = self.best[0] if self.best else None
+                improved = (self.author.improve(self.profile, plan, best_program, self.history)
+                            if best_program is not None else None)
+                if improved is None:
+                    return
+                program = improved
+            result = self._attempt(program, n_waiting=len(queue) + 1)
+            if result.ok:
+                continue
+            if repairs < self.options.max_repairs and self.remaining() >= MIN_ATTEMPT_SECONDS:
+                fixed = self.author.repair(self.profile, program, result)
+                if fixed is not None:
+                    repairs += 1
+                    self.progress("repair", f"{program.name} → {fixed.name}")
+                    queue.appendleft(fixed)
+
+    def _attempt(self, program: Program, n_waiting: int) -> AttemptResult:
+        number = len(self.history) + 1
+        remaining = self.remaining()
+        # The first success matters most: it gets all the time there is. Later attempts get a
+        # fair share as their soft budget, but may run to the end if they need to.
+        budget = remaining if self.best is None else min(remaining, max(remaining / n_waiting * 1.5, 20.0))
+        self.progress("train", f"attempt {number}: {program.name} ({program.origin}), up to {budget:.0f} s")
+        result = run_attempt(
+            self.profile, program, self.workdir / f"attempt-{number:02d}-{_slug(program.name)}",
+            time_budget=budget, memory_limit_mb=self.options.memory_limit_mb, number=number,
+        )
+        self.history.append(result)
+        if not result.ok:
+            self.progress("train", f"attempt {number}: {program.name} failed: {result.reason}")
+            return result
+        assert result.cv_score is not None
+        improved = self.best is None or self._better(result.cv_score, self.best[1].cv_score)
+        if improved:
+            self.best = (program, result)
+        best_score = self.best[1].cv_score if self.best else result.cv_score
+        self.progress(
+            "train",
+            f"attempt {number}: {program.name} CV {result.cv_score:.5f} in {result.seconds:.1f} s"
+            f" (best {best_score:.5f}{', new best' if improved else ''})",
+        )
+        return result
+
+    def _better(self, a: float, b: float | None) -> bool:
+        if b is None:
+            return True
+        return a > b if self.higher_is_better else a < b
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:40]
+
+
+def _write_atomically(source: Path, dest: Path) -> None:
+    dest = dest.expanduser()
+    if dest.parent and not dest.parent.exists():
+        raise InputError(f"cannot write {dest}: folder {dest.parent} does not exist")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(dest)

@@ -1,0 +1,183 @@
+"""The rule-based planner and template program writer: the author used when no LLM is configured.
+
+Plans are chosen from the profile alone (size, feature kinds, metric); programs
+are a JSON config plus a call into ``batch_agent.training``. Stdlib + pydantic:
+the plan/generate/repair Lambdas import this module.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from batch_agent.competition import CompetitionProfile
+from batch_agent.plan import AttemptResult, ModelSpec, Plan, Program
+
+_PROGRAM = '''"""Training program for "{title}" ({metric}), model "{name}".
+
+Written by kaggle-solver from its {family} template. Run it as
+    python program.py --data DATA_DIR --time-budget SECONDS
+It writes submission.csv, metrics.json, oof.npy and test_pred.npy to the current directory.
+"""
+
+import json
+import sys
+
+from batch_agent.training import main
+
+CONFIG = json.loads(r"""
+{config}
+""")
+
+if __name__ == "__main__":
+    sys.exit(main(CONFIG, sys.argv[1:]))
+'''
+
+
+def _size(profile: CompetitionProfile) -> int:
+    """Cells of training data: the one number the time each model needs scales with."""
+    return profile.n_train * max(1, len(profile.features)) * max(1, len(profile.target_columns))
+
+
+def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
+    small = profile.n_train < 3000
+    large = _size(profile) > 20_000_000
+    lgbm_fast = ModelSpec(
+        name="lgbm-fast",
+        family="lightgbm",
+        params={"learning_rate": 0.1, "num_leaves": 15 if small else 31, "early_stopping": 50},
+    )
+    linear = ModelSpec(name="linear", family="linear")
+    lgbm = ModelSpec(
+        name="lgbm",
+        family="lightgbm",
+        params={
+            "learning_rate": 0.03,
+            "num_leaves": 15 if small else 63,
+            "min_data_in_leaf": 10 if small else 40,
+            "feature_fraction": 0.6,
+            "lambda_l2": 3.0,
+        },
+        seeds=[0, 1, 2],
+    )
+    lgbm_shallow = ModelSpec(
+        name="lgbm-shallow",
+        family="lightgbm",
+        params={"learning_rate": 0.02, "num_leaves": 7, "min_data_in_leaf": 15, "feature_fraction": 0.5,
+                "lambda_l2": 10.0, "extra_trees": True},
+        seeds=[3, 4],
+    )
+    extra_trees = ModelSpec(name="extra-trees", family="extra_trees",
+                            params={"n_estimators": 300 if not large else 100})
+    if large:
+        return [lgbm_fast, lgbm, linear]
+    return [lgbm_fast, linear, lgbm, extra_trees, lgbm_shallow]
+
+
+def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec) -> str:
+    """The program text for one candidate: its whole configuration inline, so the file runs alone."""
+    compact = profile.model_copy(update={"description": ""})
+    config = {
+        "profile": compact.model_dump(mode="json"),
+        "model": spec.model_dump(mode="json"),
+        "n_folds": plan.n_folds,
+        "fold_seed": plan.fold_seed,
+    }
+    return _PROGRAM.format(
+        title=profile.title.replace('"', "'"),
+        metric=profile.metric,
+        name=spec.name,
+        family=spec.family,
+        config=json.dumps(config, indent=1),
+    )
+
+
+class TemplateAuthor:
+    """Plans from rules and writes programs from the training-library templates."""
+
+    name = "templates"
+
+    def plan(self, profile: CompetitionProfile, time_limit: float) -> Plan:
+        n_folds = 5 if _size(profile) < 5_000_000 and time_limit >= 60 else 3
+        gpu_worthy = _size(profile) > 50_000_000
+        candidates = _candidates(profile)
+        if gpu_worthy:
+            for spec in candidates:
+                if spec.family == "lightgbm":
+                    spec.params["device_type"] = "gpu"
+        return Plan(
+            approach=(
+                f"{profile.task} on {profile.n_train} rows × {len(profile.features)} features, "
+                f"scored by {profile.metric}: {n_folds}-fold CV, "
+                + ", ".join(c.name for c in candidates)
+                + ", then a greedy blend of the out-of-fold predictions"
+            ),
+            compute="gpu" if gpu_worthy else "cpu",
+            n_folds=n_folds,
+            candidates=candidates,
+            source="rules",
+        )
+
+    def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
+        return [
+            Program(name=spec.name, code=render_program(profile, plan, spec), origin="template",
+                    note=f"{spec.family} template")
+            for spec in plan.candidates
+        ]
+
+    def repair(self, profile: CompetitionProfile, program: Program, failure: AttemptResult) -> Program | None:
+        """Template programs fail on time or memory, not on bugs: retry once with a lighter variant."""
+        if program.name.endswith("-light"):
+            return None
+        config = _config_of(program)
+        if config is None:
+            return None
+        spec = ModelSpec.model_validate(config["model"])
+        spec.seeds = spec.seeds[:1]
+        if spec.family == "lightgbm":
+            spec.params.update(learning_rate=max(0.1, float(spec.params.get("learning_rate", 0.05))),
+                               early_stopping=30, n_rounds=1500)
+        elif spec.family in ("extra_trees", "random_forest"):
+            spec.params["n_estimators"] = 100
+        else:
+            spec.params["strengths"] = [0.3]
+        spec.name = f"{spec.name}-light"
+        plan = Plan(approach="repair", n_folds=int(config["n_folds"]), fold_seed=int(config["fold_seed"]),
+                    candidates=[spec])
+        return Program(name=spec.name, code=render_program(profile, plan, spec), origin="template",
+                       parent=program.name, note=f"lighter variant after: {failure.reason}")
+
+    def improve(
+        self, profile: CompetitionProfile, plan: Plan, best: Program, history: list[AttemptResult]
+    ) -> Program | None:
+        """More seeds of the best LightGBM model: a cheap, reliable gain while time remains."""
+        config = _config_of(best)
+        if config is None:
+            return None
+        spec = ModelSpec.model_validate(config["model"])
+        if spec.family != "lightgbm":
+            return None
+        tried = {h.program for h in history}
+        for round_ in range(1, 4):
+            name = f"{spec.name.split('+')[0]}+seeds{round_}"
+            if name not in tried:
+                variant = spec.model_copy(deep=True)
+                variant.name = name
+                variant.seeds = [100 * round_ + s for s in range(3)]
+                variant.params["learning_rate"] = min(float(spec.params.get("learning_rate", 0.05)), 0.03)
+                return Program(name=name, code=render_program(profile, plan, variant), origin="template",
+                               parent=best.name, note="the best LightGBM model with new seeds")
+        return None
+
+
+def _config_of(program: Program) -> dict[str, Any] | None:
+    """The CONFIG of a template program (None for programs written by other authors)."""
+    start = program.code.find('CONFIG = json.loads(r"""')
+    if start < 0:
+        return None
+    body = program.code[start:].split('"""', 2)[1]
+    try:
+        config = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    return config if isinstance(config, dict) else None

@@ -1,0 +1,482 @@
+"""The tabular training library that template programs run inside the sandbox.
+
+A template program is a config plus a call to :func:`main`. It builds features,
+trains one model family with the plan's cross-validation folds, scores the
+out-of-fold predictions with the competition's metric, and writes
+submission.csv, metrics.json, oof.npy and test_pred.npy into its working
+directory (the contract in ``batch_agent/plan.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from batch_agent.competition import CompetitionProfile
+from batch_agent.plan import ModelSpec
+from batch_agent.predictions import (
+    Decision,
+    cv_score,
+    encode_target,
+    fit_decision,
+    is_classification,
+    submission_frame,
+)
+
+log = logging.getLogger("training")
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+# Categorical columns with more distinct values than this are count/rank encoded
+# instead of one-hot (linear) or native categorical (LightGBM), which overfit them.
+HIGH_CARDINALITY = 64
+TEXT_TOKENS = 24
+TEXT_SVD = 8
+
+
+class Deadline:
+    """Wall-clock budget of this program, so optional work (extra seeds, grid points) stops in time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.start = time.monotonic()
+        self.seconds = seconds
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def fraction_used(self) -> float:
+        return self.elapsed() / self.seconds if self.seconds > 0 else 1.0
+
+
+# ----------------------------------------------------------------------------- folds
+
+
+def make_folds(profile: CompetitionProfile, y: np.ndarray, n_folds: int, seed: int) -> Folds:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(y)
+    index = np.arange(n)
+    if is_classification(profile):
+        counts = np.bincount(y)
+        if counts[counts > 0].min() >= n_folds:
+            return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(index, y))
+    elif profile.task == "regression":
+        # Stratify on target quantiles: folds with similar target ranges give steadier scores.
+        bins = pd.qcut(pd.Series(y).rank(method="first"), q=min(10, max(2, n // (n_folds * 5))), labels=False)
+        return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(index, bins.to_numpy()))
+    return list(KFold(n_folds, shuffle=True, random_state=seed).split(index))
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def _feature_kinds(profile: CompetitionProfile) -> dict[str, str]:
+    return {c.name: c.kind for c in profile.features if c.kind != "constant"}
+
+
+def _date_parts(values: pd.Series) -> pd.DataFrame:
+    dates = pd.to_datetime(values, errors="coerce", format="mixed")
+    parts = pd.DataFrame(
+        {
+            "year": dates.dt.year,
+            "month": dates.dt.month,
+            "day": dates.dt.day,
+            "dayofweek": dates.dt.dayofweek,
+            "dayofyear": dates.dt.dayofyear,
+            "ordinal": (dates - pd.Timestamp("1970-01-01")).dt.days,
+        }
+    )
+    if (dates.dt.hour.fillna(0) != 0).any():
+        parts["hour"] = dates.dt.hour
+    return parts.astype(float)
+
+
+def _text_features(values: pd.Series, n_tokens: int, n_svd: int) -> pd.DataFrame:
+    """Length, word count, indicators of the most frequent words, and a few TF-IDF SVD components."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+    text = values.fillna("").astype(str)
+    out = pd.DataFrame({"len": text.str.len(), "words": text.str.count(r"\S+")}, index=values.index)
+    try:
+        counts = CountVectorizer(max_features=n_tokens, binary=True, min_df=5).fit(text)
+        tokens = counts.transform(text).toarray()
+        for j, token in enumerate(counts.get_feature_names_out()):
+            out[f"has_{token}"] = tokens[:, j]
+    except ValueError:  # empty vocabulary
+        pass
+    try:
+        tfidf = TfidfVectorizer(min_df=2, max_features=20_000, sublinear_tf=True).fit_transform(text)
+        k = min(n_svd, tfidf.shape[1] - 1)
+        if k >= 1:
+            svd = TruncatedSVD(k, random_state=0).fit_transform(tfidf)
+            for j in range(k):
+                out[f"svd{j}"] = svd[:, j]
+    except ValueError:
+        pass
+    return out.astype(float)
+
+
+def tree_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionProfile,
+                  native_categorical: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features for tree models; categoricals stay pandas categories when ``native_categorical``."""
+    both = pd.concat([train, test], ignore_index=True)
+    n_train = len(train)
+    parts: list[pd.DataFrame] = []
+    for name, kind in _feature_kinds(profile).items():
+        col = both[name]
+        if kind == "numeric":
+            parts.append(pd.DataFrame({name: pd.to_numeric(col, errors="coerce").astype(float)}))
+        elif kind == "date":
+            parts.append(_date_parts(col).add_prefix(f"{name}_"))
+        elif kind == "text":
+            parts.append(_text_features(col, TEXT_TOKENS, TEXT_SVD).add_prefix(f"{name}_"))
+        else:
+            text = col.astype("string")
+            counts = text.map(text.value_counts(dropna=False)).astype(float)
+            frame = pd.DataFrame({f"{name}_count": counts.to_numpy()})
+            n_unique = text.nunique(dropna=True)
+            if native_categorical and n_unique <= HIGH_CARDINALITY:
+                frame[name] = pd.Categorical(text.to_numpy(dtype=object))
+            else:
+                # Codes ordered by frequency keep rare levels together at one end.
+                order = {v: i for i, v in enumerate(text.value_counts().index)}
+                frame[name] = text.map(order).astype(float).to_numpy()
+            parts.append(frame)
+    features = pd.concat([p.reset_index(drop=True) for p in parts], axis=1)
+    features.columns = _unique_names(features.columns)
+    return features.iloc[:n_train].reset_index(drop=True), features.iloc[n_train:].reset_index(drop=True)
+
+
+def linear_features(train: pd.DataFrame, test: pd.DataFrame,
+                    profile: CompetitionProfile) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """A sparse design matrix for linear models: scaled numerics (+log, +missing flags), one-hot, TF-IDF."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import OneHotEncoder
+
+    both = pd.concat([train, test], ignore_index=True)
+    n_train = len(train)
+    dense: list[pd.DataFrame] = []
+    one_hot: list[pd.Series] = []
+    blocks: list[sparse.spmatrix] = []
+    for name, kind in _feature_kinds(profile).items():
+        col = both[name]
+        if kind == "numeric":
+            values = pd.to_numeric(col, errors="coerce").astype(float)
+            frame = pd.DataFrame({name: values})
+            finite = values.dropna()
+            if len(finite) and float(finite.to_numpy().min()) >= 0 and float(finite.skew()) > 1.0:  # type: ignore[arg-type]
+                frame[f"{name}_log"] = np.log1p(values)
+            if values.isna().any():
+                frame[f"{name}_missing"] = values.isna().astype(float)
+            dense.append(frame)
+            if values.nunique() <= 12:
+                one_hot.append(values.astype("string").rename(name))
+        elif kind == "date":
+            parts = _date_parts(col)
+            dense.append(parts.add_prefix(f"{name}_"))
+            one_hot.append(parts["month"].astype("string").rename(f"{name}_month"))
+            one_hot.append(parts["dayofweek"].astype("string").rename(f"{name}_dow"))
+        elif kind == "text":
+            try:
+                vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=20_000, sublinear_tf=True)
+                blocks.append(vectorizer.fit_transform(col.fillna("").astype(str)))
+            except ValueError:
+                pass
+            dense.append(_text_features(col, 0, 0).add_prefix(f"{name}_"))
+        else:
+            one_hot.append(col.astype("string").fillna("__missing__").rename(name))
+    if dense:
+        numeric = pd.concat(dense, axis=1)
+        numeric = numeric.fillna(numeric.iloc[:n_train].median()).fillna(0.0)
+        mean, std = numeric.iloc[:n_train].mean(), numeric.iloc[:n_train].std().replace(0, 1).fillna(1)
+        scaled = ((numeric - mean) / std).clip(-8, 8)
+        blocks.append(sparse.csr_matrix(scaled.to_numpy(dtype=float)))
+    if one_hot:
+        cats = pd.concat(one_hot, axis=1).fillna("__missing__").astype(str)
+        encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3, max_categories=200)
+        blocks.append(encoder.fit(cats.iloc[:n_train]).transform(cats))
+    matrix = sparse.hstack(blocks).tocsr()
+    return matrix[:n_train], matrix[n_train:]
+
+
+def _unique_names(columns: pd.Index) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for raw in columns:
+        name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(raw))
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(name)
+    return out
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def _model_target(profile: CompetitionProfile, y: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Targets trained on a transformed scale (log for RMSLE) and the inverse for predictions."""
+    if profile.metric == "rmsle" and np.nanmin(y) > -1:
+        return np.log1p(y), np.expm1
+    return y, lambda p: p
+
+
+def _n_outputs(profile: CompetitionProfile, y: np.ndarray) -> int:
+    if is_classification(profile):
+        return len(profile.classes or [])
+    return y.shape[1] if y.ndim == 2 else 1
+
+
+# ----------------------------------------------------------------------------- model families
+
+FitResult = tuple[np.ndarray, np.ndarray]
+
+
+def _columns_of(profile: CompetitionProfile, y: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """One learning problem per target column (multi-target tasks train one model per column)."""
+    if y.ndim == 2:
+        kind = "binary" if profile.task == "multilabel" else "regression"
+        return [(kind, y[:, j]) for j in range(y.shape[1])]
+    if is_classification(profile):
+        return [("binary" if profile.task == "binary" else "multiclass", y)]
+    return [("regression", y)]
+
+
+def _stack(profile: CompetitionProfile, outputs: list[np.ndarray]) -> np.ndarray:
+    if len(outputs) == 1:
+        return outputs[0]
+    return np.column_stack(outputs)
+
+
+def fit_lightgbm(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
+                 y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    import lightgbm as lgb
+
+    X, X_test = tree_features(train, test, profile, native_categorical=True)
+    params: dict[str, Any] = {
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 20,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "max_bin": 255,
+        "cat_smooth": 10.0,
+        "min_data_per_group": 20,
+        "verbosity": -1,
+        "num_threads": 2,
+    }
+    params.update({k: v for k, v in spec.params.items() if k not in ("n_rounds", "early_stopping")})
+    n_rounds = int(spec.params.get("n_rounds", 5000))
+    patience = int(spec.params.get("early_stopping", 100))
+    oof_cols, test_cols = [], []
+    for kind, target in _columns_of(profile, y):
+        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        task_params = dict(params)
+        if kind == "binary":
+            task_params["objective"] = "binary"
+        elif kind == "multiclass":
+            task_params.update(objective="multiclass", num_class=len(profile.classes or []))
+        else:
+            task_params.setdefault("objective", "l1" if profile.metric in ("mae", "medae") else "regression")
+        oof_sum: np.ndarray | None = None
+        test_sum: np.ndarray | None = None
+        for s, seed in enumerate(spec.seeds):
+            if s > 0 and deadline.fraction_used() > 0.6 * s / (s + 1) + 0.3:
+                break  # another seed would not finish in time
+            task_params["seed"] = seed
+            oof = np.zeros((len(target), task_params.get("num_class", 1)))
+            test_pred = np.zeros((len(X_test), task_params.get("num_class", 1)))
+            for tr, va in folds:
+                dtrain = lgb.Dataset(X.iloc[tr], target[tr])
+                dvalid = lgb.Dataset(X.iloc[va], target[va], reference=dtrain)
+                booster = _train_booster(lgb, task_params, dtrain, dvalid, n_rounds, patience)
+                oof[va] = booster.predict(X.iloc[va], num_iteration=booster.best_iteration).reshape(len(va), -1)
+                test_pred += booster.predict(X_test, num_iteration=booster.best_iteration).reshape(
+                    len(X_test), -1) / len(folds)
+            oof_sum = oof if oof_sum is None else oof_sum + oof
+            test_sum = test_pred if test_sum is None else test_sum + test_pred
+            n_done = s + 1
+        assert oof_sum is not None and test_sum is not None
+        oof_mean, test_mean = oof_sum / n_done, test_sum / n_done
+        if kind == "binary":
+            oof_mean, test_mean = oof_mean[:, 0], test_mean[:, 0]
+            if y.ndim == 1:  # a binary task: two probability columns
+                oof_mean = np.column_stack([1 - oof_mean, oof_mean])
+                test_mean = np.column_stack([1 - test_mean, test_mean])
+        elif kind == "regression":
+            oof_mean, test_mean = inverse(oof_mean[:, 0]), inverse(test_mean[:, 0])
+        oof_cols.append(oof_mean)
+        test_cols.append(test_mean)
+    return _stack(profile, oof_cols), _stack(profile, test_cols)
+
+
+def _train_booster(lgb: Any, params: dict[str, Any], dtrain: Any, dvalid: Any, n_rounds: int, patience: int) -> Any:
+    callbacks = [lgb.early_stopping(patience, verbose=False)]
+    try:
+        return lgb.train(params, dtrain, num_boost_round=n_rounds, valid_sets=[dvalid], callbacks=callbacks)
+    except lgb.basic.LightGBMError as exc:
+        if params.get("device_type") in ("gpu", "cuda"):
+            # A LightGBM build without GPU support: same model on the CPU rather than a failed attempt.
+            log.warning("LightGBM GPU training unavailable (%s); using the CPU", exc)
+            params["device_type"] = "cpu"
+            return lgb.train(params, dtrain, num_boost_round=n_rounds, valid_sets=[dvalid], callbacks=callbacks)
+        raise
+
+
+def fit_linear(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
+               y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X, X_test = linear_features(train, test, profile)
+    strengths = [float(c) for c in spec.params.get("strengths", [0.03, 0.1, 0.3, 1.0, 3.0])]
+    oof_cols, test_cols = [], []
+    for kind, target in _columns_of(profile, y):
+        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+
+        def model_for(strength: float, kind: str = kind) -> Any:
+            if kind == "regression":
+                return Ridge(alpha=1.0 / strength)
+            return LogisticRegression(C=strength, max_iter=3000)
+
+        best: tuple[float, np.ndarray, float] | None = None
+        for i, strength in enumerate(strengths):
+            if i > 0 and deadline.fraction_used() > 0.7:
+                break
+            oof = _oof_predictions(model_for(strength), X, target, folds, kind)
+            loss = _selection_loss(kind, target, oof)
+            if best is None or loss < best[0]:
+                best = (loss, oof, strength)
+        assert best is not None
+        _, oof, strength = best
+        model = model_for(strength).fit(X, target)
+        test_pred = model.predict_proba(X_test) if kind != "regression" else model.predict(X_test)
+        oof_cols.append(_finish(kind, y, oof, inverse))
+        test_cols.append(_finish(kind, y, test_pred, inverse))
+    return _stack(profile, oof_cols), _stack(profile, test_cols)
+
+
+def _oof_predictions(model: Any, X: Any, target: np.ndarray, folds: Folds, kind: str) -> np.ndarray:
+    from sklearn.base import clone
+
+    width = len(np.unique(target)) if kind != "regression" else 1
+    oof = np.zeros((len(target), width)) if kind != "regression" else np.zeros(len(target))
+    for tr, va in folds:
+        fitted = clone(model).fit(X[tr], target[tr])
+        oof[va] = fitted.predict_proba(X[va]) if kind != "regression" else fitted.predict(X[va])
+    return oof
+
+
+def _selection_loss(kind: str, target: np.ndarray, oof: np.ndarray) -> float:
+    """Log loss for classifiers, squared error for regressors: smooth losses to pick a strength."""
+    if kind == "regression":
+        return float(np.mean((oof - target) ** 2))
+    probs = np.clip(oof[np.arange(len(target)), target.astype(int)], 1e-15, 1)
+    return float(-np.mean(np.log(probs)))
+
+
+def _finish(kind: str, y: np.ndarray, pred: np.ndarray, inverse: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    if kind == "regression":
+        return inverse(pred)
+    if kind == "binary" and y.ndim == 2:
+        return pred[:, 1]
+    return pred
+
+
+def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
+              y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+
+    X, X_test = tree_features(train, test, profile, native_categorical=False)
+    fill = X.median()
+    X_arr, X_test_arr = X.fillna(fill).fillna(0).to_numpy(), X_test.fillna(fill).fillna(0).to_numpy()
+    extra = spec.family == "extra_trees"
+    params: dict[str, Any] = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5, "n_jobs": 2}
+    params.update(spec.params)
+    oof_cols, test_cols = [], []
+    for kind, target in _columns_of(profile, y):
+        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        if kind == "regression":
+            model: Any = (ExtraTreesRegressor if extra else RandomForestRegressor)(random_state=spec.seeds[0], **params)
+        else:
+            model = (ExtraTreesClassifier if extra else RandomForestClassifier)(random_state=spec.seeds[0], **params)
+        oof = _oof_predictions(model, X_arr, target, folds, kind)
+        fitted = model.fit(X_arr, target)
+        test_pred = fitted.predict_proba(X_test_arr) if kind != "regression" else fitted.predict(X_test_arr)
+        oof_cols.append(_finish(kind, y, oof, inverse))
+        test_cols.append(_finish(kind, y, test_pred, inverse))
+    return _stack(profile, oof_cols), _stack(profile, test_cols)
+
+
+FAMILIES: dict[str, Callable[..., FitResult]] = {
+    "lightgbm": fit_lightgbm,
+    "linear": fit_linear,
+    "extra_trees": fit_trees,
+    "random_forest": fit_trees,
+}
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(config: dict[str, Any], argv: list[str]) -> int:
+    """Run one template program: train with CV and write the contract's files to the cwd."""
+    parser = argparse.ArgumentParser(description="kaggle-solver training program")
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--time-budget", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    warnings.filterwarnings("ignore")
+
+    deadline = Deadline(args.time_budget)
+    profile = CompetitionProfile.model_validate(config["profile"])
+    spec = ModelSpec.model_validate(config["model"])
+    train = pd.read_csv(args.data / profile.train_file, low_memory=False)
+    test = pd.read_csv(args.data / profile.test_file, low_memory=False)
+    train.columns = [str(c).strip() for c in train.columns]
+    test.columns = [str(c).strip() for c in test.columns]
+    y_all = encode_target(profile, train)
+    keep = (y_all >= 0) if is_classification(profile) else ~np.isnan(y_all).reshape(len(y_all), -1).any(axis=1)
+    train, y = train[keep].reset_index(drop=True), y_all[keep]
+    log.info("%s: %d train rows, %d test rows, metric %s", spec.name, len(train), len(test), profile.metric)
+
+    folds = make_folds(profile, y, int(config["n_folds"]), int(config["fold_seed"]))
+    oof, test_pred = FAMILIES[spec.family](profile, spec, train, test, y, folds, deadline)
+    decision: Decision = fit_decision(profile, y, oof)
+    score = cv_score(profile, y, oof, decision)
+    log.info("%s: CV %s = %.6f in %.1f s", spec.name, profile.metric, score, deadline.elapsed())
+
+    # Out-of-fold rows that were dropped (unlabelled) are NaN so every program's oof aligns with train.csv.
+    full_oof = np.full((len(y_all), *oof.shape[1:]), np.nan)
+    full_oof[keep] = oof
+    np.save("oof.npy", full_oof)
+    np.save("test_pred.npy", test_pred)
+    submission_frame(profile, test[profile.id_column], test_pred, decision).to_csv("submission.csv", index=False)
+    Path("metrics.json").write_text(json.dumps({
+        "cv_score": score,
+        "metric": profile.metric,
+        "model": spec.name,
+        "family": spec.family,
+        "seconds": round(deadline.elapsed(), 2),
+        "decision": decision.model_dump(),
+    }, indent=2))
+    return 0
