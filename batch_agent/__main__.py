@@ -1,0 +1,52 @@
+"""The Batch container's entrypoint: ``python -m batch_agent prepare|train --job-id ID --bucket B``.
+
+Reads its inputs from S3 and the job record, runs the agent code, writes outputs
+under ``jobs/{job_id}/``. Exit status: 0 when the step produced its outputs (for
+train this includes a program that failed: its result records why, and the
+state machine repairs it); 1 when the step itself failed, which the state
+machine's Catch records as the job's failure; 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from batch_agent.errors import SolverError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m batch_agent", description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["prepare", "train"])
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--bucket", required=True, help="artifacts bucket (overrides the settings)")
+    parser.add_argument("--attempt", type=int, default=0, help="attempt number (train)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from batch_agent.pipeline_steps import prepare_job, service_clients, train_job
+    from batch_agent.service_settings import ContainerSettings
+
+    settings = ContainerSettings(artifacts_bucket=args.bucket)  # type: ignore[call-arg]
+    clients = service_clients(settings.jobs_table, settings.artifacts_bucket)
+    log = logging.getLogger("batch_agent")
+    try:
+        if args.step == "prepare":
+            profile = prepare_job(clients, settings, args.job_id)
+            log.info("prepared %s: %s, metric %s", args.job_id, profile.task, profile.metric)
+        else:
+            if args.attempt < 1:
+                parser.error("train needs --attempt N (N >= 1)")
+            result = train_job(clients, settings, args.job_id, args.attempt)
+            log.info(
+                "attempt %d: ok=%s cv=%s reason=%s", args.attempt, result.ok, result.cv_score, result.reason
+            )
+    except SolverError as exc:
+        log.error("%s failed: %s", args.step, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The artifacts bucket: where each job's files live and how steps read and write them.
+
+Layout::
+
+    cache/{slug}/...                         competition files, fetched once per slug
+    jobs/{job_id}/profile.json               CompetitionProfile (prepare)
+    jobs/{job_id}/plan.json                  Plan (plan)
+    jobs/{job_id}/queue.json                 programs drafted but not run yet (generate, repair)
+    jobs/{job_id}/attempts/{n}/program.json  Program to run as attempt n
+    jobs/{job_id}/attempts/{n}/result.json   AttemptResult (train, then validate)
+    jobs/{job_id}/attempts/{n}/...           submission.csv, metrics.json, logs written by the program
+    jobs/{job_id}/submission.csv             the best submission (finish)
+
+Stdlib + boto3 only (Lambdas import this module).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from batch_agent import names
+
+# Files a program writes that are not worth keeping in S3 above this size.
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+
+
+def job_key(job_id: str, *parts: str | int) -> str:
+    return "/".join([f"{names.JOBS_PREFIX}{job_id}", *(str(p) for p in parts)])
+
+
+def attempt_key(job_id: str, attempt: int, name: str) -> str:
+    return job_key(job_id, "attempts", attempt, name)
+
+
+def cache_prefix(slug: str) -> str:
+    return f"{names.CACHE_PREFIX}{slug}/"
+
+
+def put_json(s3: Any, bucket: str, key: str, data: Any) -> None:
+    body = json.dumps(data, indent=1).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+
+def get_json(s3: Any, bucket: str, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def get_json_or_none(s3: Any, bucket: str, key: str) -> Any:
+    try:
+        return get_json(s3, bucket, key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+            return False
+        raise
+
+
+def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return keys
+
+
+def upload_folder(s3: Any, bucket: str, prefix: str, folder: Path, *, skip_large: bool = False) -> list[str]:
+    """Upload every file under folder to prefix (keeping relative paths); returns the keys."""
+    keys = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or (skip_large and path.stat().st_size > MAX_UPLOAD_BYTES):
+            continue
+        key = prefix + path.relative_to(folder).as_posix()
+        s3.upload_file(str(path), bucket, key)
+        keys.append(key)
+    return keys
+
+
+def download_prefix(s3: Any, bucket: str, prefix: str, folder: Path) -> int:
+    """Download every object under prefix into folder; returns how many."""
+    count = 0
+    for key in list_keys(s3, bucket, prefix):
+        relative = key[len(prefix) :]
+        if not relative or relative.endswith("/"):
+            continue
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+        count += 1
+    return count
+
+
+def presigned_get(s3: Any, bucket: str, key: str, expiry_s: int, *, filename: str | None = None) -> str:
+    params: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    url: str = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expiry_s)
+    return url

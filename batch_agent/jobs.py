@@ -1,0 +1,242 @@
+"""Job records in the DynamoDB jobs table: what `GET /status` shows and what each step updates.
+
+One item per job (partition key ``job_id``). Status moves QUEUED → RUNNING →
+SUCCEEDED | FAILED and never leaves a terminal state: stage updates are
+conditional on the job still running, so a late update from a step that lost a
+race cannot bring a failed job back to RUNNING. Stdlib + boto3 + pydantic only
+(Lambdas import this module).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from batch_agent import names
+
+JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
+Compute = Literal["auto", "cpu", "gpu"]
+
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
+class AttemptSummary(BaseModel):
+    """One training attempt as the job record keeps it (the full result lives in S3)."""
+
+    number: int
+    program: str
+    origin: str
+    ok: bool
+    cv_score: float | None = None
+    seconds: float = 0.0
+    reason: str | None = None
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    url: str
+    competition: str
+    status: JobStatus = "QUEUED"
+    stage: str = "queued"
+    attempt: int = 0
+    message: str = ""
+    cv_score: float | None = None
+    best_attempt: int | None = None
+    created_at: str
+    updated_at: str
+    time_limit: int
+    max_attempts: int
+    compute: Compute = "auto"
+    idempotency_key: str | None = None
+    submission_key: str | None = None
+    attempts: list[AttemptSummary] = Field(default_factory=list)
+
+
+class JobNotFoundError(LookupError):
+    """No job with this id."""
+
+
+def now_iso() -> str:
+    """UTC time with microseconds: sorts as text, so it is the listing sort key."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds_since(iso: str) -> float:
+    started = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - started).total_seconds()
+
+
+def _to_dynamo(value: Any) -> Any:
+    # DynamoDB numbers must be Decimal; None attributes are left out of the item.
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def _item(record: JobRecord) -> dict[str, Any]:
+    data = _to_dynamo(record.model_dump())
+    data["listing"] = names.JOBS_LISTING_VALUE
+    return {k: _SERIALIZER.serialize(v) for k, v in data.items()}
+
+
+def _record(item: dict[str, Any]) -> JobRecord:
+    data = {k: _from_dynamo(_DESERIALIZER.deserialize(v)) for k, v in item.items()}
+    data.pop("listing", None)
+    return JobRecord.model_validate(data)
+
+
+def create_job(dynamodb: Any, table: str, record: JobRecord) -> tuple[JobRecord, bool]:
+    """Store a new job; returns (the stored job, created). An existing id returns that job unchanged."""
+    try:
+        dynamodb.put_item(
+            TableName=table,
+            Item=_item(record),
+            ConditionExpression="attribute_not_exists(job_id)",
+        )
+        return record, True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+    existing = get_job(dynamodb, table, record.job_id)
+    if existing is None:  # deleted between the two calls
+        raise JobNotFoundError(record.job_id)
+    return existing, False
+
+
+def get_job(dynamodb: Any, table: str, job_id: str) -> JobRecord | None:
+    response = dynamodb.get_item(TableName=table, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
+    item = response.get("Item")
+    return _record(item) if item else None
+
+
+def require_job(dynamodb: Any, table: str, job_id: str) -> JobRecord:
+    record = get_job(dynamodb, table, job_id)
+    if record is None:
+        raise JobNotFoundError(job_id)
+    return record
+
+
+def update_job(
+    dynamodb: Any, table: str, job_id: str, *, only_if_running: bool = True, **fields: Any
+) -> bool:
+    """Set fields (and updated_at); False when the job had already finished and nothing changed."""
+    fields = {**fields, "updated_at": now_iso()}
+    if "attempts" in fields:
+        fields["attempts"] = [
+            a.model_dump() if isinstance(a, AttemptSummary) else a for a in fields["attempts"]
+        ]
+    sets, removes = [], []
+    values: dict[str, Any] = {}
+    attr_names: dict[str, str] = {}
+    for i, (key, value) in enumerate(fields.items()):
+        attr_names[f"#f{i}"] = key
+        if value is None:
+            removes.append(f"#f{i}")
+        else:
+            sets.append(f"#f{i} = :v{i}")
+            values[f":v{i}"] = _SERIALIZER.serialize(_to_dynamo(value))
+    expression = "SET " + ", ".join(sets)
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    condition = "attribute_exists(job_id)"
+    if only_if_running:
+        attr_names["#status_now"] = "status"
+        values[":queued"] = {"S": "QUEUED"}
+        values[":running"] = {"S": "RUNNING"}
+        condition += " AND #status_now IN (:queued, :running)"
+    try:
+        dynamodb.update_item(
+            TableName=table,
+            Key={"job_id": {"S": job_id}},
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=attr_names,
+            ExpressionAttributeValues=values,
+        )
+        return True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def mark_stage(dynamodb: Any, table: str, job_id: str, stage: str, **fields: Any) -> bool:
+    """The job is RUNNING in this stage (unless it has already finished)."""
+    return update_job(dynamodb, table, job_id, status="RUNNING", stage=stage, **fields)
+
+
+def mark_failed(dynamodb: Any, table: str, job_id: str, message: str, *, keep_message: bool = False) -> None:
+    """FAILED with a reason. With keep_message, a job that already FAILED keeps its (more specific) reason."""
+    if update_job(dynamodb, table, job_id, status="FAILED", stage="failed", message=message):
+        return
+    current = get_job(dynamodb, table, job_id)
+    if current is None or current.status == "SUCCEEDED":
+        return
+    if current.status == "FAILED" and (keep_message and current.message):
+        return
+    update_job(
+        dynamodb, table, job_id, only_if_running=False, status="FAILED", stage="failed", message=message
+    )
+
+
+def _encode_cursor(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("cursor is not one this API returned") from exc
+    if not isinstance(key, dict):
+        raise ValueError("cursor is not one this API returned")
+    return key
+
+
+def list_jobs(
+    dynamodb: Any, table: str, *, status: str | None = None, limit: int = 20, cursor: str | None = None
+) -> tuple[list[JobRecord], str | None]:
+    """Jobs newest first, optionally of one status; returns (page, cursor of the next page or None)."""
+    if status:
+        index, partition, value = names.JOBS_BY_STATUS_INDEX, "status", status
+    else:
+        index, partition, value = names.JOBS_BY_CREATED_INDEX, "listing", names.JOBS_LISTING_VALUE
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": index,
+        "KeyConditionExpression": "#p = :p",
+        "ExpressionAttributeNames": {"#p": partition},
+        "ExpressionAttributeValues": {":p": {"S": value}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if cursor:
+        kwargs["ExclusiveStartKey"] = _decode_cursor(cursor)
+    response = dynamodb.query(**kwargs)
+    records = [_record(item) for item in response.get("Items", [])]
+    return records, _encode_cursor(response.get("LastEvaluatedKey"))

@@ -1,0 +1,478 @@
+"""What each step of the service pipeline does; the Lambda handlers and the Batch entrypoint call these.
+
+The state machine carries a small state between steps::
+
+    {"job_id": str, "compute": "cpu"|"gpu", "attempt": int, "attempt_label": str,
+     "next": "repair"|"improve"|"train"|"finish", "status": ..., "error": {...}}
+
+Everything else (profile, plan, programs, results) lives in S3 under
+``jobs/{job_id}/`` and the job record in DynamoDB. Lambda steps (plan, generate,
+validate, repair, finish, fail) import nothing heavy at module level; the Batch
+steps (prepare, train) import pandas-based code inside their functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from batch_agent import artifacts, jobs
+from batch_agent.author import ProgramAuthor
+from batch_agent.competition import CompetitionProfile
+from batch_agent.errors import SolverError
+from batch_agent.jobs import AttemptSummary, JobRecord
+from batch_agent.plan import AttemptResult, Plan, Program
+from batch_agent.service_settings import ContainerSettings, StepSettings
+
+log = logging.getLogger(__name__)
+
+# An attempt shorter than this cannot train anything useful: no new attempt starts
+# with less time left, and a started one always gets at least this much.
+MIN_ATTEMPT_SECONDS = 10.0
+# Time kept back from each attempt for validate and finish.
+FINISH_RESERVE_SECONDS = 5.0
+_COMPLETE_MARKER = ".complete"
+
+
+@dataclass(frozen=True)
+class ServiceClients:
+    """The AWS clients and resource names one deployable works with (built once per process)."""
+
+    dynamodb: Any
+    s3: Any
+    table: str
+    bucket: str
+
+
+def service_clients(table: str, bucket: str) -> ServiceClients:
+    # boto3 reads AWS_ENDPOINT_URL itself, so the same code talks to AWS, moto or LocalStack.
+    return ServiceClients(
+        dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3"), table=table, bucket=bucket
+    )
+
+
+# ---------------------------------------------------------------- shared reads
+
+
+def _job(clients: ServiceClients, job_id: str) -> JobRecord:
+    return jobs.require_job(clients.dynamodb, clients.table, job_id)
+
+
+def _profile(clients: ServiceClients, job_id: str, data_dir: Path | None = None) -> CompetitionProfile:
+    profile = CompetitionProfile.model_validate(
+        artifacts.get_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "profile.json"))
+    )
+    return profile.model_copy(update={"data_dir": str(data_dir)}) if data_dir else profile
+
+
+def _plan(clients: ServiceClients, job_id: str) -> Plan:
+    return Plan.model_validate(
+        artifacts.get_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "plan.json"))
+    )
+
+
+def _program(clients: ServiceClients, job_id: str, attempt: int) -> Program:
+    key = artifacts.attempt_key(job_id, attempt, "program.json")
+    return Program.model_validate(artifacts.get_json(clients.s3, clients.bucket, key))
+
+
+def _result(clients: ServiceClients, job_id: str, attempt: int) -> AttemptResult | None:
+    data = artifacts.get_json_or_none(
+        clients.s3, clients.bucket, artifacts.attempt_key(job_id, attempt, "result.json")
+    )
+    return AttemptResult.model_validate(data) if data is not None else None
+
+
+def _queue(clients: ServiceClients, job_id: str) -> list[Program]:
+    data = (
+        artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.job_key(job_id, "queue.json")) or []
+    )
+    return [Program.model_validate(p) for p in data]
+
+
+def _save_queue(clients: ServiceClients, job_id: str, programs: list[Program]) -> None:
+    key = artifacts.job_key(job_id, "queue.json")
+    artifacts.put_json(clients.s3, clients.bucket, key, [p.model_dump() for p in programs])
+
+
+def _save_program(clients: ServiceClients, job_id: str, attempt: int, program: Program) -> None:
+    key = artifacts.attempt_key(job_id, attempt, "program.json")
+    artifacts.put_json(clients.s3, clients.bucket, key, program.model_dump())
+
+
+def seconds_left(job: JobRecord) -> float:
+    return job.time_limit - jobs.seconds_since(job.created_at)
+
+
+def higher_is_better(metric: str) -> bool:
+    from batch_agent.metrics import get_metric
+
+    try:
+        return get_metric(metric).higher_is_better
+    except SolverError:
+        log.warning("unknown metric %r: assuming higher scores are better", metric)
+        return True
+
+
+def best_attempt(attempts: list[AttemptSummary], higher: bool) -> AttemptSummary | None:
+    scored = [a for a in attempts if a.ok]
+    if not scored:
+        return None
+
+    def key(a: AttemptSummary) -> float:
+        if a.cv_score is None:
+            return float("-inf")
+        return a.cv_score if higher else -a.cv_score
+
+    return max(scored, key=key)
+
+
+# ---------------------------------------------------------------- authors
+
+
+def author_for(settings: StepSettings) -> ProgramAuthor:
+    """The program author the settings name: Claude when a key is configured (auto), templates otherwise."""
+    choice = settings.author
+    if ":" in choice:
+        module, _, attr = choice.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        author: ProgramAuthor = factory()
+        return author
+    if choice == "claude" or (choice == "auto" and settings.anthropic_secret_arn):
+        if not settings.anthropic_secret_arn:
+            raise SolverError("author 'claude' needs KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN")
+        return _claude_author(_secret_string(settings.anthropic_secret_arn))
+    from batch_agent.templates import TemplateAuthor
+
+    return TemplateAuthor()
+
+
+def _secret_string(secret_arn: str) -> str:
+    value: str = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    # The secret holds the bare key or {"api_key": "..."}.
+    if value.lstrip().startswith("{"):
+        data = json.loads(value)
+        value = str(data.get("api_key") or data.get("ANTHROPIC_API_KEY") or "")
+    return value.strip()
+
+
+def _claude_author(api_key: str) -> ProgramAuthor:
+    from pydantic import SecretStr
+
+    from batch_agent.llm import LLMSettings
+    from batch_agent.llm_author import ClaudeAuthor
+    from batch_agent.templates import TemplateAuthor
+
+    return ClaudeAuthor(LLMSettings(api_key=SecretStr(api_key)), fallback=TemplateAuthor())
+
+
+# ---------------------------------------------------------------- competition files
+
+
+def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug: str) -> Path:
+    """A local folder with the competition's files: a local cache, else the S3 cache, else Kaggle.
+
+    A Kaggle download is uploaded to ``cache/{slug}/`` so later jobs on the same
+    competition (on any machine) skip the download.
+    """
+    if settings.local_cache_dir:
+        local = Path(settings.local_cache_dir) / slug
+        if local.is_dir() and any(local.iterdir()):
+            return local
+    folder = Path(settings.work_dir) / "cache" / slug
+    if (folder / _COMPLETE_MARKER).exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = artifacts.cache_prefix(slug)
+    if artifacts.download_prefix(clients.s3, clients.bucket, prefix, folder) == 0:
+        from batch_agent.kaggle_api import download_competition
+
+        downloaded = Path(download_competition(slug, folder))
+        artifacts.upload_folder(clients.s3, clients.bucket, prefix, downloaded)
+        if downloaded != folder:
+            return downloaded
+    (folder / _COMPLETE_MARKER).touch()
+    return folder
+
+
+# ---------------------------------------------------------------- Batch steps
+
+
+def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: str) -> CompetitionProfile:
+    """Fetch the competition and write jobs/{id}/profile.json. A SolverError marks the job FAILED."""
+    job = _job(clients, job_id)
+    jobs.mark_stage(
+        clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data"
+    )
+    try:
+        from batch_agent.profiling import profile_competition
+
+        data_dir = fetch_competition(clients, settings, job.competition)
+        profile = profile_competition(data_dir)
+    except SolverError as exc:
+        jobs.mark_failed(clients.dynamodb, clients.table, job_id, str(exc))
+        raise
+    artifacts.put_json(
+        clients.s3, clients.bucket, artifacts.job_key(job_id, "profile.json"), profile.model_dump()
+    )
+    jobs.update_job(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        message=f"{profile.task} on {profile.n_train} rows, metric {profile.metric}",
+    )
+    return profile
+
+
+def train_job(
+    clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int
+) -> AttemptResult:
+    """Run attempt n's program in the sandbox and store its result and files under attempts/{n}/."""
+    from batch_agent.solve import run_attempt
+
+    job = _job(clients, job_id)
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "train", attempt=attempt, message="training")
+    data_dir = fetch_competition(clients, settings, job.competition)
+    profile = _profile(clients, job_id, data_dir)
+    program = _program(clients, job_id, attempt)
+    attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
+    shutil.rmtree(attempt_dir, ignore_errors=True)
+    attempt_dir.mkdir(parents=True)
+    budget = max(seconds_left(job) - FINISH_RESERVE_SECONDS, MIN_ATTEMPT_SECONDS)
+    result = run_attempt(
+        profile,
+        program,
+        attempt_dir,
+        time_budget=budget,
+        memory_limit_mb=settings.memory_limit_mb,
+        number=attempt,
+    )
+    prefix = artifacts.attempt_key(job_id, attempt, "")
+    artifacts.upload_folder(clients.s3, clients.bucket, prefix, attempt_dir, skip_large=True)
+    artifacts.put_json(clients.s3, clients.bucket, prefix + "result.json", result.model_dump())
+    return result
+
+
+# ---------------------------------------------------------------- Lambda steps
+
+
+def plan_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+    job_id = state["job_id"]
+    job = _job(clients, job_id)
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "plan", message="planning")
+    profile = _profile(clients, job_id)
+    plan = author_for(settings).plan(profile, float(job.time_limit))
+    if job.compute in ("cpu", "gpu"):
+        plan = plan.model_copy(update={"compute": job.compute})
+    artifacts.put_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "plan.json"), plan.model_dump())
+    jobs.update_job(
+        clients.dynamodb, clients.table, job_id, message=f"plan: {plan.approach} on {plan.compute}"
+    )
+    return {"job_id": job_id, "compute": plan.compute}
+
+
+def generate_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+    job_id = state["job_id"]
+    jobs.mark_stage(
+        clients.dynamodb, clients.table, job_id, "generate", message="writing the training program"
+    )
+    programs = author_for(settings).draft(_profile(clients, job_id), _plan(clients, job_id))
+    if not programs:
+        raise SolverError("the author wrote no program for this competition")
+    _save_program(clients, job_id, 1, programs[0])
+    _save_queue(clients, job_id, programs[1:])
+    return {**_carry(state), "attempt": 1, "attempt_label": "1"}
+
+
+def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+    """Check the attempt's submission against the competition, record the attempt, decide what comes next."""
+    from batch_agent.submission import validate_submission
+
+    job_id, attempt = state["job_id"], int(state["attempt"])
+    job = _job(clients, job_id)
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "validate", attempt=attempt)
+    result = _result(clients, job_id, attempt)
+    if result is None:
+        program = _program(clients, job_id, attempt)
+        result = AttemptResult(
+            number=attempt,
+            program=program.name,
+            origin=program.origin,
+            ok=False,
+            seconds=0.0,
+            reason="the training job wrote no result",
+            workdir="",
+        )
+    elif result.ok:
+        problems = _check_submission(clients, job, attempt, validate_submission)
+        if problems:
+            result = result.model_copy(
+                update={"ok": False, "reason": "invalid submission: " + "; ".join(problems)}
+            )
+    artifacts.put_json(
+        clients.s3, clients.bucket, artifacts.attempt_key(job_id, attempt, "result.json"), result.model_dump()
+    )
+    summary = AttemptSummary(
+        number=attempt,
+        program=result.program,
+        origin=result.origin,
+        ok=result.ok,
+        cv_score=result.cv_score,
+        seconds=result.seconds,
+        reason=result.reason,
+    )
+    attempts = [a for a in job.attempts if a.number != attempt] + [summary]
+    profile = _profile(clients, job_id)
+    best = best_attempt(attempts, higher_is_better(profile.metric))
+    message = (
+        f"attempt {attempt} scored {result.cv_score}"
+        if result.ok
+        else f"attempt {attempt} failed: {result.reason}"
+    )
+    jobs.update_job(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        attempts=attempts,
+        message=message,
+        cv_score=best.cv_score if best else None,
+        best_attempt=best.number if best else None,
+    )
+    if len(attempts) >= job.max_attempts or seconds_left(job) < MIN_ATTEMPT_SECONDS + FINISH_RESERVE_SECONDS:
+        next_step = "finish"
+    else:
+        next_step = "improve" if result.ok else "repair"
+    return {**_carry(state), "next": next_step}
+
+
+def _check_submission(clients: ServiceClients, job: JobRecord, attempt: int, validate: Any) -> list[str]:
+    profile = _profile(clients, job.job_id)
+    with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
+        folder = Path(tmp)
+        for name in (profile.sample_submission_file, profile.test_file):
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            clients.s3.download_file(
+                clients.bucket, artifacts.cache_prefix(job.competition) + name, str(target)
+            )
+        submission = folder / "submission.csv"
+        key = artifacts.attempt_key(job.job_id, attempt, "submission.csv")
+        if not artifacts.exists(clients.s3, clients.bucket, key):
+            return ["the program wrote no submission.csv"]
+        clients.s3.download_file(clients.bucket, key, str(submission))
+        problems: list[str] = validate(submission, profile.model_copy(update={"data_dir": str(folder)}))
+        return problems
+
+
+def repair_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+    """The next program: a repair of a failed attempt, a queued draft, or an improvement of the best."""
+    job_id, attempt = state["job_id"], int(state["attempt"])
+    job = _job(clients, job_id)
+    failed = state.get("next") == "repair"
+    jobs.mark_stage(
+        clients.dynamodb, clients.table, job_id, "repair" if failed else "improve", attempt=attempt
+    )
+    author = author_for(settings)
+    profile = _profile(clients, job_id)
+    queue = _queue(clients, job_id)
+    program: Program | None = None
+    if failed:
+        last = _result(clients, job_id, attempt)
+        if last is not None:
+            program = author.repair(profile, _program(clients, job_id, attempt), last)
+    if program is None and queue:
+        program = queue.pop(0)
+        _save_queue(clients, job_id, queue)
+    if program is None and not failed:
+        best = best_attempt(job.attempts, higher_is_better(profile.metric))
+        if best is not None:
+            history = [r for r in (_result(clients, job_id, a.number) for a in job.attempts) if r is not None]
+            program = author.improve(
+                profile, _plan(clients, job_id), _program(clients, job_id, best.number), history
+            )
+    if program is None:
+        return {**_carry(state), "next": "finish"}
+    _save_program(clients, job_id, attempt + 1, program)
+    return {**_carry(state), "attempt": attempt + 1, "attempt_label": str(attempt + 1), "next": "train"}
+
+
+def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+    """Publish the best submission and mark the job SUCCEEDED, or FAILED when no attempt passed."""
+    job_id = state["job_id"]
+    job = _job(clients, job_id)
+    profile = _profile(clients, job_id)
+    best = best_attempt(job.attempts, higher_is_better(profile.metric))
+    if best is None:
+        last = job.attempts[-1].reason if job.attempts else "no attempt ran"
+        message = f"all {len(job.attempts)} training attempts failed; last error: {last}"
+        jobs.mark_failed(clients.dynamodb, clients.table, job_id, message)
+        return {"job_id": job_id, "status": "FAILED"}
+    key = artifacts.job_key(job_id, "submission.csv")
+    clients.s3.copy_object(
+        Bucket=clients.bucket,
+        Key=key,
+        CopySource={
+            "Bucket": clients.bucket,
+            "Key": artifacts.attempt_key(job_id, best.number, "submission.csv"),
+        },
+    )
+    n_ok = sum(a.ok for a in job.attempts)
+    jobs.update_job(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        status="SUCCEEDED",
+        stage="done",
+        submission_key=key,
+        cv_score=best.cv_score,
+        best_attempt=best.number,
+        message=(
+            f"best CV {profile.metric} {best.cv_score} from attempt {best.number} ({best.program}); "
+            f"{n_ok} of {len(job.attempts)} attempts passed"
+        ),
+    )
+    return {"job_id": job_id, "status": "SUCCEEDED"}
+
+
+def fail_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+    """The Catch path: record FAILED with the cause. A reason a step already recorded is kept."""
+    job_id = state["job_id"]
+    jobs.mark_failed(
+        clients.dynamodb, clients.table, job_id, failure_message(state.get("error")), keep_message=True
+    )
+    return {"job_id": job_id, "status": "FAILED"}
+
+
+def failure_message(error: Any) -> str:
+    """A one-line reason from a Step Functions error object {"Error": ..., "Cause": ...}."""
+    if not isinstance(error, dict):
+        return "the pipeline failed"
+    name = str(error.get("Error") or "Error")
+    cause_text = error.get("Cause") or ""
+    try:
+        cause = json.loads(cause_text) if cause_text else {}
+    except json.JSONDecodeError:
+        cause = {}
+    if isinstance(cause, dict) and "errorMessage" in cause:  # a Lambda step raised
+        return f"{cause.get('errorType', name)}: {cause['errorMessage']}"[:1000]
+    if isinstance(cause, dict) and "jobName" in cause:  # a Batch job failed
+        container = cause.get("container") or {}
+        exit_code = container.get("exitCode")
+        reason = cause.get("statusReason") or container.get("reason") or "the job failed"
+        step = str(cause.get("jobName", "batch")).split("-")[0]
+        return f"{step} job failed: {reason}" + (f" (exit code {exit_code})" if exit_code is not None else "")
+    return f"{name}: {cause_text}"[:1000] if cause_text else name
+
+
+def _carry(state: dict[str, Any]) -> dict[str, Any]:
+    keep = ("job_id", "compute", "attempt", "attempt_label")
+    return {k: state[k] for k in keep if k in state}

@@ -1,0 +1,115 @@
+"""The HTTP API: FastAPI routes that parse a request and call one function of batch_agent.job_requests.
+
+Served by the API Gateway Lambda through Mangum (``handler.py``) and locally by
+uvicorn (``kaggle-solver serve``): ``uvicorn --factory lambdas.api.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
+
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from batch_agent import job_requests
+from batch_agent.errors import InputError
+from batch_agent.job_requests import (
+    ApiClients,
+    JobLogs,
+    JobNotReadyError,
+    JobPage,
+    JobStarted,
+    JobStartError,
+    JobStatusView,
+    RunRequest,
+)
+from batch_agent.jobs import JobNotFoundError
+from batch_agent.service_settings import ApiSettings
+
+_ERROR_STATUS: dict[type[Exception], int] = {
+    InputError: 422,
+    JobNotFoundError: 404,
+    JobNotReadyError: 409,
+    JobStartError: 503,
+}
+
+
+def create_app(settings: ApiSettings | None = None, clients: ApiClients | None = None) -> FastAPI:
+    settings = settings or ApiSettings()  # type: ignore[call-arg]  # fields come from the environment
+    clients = clients or job_requests.api_clients()
+    app = FastAPI(
+        title="kaggle-solver",
+        version="0.1.0",
+        description="Start a job on a Kaggle competition, follow it, download its submission.csv.",
+    )
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        # In AWS, API Gateway checks usage-plan keys before the Lambda runs; this guards local serving.
+        if settings.api_key and not (x_api_key and hmac.compare_digest(x_api_key, settings.api_key)):
+            raise _Unauthorised()
+
+    Keyed = Depends(require_key)
+
+    for error, status in _ERROR_STATUS.items():
+        app.add_exception_handler(error, _error_handler(status))
+    app.add_exception_handler(_Unauthorised, _unauthorised)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/run", status_code=202, response_model=JobStarted, dependencies=[Keyed])
+    def run(
+        request: Request,
+        body: Annotated[RunRequest | None, Body()] = None,
+        url: Annotated[str | None, Query(description="competition URL, when no JSON body is sent")] = None,
+    ) -> JobStarted:
+        if body is None:
+            if not url:
+                raise InputError('give the competition URL: a JSON body {"url": ...} or ?url=')
+            body = RunRequest(url=url)
+        record = job_requests.submit_job(clients, settings, body)
+        return JobStarted(
+            job_id=record.job_id,
+            status=record.status,
+            status_url=str(request.url_for("get_status", job_id=record.job_id)),
+        )
+
+    @app.get("/status/{job_id}", response_model=JobStatusView, dependencies=[Keyed])
+    def get_status(job_id: str) -> JobStatusView:
+        return job_requests.job_status(clients, settings, job_id)
+
+    @app.get("/result/{job_id}/submission.csv", status_code=307, dependencies=[Keyed])
+    def result(job_id: str) -> RedirectResponse:
+        return RedirectResponse(job_requests.submission_url(clients, settings, job_id), status_code=307)
+
+    @app.get("/logs/{job_id}", response_model=JobLogs, dependencies=[Keyed])
+    def logs(job_id: str) -> JobLogs:
+        return job_requests.job_logs(clients, settings, job_id)
+
+    @app.get("/jobs", response_model=JobPage, dependencies=[Keyed])
+    def list_jobs(
+        status: Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: str | None = None,
+    ) -> JobPage:
+        return job_requests.list_job_page(clients, settings, status=status, limit=limit, cursor=cursor)
+
+    return app
+
+
+class _Unauthorised(Exception):
+    pass
+
+
+def _error_handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    return handle
+
+
+async def _unauthorised(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "missing or wrong x-api-key header"}, status_code=401)

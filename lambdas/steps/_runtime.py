@@ -1,0 +1,9 @@
+"""Settings and AWS clients of a step Lambda, built once per container (cold start) and validated there."""
+
+from __future__ import annotations
+
+from batch_agent.pipeline_steps import ServiceClients, service_clients
+from batch_agent.service_settings import StepSettings
+
+SETTINGS = StepSettings()  # type: ignore[call-arg]  # fields come from the environment
+CLIENTS: ServiceClients = service_clients(SETTINGS.jobs_table, SETTINGS.artifacts_bucket)

@@ -1,0 +1,12 @@
+"""State machine task 'finish': see batch_agent.pipeline_steps.finish_step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch_agent.pipeline_steps import finish_step
+from lambdas.steps._runtime import CLIENTS, SETTINGS
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    return finish_step(CLIENTS, SETTINGS, event)

@@ -1,0 +1,12 @@
+"""State machine task 'plan': see batch_agent.pipeline_steps.plan_step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch_agent.pipeline_steps import plan_step
+from lambdas.steps._runtime import CLIENTS, SETTINGS
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    return plan_step(CLIENTS, SETTINGS, event)

@@ -1,0 +1,12 @@
+"""State machine task 'repair': see batch_agent.pipeline_steps.repair_step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch_agent.pipeline_steps import repair_step
+from lambdas.steps._runtime import CLIENTS, SETTINGS
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    return repair_step(CLIENTS, SETTINGS, event)
