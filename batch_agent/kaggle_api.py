@@ -43,7 +43,7 @@ from batch_agent.leaderboard import LeaderboardEntry, RankEstimate, infer_higher
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16
 _LEADERBOARD_PAGE = 100
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
