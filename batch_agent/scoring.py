@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from batch_agent.metrics import get_metric, metric_k
@@ -87,7 +88,7 @@ def _roc_auc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if p.ndim == 2 and p.shape[1] == 2:
         p = p[:, 1]
     t, p = _values(y_true, p)
-    return float(skm.roc_auc_score(t, p))
+    return _roc_auc_binary(t, p)
 
 
 def _gini_raw(actual: np.ndarray, pred: np.ndarray) -> float:
@@ -172,7 +173,7 @@ def _mcrmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def _mean_auc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     t, p = _columns(y_true, y_pred)
-    scores = [skm.roc_auc_score(t[:, j], p[:, j]) for j in range(t.shape[1]) if len(np.unique(t[:, j])) == 2]
+    scores = [_roc_auc_binary(t[:, j], p[:, j]) for j in range(t.shape[1]) if len(np.unique(t[:, j])) == 2]
     if not scores:
         raise ValueError("mean_auc is undefined: no column of y_true holds both classes")
     return float(np.mean(scores))
@@ -202,12 +203,111 @@ def _map_at_k(y_true: np.ndarray, y_pred: np.ndarray, k: int | None) -> float:
     return total / len(truth_keys)
 
 
-def _label_metric(fn: Callable[..., Any], **kwargs: Any) -> Callable[[np.ndarray, np.ndarray], float]:
-    def scorer(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        t, p = _labels(y_true, y_pred)
-        return float(fn(t, p, **kwargs))
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, counts): labels present in either array, counts[i, j] = rows true i, predicted j.
 
-    return scorer
+    One bincount instead of scikit-learn's checks: threshold and cut-point searches
+    call the label metrics hundreds of times on the same out-of-fold rows.
+    """
+    t, p = _labels(y_true, y_pred)
+    if t.dtype.kind in "iub" and p.dtype.kind in "iub":
+        ti, pi = t.astype(np.int64), p.astype(np.int64)
+        low = min(int(ti.min()), int(pi.min()))
+        span = max(int(ti.max()), int(pi.max())) - low + 1
+        # Small integer labels (the usual case) need no sort: offset them and count.
+        if span <= 4096:
+            grid = np.bincount((ti - low) * span + (pi - low), minlength=span * span).reshape(span, span)
+            present = (grid.sum(axis=0) + grid.sum(axis=1)) > 0
+            return np.arange(low, low + span)[present], grid[present][:, present].astype(float)
+    labels, codes = np.unique(np.concatenate([t, p]), return_inverse=True)
+    codes = codes.reshape(-1)
+    size = len(labels)
+    counts = np.bincount(codes[: len(t)] * size + codes[len(t) :], minlength=size * size)
+    return labels, counts.reshape(size, size).astype(float)
+
+
+def _per_class_f1(counts: np.ndarray) -> np.ndarray:
+    tp = np.diag(counts)
+    denominator = counts.sum(axis=0) + counts.sum(axis=1)
+    # A class never predicted nor present scores 0, as scikit-learn's zero_division default does.
+    return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    t, p = _labels(y_true, y_pred)
+    return float(np.mean(t == p))
+
+
+def _f1_binary(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    labels, counts = _confusion(y_true, y_pred)
+    try:
+        binary = {float(v) for v in labels} <= {0.0, 1.0}
+    except (TypeError, ValueError):
+        binary = False
+    if not binary:
+        raise ValueError(f"binary f1 needs 0/1 labels, got {list(labels)[:5]}")
+    positive = [i for i, v in enumerate(labels) if float(v) == 1.0]
+    return float(_per_class_f1(counts)[positive[0]]) if positive else 0.0
+
+
+def _f1_macro(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    _, counts = _confusion(y_true, y_pred)
+    return float(np.mean(_per_class_f1(counts)))
+
+
+def _f1_weighted(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    _, counts = _confusion(y_true, y_pred)
+    support = counts.sum(axis=1)
+    return float(np.sum(_per_class_f1(counts) * support) / support.sum())
+
+
+def _mcc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    _, counts = _confusion(y_true, y_pred)
+    n = counts.sum()
+    true_counts, pred_counts = counts.sum(axis=1), counts.sum(axis=0)
+    covariance = np.trace(counts) * n - true_counts @ pred_counts
+    denominator = np.sqrt((n * n - pred_counts @ pred_counts) * (n * n - true_counts @ true_counts))
+    return float(covariance / denominator) if denominator > 0 else 0.0
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    _, counts = _confusion(y_true, y_pred)
+    support = counts.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(counts)[present] / support[present]))
+
+
+def _qwk(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Kaggle's quadratic weighted kappa: ratings are the integers between the lowest and highest seen.
+
+    Unlike scikit-learn's cohen_kappa_score, a rating nobody used still counts in
+    the distance between its neighbours (labels 1 and 3 are two steps apart).
+    """
+    t, p = _labels(y_true, y_pred)
+    t_float, p_float = _as_float(t, "y_true"), _as_float(p, "y_pred")
+    if np.any(np.mod(t_float, 1) != 0) or np.any(np.mod(p_float, 1) != 0):
+        raise ValueError("qwk needs integer ratings")
+    ti, pi = t_float.astype(np.int64), p_float.astype(np.int64)
+    low = min(ti.min(), pi.min())
+    size = int(max(ti.max(), pi.max()) - low + 1)
+    observed = np.bincount((ti - low) * size + (pi - low), minlength=size * size).reshape(size, size)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / len(ti)
+    grid = np.arange(size)
+    weights = (grid[:, None] - grid[None, :]) ** 2
+    denominator = float(np.sum(weights * expected))
+    # Both raters gave one and the same rating to every row: perfect agreement.
+    return 1.0 - float(np.sum(weights * observed)) / denominator if denominator > 0 else 1.0
+
+
+def _roc_auc_binary(t: np.ndarray, p: np.ndarray) -> float:
+    """Mann-Whitney form of the ROC AUC (ties count one half), without scikit-learn's overhead."""
+    positives = t == 1
+    n_pos = int(positives.sum())
+    n_neg = len(t) - n_pos
+    if n_pos == 0 or n_neg == 0 or not np.all((t == 0) | positives):
+        raise ValueError("roc_auc needs y_true of 0/1 with both classes present")
+    ranks = rankdata(p)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _value_metric(fn: Callable[[np.ndarray, np.ndarray], Any]) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -223,14 +323,15 @@ _SCORERS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "gini": _gini,
     "log_loss": _log_loss,
     "mean_auc": _mean_auc,
-    "accuracy": _label_metric(skm.accuracy_score),
-    "f1": _label_metric(skm.f1_score, pos_label=1, average="binary"),
-    "f1_macro": _label_metric(skm.f1_score, average="macro"),
-    "f1_micro": _label_metric(skm.f1_score, average="micro"),
-    "f1_weighted": _label_metric(skm.f1_score, average="weighted"),
-    "mcc": _label_metric(skm.matthews_corrcoef),
-    "balanced_accuracy": _label_metric(skm.balanced_accuracy_score),
-    "qwk": _label_metric(skm.cohen_kappa_score, weights="quadratic"),
+    "accuracy": _accuracy,
+    "f1": _f1_binary,
+    "f1_macro": _f1_macro,
+    # With one label per row, micro-averaged F1 equals accuracy.
+    "f1_micro": _accuracy,
+    "f1_weighted": _f1_weighted,
+    "mcc": _mcc,
+    "balanced_accuracy": _balanced_accuracy,
+    "qwk": _qwk,
     "rmse": _value_metric(lambda t, p: np.sqrt(np.mean((t - p) ** 2))),
     "mse": _value_metric(lambda t, p: np.mean((t - p) ** 2)),
     "rmsle": _rmsle,

@@ -192,3 +192,66 @@ def test_is_better_follows_the_metric_direction() -> None:
     assert not is_better("log_loss", 0.7, 0.6)
     assert is_better("rmse", 5.0, float("nan"))
     assert not is_better("accuracy", float("nan"), 0.1)
+
+
+def _kaggle_qwk(actual: list[int], predicted: list[int]) -> float:
+    """Kaggle's reference quadratic weighted kappa, written out loop by loop."""
+    low, high = min(actual + predicted), max(actual + predicted)
+    size = high - low + 1
+    observed = [[0.0] * size for _ in range(size)]
+    for a, b in zip(actual, predicted, strict=True):
+        observed[a - low][b - low] += 1
+    rows = [sum(r) for r in observed]
+    cols = [sum(observed[i][j] for i in range(size)) for j in range(size)]
+    n = len(actual)
+    numerator = denominator = 0.0
+    for i in range(size):
+        for j in range(size):
+            weight = (i - j) ** 2 / (size - 1) ** 2
+            numerator += weight * observed[i][j]
+            denominator += weight * rows[i] * cols[j] / n
+    return 1.0 - numerator / denominator
+
+
+def test_qwk_counts_unused_ratings_in_distances_like_kaggle() -> None:
+    actual = [0, 1, 3, 3, 1, 0]
+    predicted = [0, 3, 1, 3, 1, 1]
+    assert score("qwk", np.array(actual), np.array(predicted)) == pytest.approx(_kaggle_qwk(actual, predicted))
+    # scikit-learn closes the gap at rating 2, so it disagrees here.
+    assert _kaggle_qwk(actual, predicted) != pytest.approx(
+        skm.cohen_kappa_score(actual, predicted, weights="quadratic")
+    )
+
+
+def test_qwk_rejects_fractional_ratings() -> None:
+    with pytest.raises(ValueError, match="integer"):
+        score("qwk", np.array([1, 2]), np.array([1.5, 2]))
+
+
+def test_roc_auc_with_tied_scores_matches_sklearn() -> None:
+    p = np.round(P_BIN, 1)
+    assert score("roc_auc", Y_BIN, p) == pytest.approx(skm.roc_auc_score(Y_BIN, p))
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_label_metrics_count_labels_only_predicted_like_sklearn() -> None:
+    y = np.array(["cat", "dog", "dog", "cat"])
+    p = np.array(["cat", "dog", "bird", "dog"])
+    assert score("f1_macro", y, p) == pytest.approx(skm.f1_score(y, p, average="macro", zero_division=0))
+    assert score("f1_weighted", y, p) == pytest.approx(skm.f1_score(y, p, average="weighted", zero_division=0))
+    assert score("balanced_accuracy", y, p) == pytest.approx(skm.balanced_accuracy_score(y, p))
+    assert score("mcc", y, p) == pytest.approx(skm.matthews_corrcoef(y, p))
+
+
+def test_binary_f1_and_mcc_match_sklearn_on_thresholded_scores() -> None:
+    decided = (P_BIN >= 0.5).astype(int)
+    assert score("f1", Y_BIN, decided) == pytest.approx(skm.f1_score(Y_BIN, decided))
+    assert score("mcc", Y_BIN, decided) == pytest.approx(skm.matthews_corrcoef(Y_BIN, decided))
+    assert score("mcc", Y_BIN, np.zeros(N, dtype=int)) == 0.0
+    as_bool = decided.astype(bool)
+    assert score("f1", Y_BIN.astype(bool), as_bool) == pytest.approx(skm.f1_score(Y_BIN, decided))
+
+
+def test_binary_f1_rejects_labels_other_than_zero_and_one() -> None:
+    with pytest.raises(ValueError, match="0/1"):
+        score("f1", np.array(["yes", "no"]), np.array(["yes", "yes"]))
