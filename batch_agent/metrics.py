@@ -160,10 +160,11 @@ _MEAN = r"mean"
 _SQUARED = r"squared?"
 _ERR = r"(?:error|deviation)"
 _F1 = r"f" + _S + r"1(?:" + _SP + r"score)?"
+_COLUMNWISE = r"column" + _S + r"wise"
 _PATTERNS: list[tuple[str, str]] = [
     # ranking / probability metrics
-    (_words(_MEAN, r"column", r"wise", r"(?:roc" + _SP + r")?auc"), "mean_auc"),
-    (_words(_MEAN, r"column", r"wise", r"area", r"under", r"the", r"(?:roc" + _SP + r")?curve"), "mean_auc"),
+    (_words(_MEAN, _COLUMNWISE, r"(?:roc" + _SP + r")?auc"), "mean_auc"),
+    (_words(_MEAN, _COLUMNWISE, r"area", r"under", r"the", r"(?:roc" + _SP + r")?curve"), "mean_auc"),
     (
         _words(
             r"(?:averaged?|mean)",
@@ -196,30 +197,23 @@ _PATTERNS: list[tuple[str, str]] = [
     (_words(r"balanced", r"accuracy"), "balanced_accuracy"),
     (r"(?:categori[sz]ation" + _SP + r"|classification" + _SP + r")?accuracy", "accuracy"),
     (_words(r"macro", r"(?:averaged?" + _SP + r")?f" + _S + r"1(?:" + _SP + r"score)?"), "f1_macro"),
-    (_words(r"f" + _S + r"1(?:" + _SP + r"score)?", r"\(?macro(?:" + _S + r"averaged?)?\)?"), "f1_macro"),
+    (_words(_F1, r"\(?(?:(?:with|using)" + _SP + r")?macro(?:" + _S + r"averag(?:ed?|ing))?\)?"), "f1_macro"),
     (_words(r"micro", r"(?:averaged?" + _SP + r")?f" + _S + r"1(?:" + _SP + r"score)?"), "f1_micro"),
-    (_words(r"f" + _S + r"1(?:" + _SP + r"score)?", r"\(?micro(?:" + _S + r"averaged?)?\)?"), "f1_micro"),
+    (_words(_F1, r"\(?(?:(?:with|using)" + _SP + r")?micro(?:" + _S + r"averag(?:ed?|ing))?\)?"), "f1_micro"),
     (_words(r"weighted", r"(?:averaged?" + _SP + r")?f" + _S + r"1(?:" + _SP + r"score)?"), "f1_weighted"),
-    (_words(_F1, r"\(?weighted(?:" + _S + r"averaged?)?\)?"), "f1_weighted"),
+    (_words(_F1, r"\(?(?:(?:with|using)" + _SP + r")?weighted(?:" + _S + r"averag(?:ed?|ing))?\)?"), "f1_weighted"),
     (r"f" + _S + r"1(?:" + _SP + r"score)?|f" + _S + r"score|f" + _S + r"measure", "f1"),
     (_words(r"matthews?(?:['’]s)?", r"correlation", r"coefficient") + r"|\bmcc", "mcc"),
     (_words(r"quadratic", r"weighted", r"(?:cohen(?:['’]s)?" + _SP + r")?kappa"), "qwk"),
     (r"cohen(?:['’]s)?" + _SP + r"kappa|\bqwk|weighted" + _SP + r"kappa", "qwk"),
     (_words(_MEAN, r"average", r"precision", r"(?:@|at)") + _S + r"(?P<k>\d+|k)", "map_at_k"),
     (
-        _words(_MEAN, r"average", r"precision")
-        + r"(?:"
-        + _S
-        + r"\(?map"
-        + _S
-        + r"@"
-        + _S
-        + r"(?P<k2>\d+|k)\)?)?",
+        _words(_MEAN, r"average", r"precision") + r"(?:" + _S + r"\(?map" + _S + r"@" + _S + r"(?P<k2>\d+|k)\)?)?",
         "map_at_k",
     ),
     (r"map" + _S + r"@" + _S + r"(?P<k>\d+|k)", "map_at_k"),
     # value metrics
-    (_words(_MEAN, r"column", r"wise", _ROOT, _MEAN, _SQUARED, _ERR), "mcrmse"),
+    (_words(_MEAN, _COLUMNWISE, _ROOT, _MEAN, _SQUARED, _ERR), "mcrmse"),
     (r"mcrmse", "mcrmse"),
     (_words(_ROOT, _MEAN, _SQUARED, r"(?:logarithmic|log)", _ERR), "rmsle"),
     (
@@ -227,6 +221,17 @@ _PATTERNS: list[tuple[str, str]] = [
         "rmsle",
     ),
     (r"rmsle", "rmsle"),
+    # "RMSE between the logarithm of the predicted value and the logarithm of the observed price".
+    (
+        r"(?:"
+        + _words(_ROOT, _MEAN, _SQUARED, _ERR)
+        + r"|rmse)(?:"
+        + _S
+        + r"\(rmse\))?"
+        + _SP
+        + _words(r"between", r"the", r"log(?:arithm)?s?"),
+        "rmsle",
+    ),
     (_words(_ROOT, _MEAN, _SQUARED, _ERR), "rmse"),
     (r"rmse", "rmse"),
     (_words(_MEAN, _SQUARED, _ERR), "mse"),
@@ -247,9 +252,7 @@ _COMPILED = [(re.compile(r"(?<![\w@])(?:" + p + r")(?![\w@])", re.IGNORECASE), n
 _HEADING = re.compile(r"^(#{1,6})[ \t]*(.+?)[ \t#]*$", re.MULTILINE)
 _EVALUATION_TITLE = re.compile(r"\bevaluation\b|\bmetric\b|\bscoring\b", re.IGNORECASE)
 # Sentences that state the metric rather than mention one in passing.
-_EVALUATION_CUE = re.compile(
-    r"evaluat|scored|scoring|score is|metric|measured|judged|graded|ranked", re.IGNORECASE
-)
+_EVALUATION_CUE = re.compile(r"evaluat|scored|scoring|score is|metric|measured|judged|graded|ranked", re.IGNORECASE)
 
 
 def evaluation_section(description: str) -> str | None:

@@ -115,6 +115,9 @@ def test_unknown_metric_raises_input_error_listing_known_names() -> None:
         ("Submissions are evaluated on the median absolute error.", "medae"),
         ("Submissions are evaluated on mean squared error.", "mse"),
         ("Submissions are evaluated on the mean column-wise ROC AUC.", "mean_auc"),
+        ("Submissions are evaluated using Mean Columnwise Root Mean Squared Error (MCRMSE).", "mcrmse"),
+        ("Submissions are evaluated with the F1-score with macro averaging.", "f1_macro"),
+        ("The metric is the F1 score (weighted).", "f1_weighted"),
     ],
 )
 def test_parse_metric_reads_kaggle_wordings(text: str, name: str) -> None:
@@ -189,9 +192,7 @@ def test_plain_text_evaluation_heading_is_recognised() -> None:
 
 
 def test_metric_in_evaluation_sentence_beats_one_mentioned_in_passing() -> None:
-    text = (
-        "Accuracy matters to the hospital. Submissions are evaluated on the F1 score of the positive class."
-    )
+    text = "Accuracy matters to the hospital. Submissions are evaluated on the F1 score of the positive class."
     match = parse_metric(text)
     assert match is not None and match.name == "f1"
 
@@ -213,3 +214,14 @@ def test_description_without_metric_in_section_falls_back_to_whole_text() -> Non
 )
 def test_description_without_any_metric_gives_none(text: str) -> None:
     assert parse_metric(text) is None
+
+
+def test_rmse_between_logarithms_is_rmsle() -> None:
+    text = (
+        "Submissions are evaluated on Root-Mean-Squared-Error (RMSE) between the logarithm of the "
+        "predicted value and the logarithm of the observed sales price."
+    )
+    match = parse_metric(text)
+    assert match is not None and match.name == "rmsle"
+    plain = parse_metric("Submissions are evaluated on the RMSE between the predicted and observed values.")
+    assert plain is not None and plain.name == "rmse"
