@@ -1,0 +1,242 @@
+"""The whole solver loop with Claude's programs, scripted by the fake Messages API.
+
+The competition is built in the test: the target is the parity of two digit
+columns, which a raw-feature model barely learns and a parity feature learns
+perfectly, so CV scores order the programs for real.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from batch_agent.author import ProgramAuthor
+from batch_agent.competition import CompetitionProfile
+from batch_agent.llm import LLMSettings
+from batch_agent.llm_author import ClaudeAuthor
+from batch_agent.plan import AttemptResult, Plan, Program
+from batch_agent.profiling import profile_competition
+from batch_agent.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL
+from batch_agent.solve import SolveOptions, solve
+from batch_agent.submission import validate_submission
+from batch_agent.templates import TemplateAuthor
+from tests.fakes.anthropic_server import (
+    FakeAnthropic,
+    Recorded,
+    Reply,
+    error_reply,
+    fake_anthropic,
+    tool_reply,
+)
+
+__all__ = ["fake_anthropic"]
+
+PLAN_INPUT: dict[str, Any] = {
+    "approach": "Logistic regression on engineered features.",
+    "features": ["parity of a + b"],
+    "validation": "stratified 5-fold",
+    "n_folds": 5,
+    "models": [{"family": "logistic regression"}],
+    "compute": "cpu",
+    "draft_time_fraction": 0.5,
+}
+
+PROGRAM = """\
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--data", required=True)
+parser.add_argument("--time-budget", type=float, required=True)
+args = parser.parse_args()
+train = pd.read_csv(Path(args.data) / "train.csv")
+test = pd.read_csv(Path(args.data) / "test.csv")
+
+
+def features(frame):
+    return {features}
+
+
+X, X_test, y = features(train), features(test), train["target"].to_numpy()
+oof, pred = np.zeros(len(train)), np.zeros(len(test))
+for fit, val in StratifiedKFold(5, shuffle=True, random_state=42).split(X, y):
+    model = LogisticRegression().fit(X.iloc[fit], y[fit])
+    oof[val] = model.predict_proba(X.iloc[val])[:, 1]
+    pred += model.predict_proba(X_test)[:, 1] / 5
+pd.DataFrame({{"id": test["id"], "target": pred}}).to_csv("submission.csv", index=False)
+Path("metrics.json").write_text(json.dumps({{"cv_score": float(roc_auc_score(y, oof))}}))
+print("cv", roc_auc_score(y, oof))
+"""
+CRASHING = PROGRAM.format(features='frame[["fare"]]  # no such column')
+RAW = PROGRAM.format(features='frame[["a", "b"]]')
+CONSTANT = PROGRAM.format(features='pd.DataFrame({"one": np.ones(len(frame))})')
+PARITY = PROGRAM.format(features='pd.DataFrame({"parity": ((frame["a"] + frame["b"]) % 2).astype(float)})')
+
+
+@pytest.fixture
+def competition(tmp_path: Path) -> Path:
+    folder = tmp_path / "parity"
+    folder.mkdir()
+    rng = random.Random(7)
+
+    def rows(n: int, start: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(n):
+            a, b = rng.randrange(10), rng.randrange(10)
+            out.append(
+                {"id": start + i, "a": a, "b": b, "noise": round(rng.random(), 4), "target": (a + b) % 2}
+            )
+        return out
+
+    train, test = rows(300, 0), rows(120, 1000)
+    with (folder / "train.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["id", "a", "b", "noise", "target"])
+        writer.writeheader()
+        writer.writerows(train)
+    with (folder / "test.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["id", "a", "b", "noise"])
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in ("id", "a", "b", "noise")} for r in test)
+    with (folder / "sample_submission.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["id", "target"])
+        writer.writeheader()
+        writer.writerows({"id": r["id"], "target": 0.5} for r in test)
+    (folder / "description.md").write_text(
+        "# Parity\n\nSubmissions are evaluated on area under the ROC curve between the predicted "
+        "probability and the observed target.\n"
+    )
+    return folder
+
+
+class FirstTemplateOnly:
+    """The template author with one draft, so each test runs a few programs and takes seconds."""
+
+    name = "templates"
+
+    def __init__(self) -> None:
+        self.templates = TemplateAuthor()
+
+    def plan(self, profile: CompetitionProfile, time_limit: float) -> Plan:
+        return self.templates.plan(profile, time_limit)
+
+    def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
+        return self.templates.draft(profile, plan)[:1]
+
+    def repair(self, profile: CompetitionProfile, program: Program, failure: AttemptResult) -> Program | None:
+        return self.templates.repair(profile, program, failure)
+
+    def improve(
+        self, profile: CompetitionProfile, plan: Plan, best: Program, history: list[AttemptResult]
+    ) -> Program | None:
+        return None
+
+
+def by_tool(replies: dict[str, list[Reply]]) -> Callable[[Recorded], Reply]:
+    """Answer each tool from its own queue; an unscripted call gets a 500."""
+    queues = {name: deque(items) for name, items in replies.items()}
+
+    def respond(request: Recorded) -> Reply:
+        queue = queues.get(request.tool_name or "")
+        return queue.popleft() if queue else error_reply(500, f"nothing scripted for {request.tool_name}")
+
+    return respond
+
+
+def claude(server: FakeAnthropic, fallback: ProgramAuthor) -> ClaudeAuthor:
+    settings = LLMSettings(
+        api_key=SecretStr("sk-test"),
+        base_url=server.url,
+        sdk_max_retries=0,
+        backoff_attempts=0,
+        max_cost_usd=None,
+    )
+    return ClaudeAuthor(settings, fallback=fallback)
+
+
+def options(tmp_path: Path, max_attempts: int) -> SolveOptions:
+    return SolveOptions(
+        time_limit=120, workdir=tmp_path / "work", max_attempts=max_attempts, memory_limit_mb=4096
+    )
+
+
+def test_crashing_program_is_repaired_from_its_log(
+    fake_anthropic: FakeAnthropic, competition: Path, tmp_path: Path
+) -> None:
+    fake_anthropic.responder = by_tool(
+        {
+            PLAN_TOOL: [tool_reply(PLAN_TOOL, PLAN_INPUT)],
+            PROGRAM_TOOL: [tool_reply(PROGRAM_TOOL, {"summary": "raw columns", "code": CRASHING})],
+            REPAIR_TOOL: [tool_reply(REPAIR_TOOL, {"diagnosis": "no column fare; use a and b", "code": RAW})],
+        }
+    )
+    author = claude(fake_anthropic, FirstTemplateOnly())
+    output = tmp_path / "submission.csv"
+    result = solve(str(competition), output, options(tmp_path, max_attempts=3), author)
+
+    origins = [(h.origin, h.ok) for h in result.history]
+    assert origins == [("template", True), ("llm-draft", False), ("llm-repair", True)]
+    assert "fare" in result.history[1].log_tail
+    repair_prompt = fake_anthropic.calls(REPAIR_TOOL)[0].body["messages"][0]["content"]
+    assert 'frame[["fare"]]' in repair_prompt and "KeyError" in repair_prompt
+    assert validate_submission(output, profile_competition(competition)) == []
+    assert author.fallback_reason is None and author.tally.calls == 3
+
+
+def test_improvement_is_kept_only_when_cv_rises(
+    fake_anthropic: FakeAnthropic, competition: Path, tmp_path: Path
+) -> None:
+    fake_anthropic.responder = by_tool(
+        {
+            PLAN_TOOL: [tool_reply(PLAN_TOOL, PLAN_INPUT)],
+            PROGRAM_TOOL: [tool_reply(PROGRAM_TOOL, {"summary": "raw columns", "code": RAW})],
+            IMPROVE_TOOL: [
+                tool_reply(IMPROVE_TOOL, {"change": "drop every feature", "code": CONSTANT}),
+                tool_reply(IMPROVE_TOOL, {"change": "parity feature", "code": PARITY}),
+            ],
+        }
+    )
+    author = claude(fake_anthropic, FirstTemplateOnly())
+    output = tmp_path / "submission.csv"
+    result = solve(str(competition), output, options(tmp_path, max_attempts=4), author)
+
+    worse, better = result.history[2], result.history[3]
+    assert (worse.origin, better.origin) == ("llm-improve", "llm-improve")
+    best_before = max((h for h in result.history[:2] if h.ok), key=lambda h: h.cv_score or 0.0)
+    assert worse.cv_score is not None and best_before.cv_score is not None
+    assert worse.cv_score <= best_before.cv_score
+    # The worse change was not kept: the next improvement starts again from the earlier best.
+    second_prompt = fake_anthropic.calls(IMPROVE_TOOL)[1].body["messages"][0]["content"]
+    assert f"The best program so far is {best_before.program!r}" in second_prompt
+    assert better.cv_score == pytest.approx(1.0)
+    assert better.cv_score is not None and better.cv_score > best_before.cv_score
+    assert result.best == better.program and result.cv_score == pytest.approx(1.0)
+    assert validate_submission(output, profile_competition(competition)) == []
+
+
+def test_server_that_always_errors_still_yields_a_template_submission(
+    fake_anthropic: FakeAnthropic, competition: Path, tmp_path: Path
+) -> None:
+    fake_anthropic.responder = lambda _r: error_reply(529, "Overloaded")
+    author = claude(fake_anthropic, FirstTemplateOnly())
+    output = tmp_path / "submission.csv"
+    result = solve(str(competition), output, options(tmp_path, max_attempts=2), author)
+
+    assert [h.origin for h in result.history] == ["template"]
+    assert author.fallback_reason is not None and "LLMUnavailableError" in author.fallback_reason
+    assert len(fake_anthropic.requests) == 1  # the first failure switches the run to the templates
+    assert validate_submission(output, profile_competition(competition)) == []
+    assert "fell back from Claude" in author.summary()
