@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from batch_agent.competition import CompetitionProfile
 from batch_agent.kaggle_api import (
     KaggleOptions,
     KaggleQuotaError,
     KaggleRulesNotAcceptedError,
     run_kernel,
 )
+from batch_agent.kaggle_compute import run_attempt_on_kaggle
+from batch_agent.plan import Program
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 
 __all__ = ["fake_kaggle"]
@@ -165,3 +168,57 @@ def test_token_credentials_look_up_the_account_for_the_kernel_slug(
     push = fake_kaggle.calls("SaveKernel")[0].body
     assert push["slug"].startswith("solver-user/")
     assert push["enableGpu"] is False and "machineShape" not in push
+
+
+def _profile(data_dir: Path) -> CompetitionProfile:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "sample_submission.csv").write_bytes(SAMPLE)
+    (data_dir / "test.csv").write_text("id,x\n10,1\n11,2\n12,3\n")
+    return CompetitionProfile(
+        data_dir=str(data_dir),
+        id_column="id",
+        target_columns=["target"],
+        submission_columns=["target"],
+        task="regression",
+        prediction_format="value",
+        metric="rmse",
+        n_train=1,
+        n_test=3,
+    )
+
+
+def test_attempt_on_kaggle_is_ok_with_cv_score_when_submission_is_valid(
+    fake_kaggle: FakeKaggle, competition: FakeCompetition, options: KaggleOptions, tmp_path: Path
+) -> None:
+    profile = _profile(tmp_path / "data")
+    result = run_attempt_on_kaggle(
+        profile,
+        Program(name="tiny", code=PROGRAM),
+        tmp_path / "attempt-01",
+        slug="gpu-comp",
+        time_budget=100,
+        poll_interval=0.01,
+        options=options,
+    )
+    assert result.ok, result.reason
+    assert result.cv_score == 0.75
+    assert "kaggle-solver: data in" in result.log_tail
+    # the program was told 80% of the attempt's budget, like the local sandbox does
+    assert '"budget": 80.0' in (tmp_path / "attempt-01" / "metrics.json").read_text()
+
+
+def test_attempt_on_kaggle_failure_is_a_result_with_the_kernel_message(
+    fake_kaggle: FakeKaggle, competition: FakeCompetition, options: KaggleOptions, tmp_path: Path
+) -> None:
+    result = run_attempt_on_kaggle(
+        _profile(tmp_path / "data"),
+        Program(name="broken", code=FAILING_PROGRAM),
+        tmp_path / "attempt-01",
+        slug="gpu-comp",
+        time_budget=100,
+        poll_interval=0.01,
+        options=options,
+    )
+    assert not result.ok
+    assert result.reason is not None and "error: script exited with 1" in result.reason
+    assert "no features found" in result.log_tail
