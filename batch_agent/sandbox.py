@@ -74,10 +74,13 @@ class SandboxResult:
     memory_limit_mb: int = 0
     # Set when the program could not be started at all (returncode is then None).
     start_error: str | None = None
+    # The program was stopped for writing more log than allowed (a print loop fills disks).
+    log_exceeded: bool = False
+    max_log_mb: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out and not self.memory_exceeded
+        return self.returncode == 0 and not self.timed_out and not self.memory_exceeded and not self.log_exceeded
 
     @property
     def reason(self) -> str | None:
@@ -88,6 +91,8 @@ class SandboxResult:
             return f"could not start the program: {self.start_error}"
         if self.timed_out:
             return f"timed out after {self.time_limit:g} s"
+        if self.log_exceeded:
+            return f"wrote more than {self.max_log_mb} MB of log output"
         if self.memory_exceeded:
             return f"exceeded the memory limit of {self.memory_limit_mb} MB (peak {self.peak_rss_mb:.0f} MB)"
         if self.returncode is None:
@@ -248,6 +253,13 @@ def _tree_rss_mb(pids: Iterable[int]) -> float:
     return total_pages * _PAGE_BYTES / 2**20
 
 
+def _file_mb(path: Path) -> float:
+    try:
+        return path.stat().st_size / 2**20
+    except OSError:
+        return 0.0
+
+
 def _reap(pid: int, block: bool) -> tuple[int, float] | None:
     """(exit code as Popen reports it, peak RSS in MB of the child) once it has exited, else None."""
     try:
@@ -285,6 +297,7 @@ def run_sandboxed(
     memory_limit_mb: int,
     env: Mapping[str, str] | None = None,
     log_name: str = "program.log",
+    max_log_mb: int = 1024,
 ) -> SandboxResult:
     """Runs ``argv`` in ``workdir`` under the limits; never raises for anything the program does.
 
@@ -326,6 +339,7 @@ def run_sandboxed(
     tree = _ProcessTree(process.pid)
     timed_out = False
     killed_for_memory = False
+    log_exceeded = False
     polled_peak = 0.0
     sleep = 0.005
     try:
@@ -337,6 +351,10 @@ def run_sandboxed(
             polled_peak = max(polled_peak, rss)
             if rss > memory_limit_mb:
                 killed_for_memory = True
+                reaped = _terminate(tree, grace=0)
+                break
+            if _file_mb(log_path) > max_log_mb:
+                log_exceeded = True
                 reaped = _terminate(tree, grace=0)
                 break
             if time.monotonic() - started > time_limit:
@@ -368,6 +386,8 @@ def run_sandboxed(
         log_tail=_read_tail(log_path),
         time_limit=time_limit,
         memory_limit_mb=memory_limit_mb,
+        log_exceeded=log_exceeded,
+        max_log_mb=max_log_mb,
     )
     logger.info(
         "sandboxed %s: rc=%s %.1fs peak %.0f MB%s",

@@ -70,9 +70,7 @@ def test_program_sleeping_past_its_limit_is_timed_out(tmp_path: Path) -> None:
 
 def test_program_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
     code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=0.5, memory_limit_mb=500
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=0.5, memory_limit_mb=500)
     assert result.timed_out
     assert result.returncode == -signal.SIGKILL
     assert result.seconds < 10
@@ -85,9 +83,7 @@ def test_grandchild_sleeper_is_killed_on_timeout(tmp_path: Path) -> None:
         open("grandchild.pid", "w").write(str(child.pid))
         time.sleep(60)
     """
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=1.5, memory_limit_mb=500
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=1.5, memory_limit_mb=500)
     assert result.timed_out
     grandchild = int((tmp_path / "run" / "grandchild.pid").read_text())
     deadline = time.monotonic() + 5
@@ -103,9 +99,7 @@ def test_worker_left_behind_by_a_finished_program_is_killed(tmp_path: Path) -> N
         open("worker.pid", "w").write(str(child.pid))
         import time; time.sleep(0.5)
     """
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500)
     assert result.ok
     worker = int((tmp_path / "run" / "worker.pid").read_text())
     deadline = time.monotonic() + 5
@@ -124,9 +118,7 @@ def test_program_growing_past_the_memory_limit_is_stopped(tmp_path: Path) -> Non
         time.sleep(20)
         print("survived")
     """
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=30, memory_limit_mb=150
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=30, memory_limit_mb=150)
     assert result.memory_exceeded and not result.ok
     assert result.peak_rss_mb > 150
     assert result.reason is not None
@@ -140,18 +132,14 @@ def test_memory_of_child_processes_counts_toward_the_limit(tmp_path: Path) -> No
         grow = "import time\\nb = bytearray(200 * 2**20)\\ntime.sleep(30)"
         subprocess.run([sys.executable, "-c", grow])
     """
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=150
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=150)
     assert result.memory_exceeded
     assert result.seconds < 15
 
 
 def test_program_exiting_non_zero_reports_the_last_log_line(tmp_path: Path) -> None:
     code = "print('loading data')\nraise ValueError('column Age not found')\n"
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500)
     assert result.returncode == 1 and not result.ok
     assert result.reason == "exited with code 1: ValueError: column Age not found"
     assert "Traceback" in result.log_tail
@@ -159,9 +147,7 @@ def test_program_exiting_non_zero_reports_the_last_log_line(tmp_path: Path) -> N
 
 def test_program_killed_by_a_signal_is_reported(tmp_path: Path) -> None:
     code = "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500)
     assert result.returncode == -signal.SIGSEGV
     assert result.reason == f"killed by signal {int(signal.SIGSEGV)} (SIGSEGV)"
 
@@ -174,11 +160,19 @@ def test_missing_executable_is_a_failed_result_not_an_exception(tmp_path: Path) 
     assert result.reason is not None and result.reason.startswith("could not start the program: ")
 
 
+def test_program_flooding_its_log_is_stopped(tmp_path: Path) -> None:
+    code = "while True:\n    print('x' * 1000)\n"
+    result = run_sandboxed(
+        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=30, memory_limit_mb=500, max_log_mb=2
+    )
+    assert result.log_exceeded and not result.ok
+    assert result.reason == "wrote more than 2 MB of log output"
+    assert result.seconds < 20
+
+
 def test_long_log_is_cut_to_its_tail(tmp_path: Path) -> None:
     code = "for i in range(20000):\n    print(f'line {i}')\n"
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500)
     assert result.ok
     assert len(result.log_tail) <= 4000
     assert result.log_tail.rstrip().endswith("line 19999")
@@ -201,9 +195,7 @@ def test_malformed_submission_is_caught_by_validation(tmp_path: Path) -> None:
         n_test=3,
     )
     code = "open('submission.csv', 'w').write('id,prediction\\n1,0.5\\n2,nan\\n')\n"
-    result = run_sandboxed(
-        _program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500
-    )
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500)
     assert result.ok
     problems = validate_submission(tmp_path / "run" / "submission.csv", profile)
     assert any("missing columns ['target']" in p for p in problems)
@@ -211,9 +203,7 @@ def test_malformed_submission_is_caught_by_validation(tmp_path: Path) -> None:
     assert "1 test ids missing, e.g. 3" in problems
 
 
-def test_parent_secrets_are_not_visible_to_the_program(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parent_secrets_are_not_visible_to_the_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-value")
