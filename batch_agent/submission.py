@@ -147,9 +147,7 @@ def _tally_messages(findings: _Findings, classes: list[str] | None, metric: str)
         if rule == "missing":
             messages.append(f"column {column!r} has {n} empty or NaN values, e.g. for id {t.example}")
         elif rule == "not_a_class":
-            messages.append(
-                f"column {column!r} has values outside {_show_list(classes or [])}, e.g. {t.example!r}"
-            )
+            messages.append(f"column {column!r} has values outside {_show_list(classes or [])}, e.g. {t.example!r}")
         elif rule == "too_many_labels":
             messages.append(f"column {column!r} has {n} rows with too many labels, e.g. id {t.example}")
         elif rule == "not_numeric":
@@ -182,9 +180,7 @@ def _test_ids(profile: CompetitionProfile, findings: _Findings) -> set[str] | No
         return None
 
 
-def validate_submission(
-    submission_path: Path, profile: CompetitionProfile, *, max_problems: int = 5
-) -> list[str]:
+def validate_submission(submission_path: Path, profile: CompetitionProfile, *, max_problems: int = 5) -> list[str]:
     """Human-readable problems with a submission; an empty list means it is valid.
 
     Checks: the file parses as CSV; its columns are those of sample_submission.csv
@@ -214,9 +210,7 @@ def validate_submission(
     return problems[:max_problems]
 
 
-def _scan_submission(
-    path: Path, profile: CompetitionProfile, expected: list[str], findings: _Findings
-) -> None:
+def _scan_submission(path: Path, profile: CompetitionProfile, expected: list[str], findings: _Findings) -> None:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)

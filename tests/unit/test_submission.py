@@ -16,9 +16,7 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _profile(
-    tmp_path: Path, sample_header: str = "id,target", n_test: int = 4, **overrides: Any
-) -> CompetitionProfile:
+def _profile(tmp_path: Path, sample_header: str = "id,target", n_test: int = 4, **overrides: Any) -> CompetitionProfile:
     _write(tmp_path / "test.csv", "id,x\n" + "".join(f"{i},0.5\n" for i in range(1, n_test + 1)))
     _write(tmp_path / "sample_submission.csv", sample_header + "\n")
     fields: dict[str, Any] = {
@@ -143,9 +141,7 @@ def test_string_labels_are_compared_exactly(tmp_path: Path) -> None:
         metric="accuracy",
         classes=["rain", "sun", "NA"],
     )
-    assert (
-        validate_submission(_submission(tmp_path, "id,weather\n1,rain\n2,sun\n3,NA\n4,sun\n"), profile) == []
-    )
+    assert validate_submission(_submission(tmp_path, "id,weather\n1,rain\n2,sun\n3,NA\n4,sun\n"), profile) == []
     problems = validate_submission(_submission(tmp_path, "id,weather\n1,Rain\n2,sun\n3,NA\n4,sun\n"), profile)
     assert problems == ["column 'weather' has values outside ['rain', 'sun', 'NA'], e.g. 'Rain'"]
 
@@ -200,9 +196,7 @@ def test_ranked_labels_are_checked_for_count_and_membership(tmp_path: Path) -> N
 def test_rows_with_the_wrong_number_of_fields_are_reported(tmp_path: Path) -> None:
     profile = _profile(tmp_path)
     path = _submission(tmp_path, "id,target\n1,0.1,7\n2,0.9\n3,0\n4,1\n")
-    assert validate_submission(path, profile) == [
-        "1 rows have more or fewer fields than the header, e.g. line 2"
-    ]
+    assert validate_submission(path, profile) == ["1 rows have more or fewer fields than the header, e.g. line 2"]
 
 
 def test_problem_list_is_capped(tmp_path: Path) -> None:
