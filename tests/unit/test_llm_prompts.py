@@ -1,0 +1,163 @@
+"""Prompt texts and tool output models: what Claude is told and which answers are accepted."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from batch_agent.competition import ColumnInfo, CompetitionProfile
+from batch_agent.plan import AttemptResult, Program
+from batch_agent.prompts import (
+    MAX_DESCRIPTION_CHARS,
+    ImprovementOutput,
+    ModelChoice,
+    PlanOutput,
+    ProgramOutput,
+    RepairOutput,
+    all_tools,
+    competition_context,
+    describe_plan,
+    improve_messages,
+    repair_messages,
+    system_blocks,
+)
+
+CONTRACT_CODE = (
+    "import argparse\np = argparse.ArgumentParser()\np.add_argument('--data')\np.add_argument('--time-budget')\n"
+    "# submission.csv metrics.json\n"
+)
+
+
+def profile(**overrides: object) -> CompetitionProfile:
+    values: dict[str, object] = {
+        "title": "House prices",
+        "data_dir": "/data/house",
+        "id_column": "Id",
+        "target_columns": ["SalePrice"],
+        "submission_columns": ["SalePrice"],
+        "task": "regression",
+        "prediction_format": "value",
+        "metric": "rmsle",
+        "n_train": 1460,
+        "n_test": 1459,
+        "features": [
+            ColumnInfo(name="LotArea", kind="numeric", dtype="int64", n_unique=1000, missing_fraction=0)
+        ],
+        "description": "Predict the sale price.",
+        "extra_files": ["data_description.txt"],
+    }
+    values.update(overrides)
+    return CompetitionProfile.model_validate(values)
+
+
+def test_context_names_metric_direction_files_profile_and_description() -> None:
+    text = competition_context(profile())
+    assert "Metric: rmsle (lower is better)" in text
+    assert "train.csv, test.csv, sample_submission.csv, data_description.txt" in text
+    assert '"id_column": "Id"' in text and '"name":"LotArea"' in text
+    assert text.endswith("Predict the sale price.")
+    assert "/data/house" not in text  # programs get the folder as --data, not from the prompt
+
+
+def test_long_descriptions_and_wide_tables_are_cut() -> None:
+    columns = [
+        ColumnInfo(name=f"c{i}", kind="numeric", dtype="float64", n_unique=9, missing_fraction=0)
+        for i in range(500)
+    ]
+    text = competition_context(profile(description="x" * (MAX_DESCRIPTION_CHARS + 500), features=columns))
+    assert "[description truncated]" in text
+    assert "300 more omitted" in text
+
+
+def test_system_blocks_carry_the_contract_and_cache_only_the_context() -> None:
+    instructions, context = system_blocks(profile(), libraries="pandas 3.1")
+    assert "python program.py --data DATA_DIR --time-budget SECONDS" in instructions["text"]
+    assert "no credentials" in instructions["text"] and "pandas 3.1" in instructions["text"]
+    assert "cache_control" not in instructions
+    assert context["cache_control"] == {"type": "ephemeral"}
+
+
+def test_tools_have_schemas_from_the_output_models_in_a_fixed_order() -> None:
+    tools = all_tools()
+    assert [t["name"] for t in tools] == [
+        "plan_solution",
+        "write_program",
+        "repair_program",
+        "improve_program",
+    ]
+    assert tools[0]["input_schema"]["properties"]["compute"]["enum"] == ["cpu", "gpu"]
+    # The explanation comes before the code, so the model reasons first.
+    assert list(tools[1]["input_schema"]["properties"]) == ["summary", "code"]
+
+
+def test_code_in_a_markdown_fence_is_unwrapped() -> None:
+    output = ProgramOutput(summary="s", code=f"```python\n{CONTRACT_CODE}```")
+    assert output.code == CONTRACT_CODE
+
+
+def test_code_that_does_not_parse_is_rejected_with_its_line() -> None:
+    with pytest.raises(ValidationError, match=r"does not parse: .* line 2"):
+        RepairOutput(diagnosis="d", code="x = 1\ndef broken(:\n")
+
+
+def test_first_draft_must_follow_the_contract_but_changes_need_not_repeat_it() -> None:
+    with pytest.raises(ValidationError, match=r"never mentions 'metrics\.json'"):
+        ProgramOutput(summary="s", code="import argparse  # --data --time-budget submission.csv\n")
+    template_like = "from batch_agent.training import main\nmain({}, [])\n"
+    assert ImprovementOutput(change="more seeds", code=template_like).code == template_like
+
+
+def test_plan_output_is_bounded_and_described_as_approach_text() -> None:
+    with pytest.raises(ValidationError):
+        PlanOutput(
+            approach="a",
+            features=[],
+            validation="v",
+            n_folds=50,
+            models=[ModelChoice(family="x")],
+            compute="cpu",
+            draft_time_fraction=0.5,
+        )
+    plan = PlanOutput(
+        approach="Boosting.",
+        features=["log target"],
+        validation="5-fold",
+        n_folds=5,
+        models=[ModelChoice(family="lightgbm", reason="tabular")],
+        compute="cpu",
+        draft_time_fraction=0.3,
+    )
+    text = describe_plan(plan)
+    assert text.startswith("Boosting.") and "lightgbm (tabular)" in text and "30% drafts" in text
+
+
+def test_repair_prompt_shows_code_reason_and_only_the_log_tail() -> None:
+    program = Program(name="llm-draft-1", code="print('hi')\n", origin="llm-draft")
+    failure = AttemptResult(
+        number=2,
+        program="llm-draft-1",
+        origin="llm-draft",
+        ok=False,
+        seconds=3,
+        reason="exit status 1",
+        log_tail="A" * 10_000 + "ZeroDivisionError",
+        workdir="/w",
+    )
+    (message,) = repair_messages(program, failure)
+    assert "print('hi')" in message["content"] and "exit status 1" in message["content"]
+    assert message["content"].count("A") < 7_000 and "ZeroDivisionError" in message["content"]
+
+
+def test_improving_a_template_explains_its_config() -> None:
+    best = Program(
+        name="lgbm", code="from batch_agent.training import main\nCONFIG = {}\n", origin="template"
+    )
+    history = [
+        AttemptResult(
+            number=1, program="lgbm", origin="template", ok=True, cv_score=0.1234567, seconds=12, workdir="/w"
+        )
+    ]
+    (message,) = improve_messages("rmsle", best, 0.1234567, history, ["more seeds"])
+    assert "CV rmsle = 0.123457 (lower is better)" in message["content"]
+    assert 'CONFIG["model"]' in message["content"]
+    assert "- more seeds" in message["content"]
