@@ -63,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="use the built-in templates only (the default when ANTHROPIC_API_KEY is not set)")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    run.add_argument("--submit", action="store_true",
+                     help="upload the submission to Kaggle (URL sources only), wait for its public score and rank")
+    board = commands.add_parser(
+        "leaderboard",
+        help="summarise a competition's public leaderboard",
+        description="Download the complete public leaderboard and summarise it; --score ranks a score on it.",
+    )
+    board.add_argument("competition", metavar="SLUG_OR_URL", help="a competition slug or Kaggle competition URL")
+    board.add_argument("--score", type=float, help="rank this score against the leaderboard")
+    direction = board.add_mutually_exclusive_group()
+    direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_true", default=None,
+                           help="the metric rewards larger scores (default: read from the leaderboard order)")
+    direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_false",
+                           help="the metric rewards smaller scores")
     return parser
 
 
@@ -85,6 +99,9 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
     output = args.output.expanduser()
     if not output.parent.exists():
         raise InputError(f"cannot write {output}: folder {output.parent} does not exist")
+    slug = _competition_of(args.source)
+    if args.submit and slug is None:
+        raise InputError("--submit needs a Kaggle competition URL as the source")
     options = SolveOptions(
         time_limit=args.time_limit,
         metric=args.metric,
@@ -101,6 +118,9 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
         + (f" = {', '.join(f'{w:.2f}×{n}' for n, w in result.blend.items())}" if len(result.blend) > 1 else ""),
         f"{result.attempts} attempts in {result.seconds:.1f} s; programs and logs in {result.workdir}",
     ]
+    if slug is not None:
+        lines.extend(_kaggle_report(slug, result.cv_score, result.higher_is_better, result.metric, args.submit,
+                                    output))
     if not args.json or not args.quiet:
         print("\n".join(lines))
     if args.json:
@@ -111,6 +131,7 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
             "metric": result.metric,
             "cv_score": result.cv_score,
             "seconds": result.seconds,
+            "first_valid_seconds": result.first_valid_seconds,
             "attempts": result.attempts,
             "output": result.output,
             "best": result.best,
@@ -120,11 +141,63 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
     return 0
 
 
+def _competition_of(source: str) -> str | None:
+    """The competition slug when SOURCE is a Kaggle URL, else None (a folder or zip)."""
+    from batch_agent.source import is_url
+
+    if not is_url(source):
+        return None
+    from batch_agent.kaggle_api import competition_slug
+
+    return competition_slug(source)
+
+
+def _kaggle_report(
+    slug: str, cv_score: float, higher_is_better: bool, metric: str, submit: bool, output: Path
+) -> list[str]:
+    """Where the CV score would land on the leaderboard and, with --submit, the public score."""
+    from batch_agent.kaggle_api import estimate_rank
+    from batch_agent.kaggle_api import submit as submit_to_kaggle
+    from batch_agent.leaderboard import describe_rank
+
+    lines = []
+    estimate = estimate_rank(slug, cv_score, higher_is_better)
+    if estimate is None:
+        lines.append("leaderboard: not available (no Kaggle credentials or Kaggle unreachable)")
+    else:
+        lines.append(f"leaderboard (CV): {describe_rank(cv_score, estimate)}")
+    if submit:
+        result = submit_to_kaggle(slug, output, f"kaggle-solver CV {metric}={cv_score:.5f}",
+                                  higher_is_better=higher_is_better)
+        if result.status == "complete" and result.public_score is not None:
+            lines.append(f"submitted: public score {result.public_score:.5f}")
+            if result.rank is not None:
+                lines.append(f"leaderboard (public): {describe_rank(result.public_score, result.rank)}")
+        elif result.status == "error":
+            lines.append(f"submitted, but Kaggle could not score it: {result.error or 'no reason given'}")
+        else:
+            lines.append(f"submitted (ref {result.ref}); Kaggle has not scored it yet")
+    return lines
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from batch_agent.kaggle_api import competition_slug, download_leaderboard
+    from batch_agent.leaderboard import summarize_leaderboard
+    from batch_agent.source import is_url
+
+    slug = competition_slug(args.competition) if is_url(args.competition) else args.competition.strip().lower()
+    entries = download_leaderboard(slug)
+    print(summarize_leaderboard(slug, entries, higher_is_better=args.higher_is_better, score=args.score))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "leaderboard":
+            return _leaderboard(args)
         settings = CliSettings()
         return _run(args, settings)
     except SolverError as exc:

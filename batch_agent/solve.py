@@ -56,6 +56,7 @@ class SolveResult(BaseModel):
     higher_is_better: bool
     cv_score: float
     seconds: float
+    first_valid_seconds: float | None = None
     attempts: int
     output: str
     best: str
@@ -144,11 +145,11 @@ def solve(
     started = time.monotonic()
     deadline = started + options.time_limit
     workdir = (options.workdir or default_workdir(source)).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
 
     progress("prepare", f"reading {source}")
     data_dir = resolve_source(source, workdir, cache_dir=options.cache_dir,
                               progress=lambda message: progress("download", message))
+    workdir.mkdir(parents=True, exist_ok=True)
     profile = profile_competition(data_dir, metric=options.metric)
     (workdir / "profile.json").write_text(profile.model_dump_json(indent=2))
     metric = get_metric(profile.metric)
@@ -187,6 +188,7 @@ def solve(
         higher_is_better=metric.higher_is_better,
         cv_score=final.cv_score,
         seconds=round(time.monotonic() - started, 1),
+        first_valid_seconds=None if loop.first_valid_at is None else round(loop.first_valid_at - started, 1),
         attempts=len(loop.history),
         output=str(output),
         best=final.name,
@@ -211,6 +213,7 @@ class _Loop:
         self.reserve = max(2.0, 0.04 * options.time_limit)
         self.history: list[AttemptResult] = []
         self.best: tuple[Program, AttemptResult] | None = None
+        self.first_valid_at: float | None = None
 
     def remaining(self) -> float:
         return self.deadline - self.reserve - time.monotonic()
@@ -256,6 +259,8 @@ class _Loop:
         improved = self.best is None or self._better(result.cv_score, self.best[1].cv_score)
         if improved:
             self.best = (program, result)
+        if self.first_valid_at is None:
+            self.first_valid_at = time.monotonic()
         best_score = self.best[1].cv_score if self.best else result.cv_score
         self.progress(
             "train",

@@ -28,11 +28,13 @@ def resolve_source(
         from batch_agent.kaggle_api import competition_slug, download_competition
 
         slug = competition_slug(source)
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
         return download_competition(slug, workdir / "data", cache_dir=cache_dir, progress=progress)
     path = Path(source).expanduser()
     if path.is_dir():
         return path
     if path.is_file() and path.suffix.lower() == ".zip":
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
         return _extract(path, workdir / "data")
     if path.exists():
         raise InputError(f"{source} is not a folder, a .zip file or a Kaggle competition URL")

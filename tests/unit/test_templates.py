@@ -1,0 +1,87 @@
+"""The template author: plans from the profile, self-contained programs, bounded repair and improvement."""
+
+from __future__ import annotations
+
+import ast
+
+from batch_agent.competition import ColumnInfo, CompetitionProfile
+from batch_agent.plan import AttemptResult
+from batch_agent.templates import TemplateAuthor, _config_of
+
+
+def profile(n_train: int = 1000, n_features: int = 8) -> CompetitionProfile:
+    return CompetitionProfile(
+        data_dir="/data", id_column="id", target_columns=["y"], submission_columns=["id", "y"], task="binary",
+        prediction_format="probability", classes=["0", "1"], metric="roc_auc", n_train=n_train, n_test=100,
+        features=[ColumnInfo(name=f"f{i}", kind="numeric", dtype="float64", n_unique=50, missing_fraction=0.0)
+                  for i in range(n_features)],
+        description="a long description " * 100,
+    )
+
+
+def failure(name: str) -> AttemptResult:
+    return AttemptResult(number=1, program=name, origin="template", ok=False, seconds=3.0,
+                         reason="timed out after 3 s", workdir="/tmp/x")
+
+
+def test_plan_starts_with_a_fast_model_and_includes_a_linear_one() -> None:
+    plan = TemplateAuthor().plan(profile(), time_limit=120)
+    names = [c.name for c in plan.candidates]
+    assert names[0] == "lgbm-fast"
+    assert "linear" in names
+    assert plan.compute == "cpu"
+    assert plan.n_folds == 5
+
+
+def test_huge_data_plans_fewer_candidates_on_gpu_with_three_folds() -> None:
+    plan = TemplateAuthor().plan(profile(n_train=5_000_000, n_features=40), time_limit=3600)
+    assert plan.compute == "gpu"
+    assert plan.n_folds == 3
+    assert all(c.params.get("device_type") == "gpu" for c in plan.candidates if c.family == "lightgbm")
+    assert len(plan.candidates) == 3
+
+
+def test_drafts_are_valid_python_carrying_their_config_without_the_description() -> None:
+    author = TemplateAuthor()
+    prof = profile()
+    plan = author.plan(prof, 120)
+    programs = author.draft(prof, plan)
+    assert [p.name for p in programs] == [c.name for c in plan.candidates]
+    for program in programs:
+        ast.parse(program.code)
+        config = _config_of(program)
+        assert config is not None
+        assert config["model"]["name"] == program.name
+        assert config["profile"]["description"] == ""
+        assert config["n_folds"] == plan.n_folds
+
+
+def test_repair_gives_one_lighter_variant_and_then_stops() -> None:
+    author = TemplateAuthor()
+    prof = profile()
+    program = author.draft(prof, author.plan(prof, 120))[2]  # "lgbm", three seeds
+    fixed = author.repair(prof, program, failure(program.name))
+    assert fixed is not None and fixed.name == "lgbm-light" and fixed.parent == "lgbm"
+    config = _config_of(fixed)
+    assert config is not None and config["model"]["seeds"] == [0]
+    assert author.repair(prof, fixed, failure(fixed.name)) is None
+
+
+def test_improve_adds_seed_rounds_to_the_best_lightgbm_then_runs_out() -> None:
+    author = TemplateAuthor()
+    prof = profile()
+    plan = author.plan(prof, 120)
+    best = author.draft(prof, plan)[0]
+    history: list[AttemptResult] = []
+    names = []
+    while (program := author.improve(prof, plan, best, history)) is not None:
+        names.append(program.name)
+        history.append(failure(program.name).model_copy(update={"program": program.name}))
+    assert names == ["lgbm-fast+seeds1", "lgbm-fast+seeds2", "lgbm-fast+seeds3"]
+
+
+def test_programs_from_other_authors_are_not_repaired_by_templates() -> None:
+    author = TemplateAuthor()
+    prof = profile()
+    foreign = author.draft(prof, author.plan(prof, 120))[0].model_copy(update={"code": "print('hi')"})
+    assert author.repair(prof, foreign, failure(foreign.name)) is None
