@@ -147,11 +147,11 @@ Rules for every program:
   Read every input from the --data folder; write outputs to the current directory.
 * The submission must have exactly the columns of sample_submission.csv, in that order,
   one row per test row, with the test ids; no NaN or inf. Probabilities must lie in [0, 1];
-  class-probability rows must sum to 1.
+  class-probability rows must sum to 1; labels must be written as they appear in train.csv.
 * cv_score is the competition metric computed on out-of-fold predictions, in the metric's
   own direction (never negated). Use the fold count and seed of the plan.
-* Libraries available: {libraries}, and the Python standard library. Nothing else can be
-  installed. pandas 3 is in use: strings have the string dtype, and chained assignment does
+* Libraries available: {libraries}, and the Python standard library.
+  Nothing else can be installed. pandas 3 is in use: strings have the string dtype, and chained assignment does
   not modify frames. There is no network and there are no credentials of any kind; never
   read environment variables, home-directory files or anything outside --data and the cwd.
 * Do not write oof.npy or test_pred.npy yourself: those files are reserved for the
