@@ -129,7 +129,7 @@ def test_missing_train_file_is_an_input_error(tmp_path: Path) -> None:
     train, test = frames()
     folder = write_competition(tmp_path, train, test, pd.DataFrame({"row_id": test["row_id"], "y": 0.5}))
     (folder / "train.csv").unlink()
-    with pytest.raises(InputError, match="cannot find train.csv"):
+    with pytest.raises(InputError, match=r"cannot find train\.csv"):
         profile_competition(folder)
 
 
@@ -137,7 +137,7 @@ def test_empty_csv_is_an_input_error(tmp_path: Path) -> None:
     train, test = frames()
     folder = write_competition(tmp_path, train, test, pd.DataFrame({"row_id": test["row_id"], "y": 0.5}))
     (folder / "test.csv").write_text("")
-    with pytest.raises(InputError, match="test.csv is empty"):
+    with pytest.raises(InputError, match=r"test\.csv is empty"):
         profile_competition(folder)
 
 
@@ -159,7 +159,7 @@ def test_unknown_metric_lists_the_known_ones(tmp_path: Path) -> None:
     train, test = frames()
     folder = write_competition(tmp_path, train, test, pd.DataFrame({"row_id": test["row_id"], "y": 0.5}),
                                description="Predict y. Good luck!")
-    with pytest.raises(InputError, match="pass --metric, one of: .*roc_auc"):
+    with pytest.raises(InputError, match=r"pass --metric, one of: .*roc_auc"):
         profile_competition(folder)
 
 
