@@ -13,9 +13,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from batch_agent.author import ProgramAuthor
 from batch_agent.errors import InputError, SolverError
 
 
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(default: ./.kaggle-solver/NAME-TIMESTAMP)")
     run.add_argument("--no-llm", action="store_true",
                      help="use the built-in templates only (the default when ANTHROPIC_API_KEY is not set)")
+    run.add_argument("--max-cost", type=_positive, metavar="USD",
+                     help="ceiling on what Claude may cost in this run, in dollars "
+                          "(default: KAGGLE_SOLVER_LLM_MAX_COST_USD or 5)")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     run.add_argument("--submit", action="store_true",
@@ -92,9 +97,27 @@ class _ProgressPrinter:
             print(f"[{time.monotonic() - self.start:6.1f}s] {stage:<8} {message}", file=sys.stderr, flush=True)
 
 
+def _author(args: argparse.Namespace) -> ProgramAuthor:
+    """Claude with the templates as candidates and fallback, or the templates alone with --no-llm."""
+    from batch_agent.llm import LLMSettings
+    from batch_agent.llm_author import choose_author
+    from batch_agent.templates import TemplateAuthor
+
+    llm_settings = LLMSettings() if args.max_cost is None else LLMSettings(max_cost_usd=args.max_cost)
+    return choose_author(llm_settings, no_llm=args.no_llm, fallback=TemplateAuthor())
+
+
+def _llm_usage(author: ProgramAuthor) -> dict[str, Any] | None:
+    """Tokens, cost and any fallback of a Claude author, with a one-line summary; None for templates alone."""
+    from batch_agent.llm_author import ClaudeAuthor
+
+    if not isinstance(author, ClaudeAuthor):
+        return None
+    return {**author.usage(), "summary": author.summary()}
+
+
 def _run(args: argparse.Namespace, settings: CliSettings) -> int:
     from batch_agent.solve import SolveOptions, solve
-    from batch_agent.templates import TemplateAuthor
 
     output = args.output.expanduser()
     if not output.parent.exists():
@@ -109,7 +132,8 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
         cache_dir=settings.cache_dir,
         memory_limit_mb=settings.memory_limit_mb,
     )
-    result = solve(args.source, output, options, TemplateAuthor(), progress=_ProgressPrinter(args.quiet))
+    author = _author(args)
+    result = solve(args.source, output, options, author, progress=_ProgressPrinter(args.quiet))
     direction = "higher" if result.higher_is_better else "lower"
     lines = [
         f"submission: {result.output} (valid)",
@@ -118,6 +142,9 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
         + (f" = {', '.join(f'{w:.2f}×{n}' for n, w in result.blend.items())}" if len(result.blend) > 1 else ""),
         f"{result.attempts} attempts in {result.seconds:.1f} s; programs and logs in {result.workdir}",
     ]
+    llm_usage = _llm_usage(author)
+    if llm_usage is not None:
+        lines.append(f"LLM: {llm_usage['summary']}")
     if slug is not None:
         lines.extend(_kaggle_report(slug, result.cv_score, result.higher_is_better, result.metric, args.submit,
                                     output))
@@ -137,6 +164,8 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
             "best": result.best,
             "workdir": result.workdir,
         }
+        if llm_usage is not None:
+            summary["llm"] = llm_usage
         print(json.dumps(summary))
     return 0
 

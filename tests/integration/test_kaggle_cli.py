@@ -1,0 +1,91 @@
+"""`kaggle-solver leaderboard` and the Kaggle lines of `kaggle-solver run` against the fake Kaggle server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batch_agent.cli import main
+from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
+
+__all__ = ["fake_kaggle"]
+
+BOARD = [(f"team-{k}", 0.5 + k / 1000) for k in range(120)]  # lower is better: best first
+
+
+@pytest.fixture
+def board(fake_kaggle: FakeKaggle) -> FakeKaggle:
+    fake_kaggle.add(FakeCompetition(slug="cli-comp", files={"train.csv": b"id\n1\n"}, leaderboard=BOARD))
+    return fake_kaggle
+
+
+def test_leaderboard_command_summarises_and_ranks_a_score(
+    board: FakeKaggle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["leaderboard", "https://www.kaggle.com/competitions/cli-comp/leaderboard", "--score", "0.5035"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "cli-comp: 120 teams on the public leaderboard (lower is better)" in out
+    # teams 0..3 score below 0.5035, so it would be 5th of 121: inside the top 10 -> gold
+    assert "would rank 5 of 121" in out and "gold medal" in out
+
+
+def test_leaderboard_command_accepts_a_bare_slug_and_an_explicit_direction(
+    board: FakeKaggle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["leaderboard", "cli-comp", "--higher-is-better", "--score", "0.7"]) == 0
+    assert "would rank 1 of 121" in capsys.readouterr().out
+
+
+def test_leaderboard_command_exits_2_with_kaggle_message(board: FakeKaggle, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", "missing-comp"]) == 2
+    assert "'missing-comp' was not found on Kaggle" in capsys.readouterr().err
+
+
+def test_run_with_submit_and_a_folder_exits_2_before_solving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(tmp_path), "--submit", "--quiet"]) == 2
+    assert "--submit needs a Kaggle competition URL" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_from_url_downloads_solves_submits_and_ranks(
+    fake_kaggle: FakeKaggle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = Path("examples/breast-cancer-diagnosis")
+    files = {p.name: p.read_bytes() for p in example.iterdir() if p.name != "description.md"}
+    # higher is better (roc_auc): 200 teams from 0.999 down to 0.800
+    board = [(f"team-{k}", 0.999 - k * 0.001) for k in range(200)]
+    fake_kaggle.add(
+        FakeCompetition(
+            slug="cancer",
+            files=files,
+            leaderboard=board,
+            scorer=lambda _b: 0.9875,
+            evaluation_metric="Area Under the ROC Curve",
+        )
+    )
+    output = tmp_path / "submission.csv"
+    code = main(
+        [
+            "run",
+            "https://www.kaggle.com/competitions/cancer",
+            "--submit",
+            "--quiet",
+            "--time-limit",
+            "120",
+            "--output",
+            str(output),
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert output.exists()
+    assert "leaderboard (CV): score" in out
+    assert "submitted: public score 0.98750" in out
+    assert "leaderboard (public): score 0.9875 would rank 13 of 201" in out
+    assert list(fake_kaggle.uploads.values()) == [output.read_bytes()]
