@@ -8,6 +8,7 @@ perfectly, so CV scores order the programs for real.
 from __future__ import annotations
 
 import csv
+import json
 import random
 from collections import deque
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from batch_agent.author import ProgramAuthor
+from batch_agent.cli import main
 from batch_agent.competition import CompetitionProfile
 from batch_agent.llm import LLMSettings
 from batch_agent.llm_author import ClaudeAuthor
@@ -240,3 +242,45 @@ def test_server_that_always_errors_still_yields_a_template_submission(
     assert len(fake_anthropic.requests) == 1  # the first failure switches the run to the templates
     assert validate_submission(output, profile_competition(competition)) == []
     assert "fell back from Claude" in author.summary()
+
+
+def test_cli_run_reports_claude_cost_and_the_fallback_from_max_cost(
+    fake_anthropic: FakeAnthropic,
+    competition: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_anthropic.responder = lambda _r: tool_reply(
+        PLAN_TOOL, PLAN_INPUT, usage_fields={"input_tokens": 10_000, "output_tokens": 2_000}
+    )
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.url)
+    monkeypatch.setenv("KAGGLE_SOLVER_LLM_SDK_MAX_RETRIES", "0")
+    monkeypatch.setenv("KAGGLE_SOLVER_LLM_MAX_TOKENS", "2000")
+    output = tmp_path / "submission.csv"
+    # The plan call fits under $0.10 and spends $0.06; a draft could then cost $0.03 + its prompt.
+    code = main(
+        [
+            "run",
+            str(competition),
+            "--output",
+            str(output),
+            "--time-limit",
+            "15",
+            "--max-cost",
+            "0.08",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            "--quiet",
+        ]
+    )
+
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["llm"]["calls"] == 1 and summary["llm"]["cost_usd"] == pytest.approx(0.06)
+    assert summary["llm"]["fallback_reason"].startswith("LLMBudgetError")
+    assert "fell back from Claude to the templates" in summary["llm"]["summary"]
+    assert len(fake_anthropic.requests) == 1
+    assert validate_submission(output, profile_competition(competition)) == []
