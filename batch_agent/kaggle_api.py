@@ -38,7 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from requests.adapters import HTTPAdapter
 
 from batch_agent.errors import InputError
-from batch_agent.leaderboard import LeaderboardEntry, RankEstimate, infer_higher_is_better, rank_score
+from batch_agent.leaderboard import (
+    LeaderboardEntry,
+    LeaderboardSnapshot,
+    RankEstimate,
+    infer_higher_is_better,
+    rank_score,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +76,7 @@ def competition_slug(url: str) -> str:
         raise InputError(f"{url!r} is not a Kaggle URL; give https://www.kaggle.com/competitions/<slug>")
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) < 2 or segments[0].lower() not in ("competitions", "c"):
-        raise InputError(
-            f"{url!r} is not a Kaggle competition URL; give https://www.kaggle.com/competitions/<slug>"
-        )
+        raise InputError(f"{url!r} is not a Kaggle competition URL; give https://www.kaggle.com/competitions/<slug>")
     slug = segments[1]
     if not _SLUG_RE.match(slug):
         raise InputError(f"{url!r} does not name a competition: {slug!r} is not a competition slug")
@@ -307,9 +311,7 @@ def _classify(error: requests.HTTPError, *, slug: str, what: str, kind: str) -> 
         )
     if status == 404:
         if kind == "kernel":
-            return KaggleNotFoundError(
-                f"Kaggle kernel '{slug}' was not found while trying to {what}: {detail}"
-            )
+            return KaggleNotFoundError(f"Kaggle kernel '{slug}' was not found while trying to {what}: {detail}")
         return KaggleNotFoundError(
             f"Competition '{slug}' was not found on Kaggle ({competition_url(slug)}); "
             "check the URL, and that the competition is visible to this account."
@@ -349,9 +351,7 @@ def _backoff(options: KaggleOptions, attempt: int) -> float:
     return float(min(options.max_backoff_s, options.backoff_s * (2 ** (attempt - 1))))
 
 
-def _call(
-    options: KaggleOptions, fn: Callable[[], T], *, slug: str, what: str, kind: str = "competition"
-) -> T:
+def _call(options: KaggleOptions, fn: Callable[[], T], *, slug: str, what: str, kind: str = "competition") -> T:
     """Run one Kaggle request, retrying 429, 5xx and dropped connections with bounded exponential backoff."""
     last: Exception | None = None
     for attempt in range(1, options.max_attempts + 1):
@@ -414,9 +414,7 @@ def _list_files(conn: _Connection, slug: str) -> list[DataFile]:
             slug=slug,
             what="list data files",
         )
-        files.extend(
-            DataFile(name=f.name or f.ref, size=int(f.total_bytes or 0)) for f in response.files or []
-        )
+        files.extend(DataFile(name=f.name or f.ref, size=int(f.total_bytes or 0)) for f in response.files or [])
         token = response.next_page_token or None
         if not token:
             break
@@ -543,9 +541,7 @@ def _stream_to(
             if 0 < have < (size or 0) and response.headers.get("Accept-Ranges") == "bytes":
                 response.close()
                 headers = {"Range": f"bytes={have}-", "If-Range": identity or ""}
-                response = requests.get(
-                    response.url, headers=headers, stream=True, timeout=options.request_timeout_s
-                )
+                response = requests.get(response.url, headers=headers, stream=True, timeout=options.request_timeout_s)
                 if response.status_code == 206:
                     mode = "ab"
                     logger.info("Kaggle: resuming %s at %d bytes", part.name, have)
@@ -576,9 +572,7 @@ def _stream_to(
                     "and the next run resumes it."
                 ) from error
             delay = _backoff(options, attempt)
-            logger.info(
-                "Kaggle: download of %s interrupted (%s); retry %d in %.1fs", slug, error, attempt, delay
-            )
+            logger.info("Kaggle: download of %s interrupted (%s); retry %d in %.1fs", slug, error, attempt, delay)
             time.sleep(delay)
         finally:
             if response is not None:
@@ -593,9 +587,7 @@ def _safe_extract(archive: Path, into: Path) -> list[Path]:
         for member in zf.infolist():
             target = (into / member.filename).resolve()
             if not target.is_relative_to(root):
-                raise KaggleError(
-                    f"refusing to extract {member.filename!r} from {archive.name}: path escapes"
-                )
+                raise KaggleError(f"refusing to extract {member.filename!r} from {archive.name}: path escapes")
             if member.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
@@ -806,6 +798,12 @@ def download_leaderboard(slug: str, *, options: KaggleOptions | None = None) -> 
         return _page_leaderboard(conn, slug)
 
 
+def fetch_leaderboard_snapshot(slug: str, *, options: KaggleOptions | None = None) -> LeaderboardSnapshot:
+    """The complete public leaderboard as a storable snapshot (for the scheduled sync)."""
+    entries = download_leaderboard(slug, options=options)
+    return LeaderboardSnapshot.from_entries(slug, entries, datetime.now(UTC))
+
+
 def estimate_rank(
     slug: str,
     score: float,
@@ -910,9 +908,7 @@ def submit(
         while True:
             get = ApiGetSubmissionRequest()
             get.ref = ref
-            sub = _call(
-                options, partial(conn.competitions.get_submission, get), slug=slug, what="poll the score"
-            )
+            sub = _call(options, partial(conn.competitions.get_submission, get), slug=slug, what="poll the score")
             state = _submission_state(sub)
             if state != "pending":
                 result = SubmissionResult(
@@ -997,9 +993,7 @@ def _bundle_files(program: Path, package_dir: Path | None) -> dict[str, str]:
 def kernel_script(slug: str, program: Path, *, time_budget: float, package_dir: Path | None) -> str:
     """The self-contained Python script pushed as the kernel's code."""
     blob = zlib.compress(json.dumps(_bundle_files(program, package_dir)).encode("utf-8"), 9)
-    return _KERNEL_SCRIPT.format(
-        slug=slug, time_budget=float(time_budget), payload=base64.b64encode(blob).decode()
-    )
+    return _KERNEL_SCRIPT.format(slug=slug, time_budget=float(time_budget), payload=base64.b64encode(blob).decode())
 
 
 def _kernel_log_text(raw: str) -> str:
@@ -1047,9 +1041,7 @@ def _account_name(conn: _Connection) -> str | None:
     return response.username or None
 
 
-def _download_outputs(
-    conn: _Connection, owner: str, kslug: str, workdir: Path
-) -> tuple[list[Path], Path | None]:
+def _download_outputs(conn: _Connection, owner: str, kslug: str, workdir: Path) -> tuple[list[Path], Path | None]:
     from kagglesdk.kernels.types.kernels_api_service import ApiListKernelSessionOutputRequest
 
     files: list[Path] = []

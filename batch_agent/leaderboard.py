@@ -50,6 +50,39 @@ class RankEstimate(BaseModel):
     medal: Medal | None
 
 
+class LeaderboardSnapshot(BaseModel):
+    """A stored copy of a public leaderboard's scores, enough to rank without asking Kaggle.
+
+    The scheduled sync writes one per competition (JSON in S3 or DynamoDB); the
+    status Lambda ranks a job's CV score against it.
+    """
+
+    slug: str
+    fetched_at: datetime
+    n_teams: int
+    # None when the leaderboard's order does not tell (fewer than two distinct scores).
+    higher_is_better: bool | None
+    scores: list[float]  # finite scores, best first
+
+    @classmethod
+    def from_entries(cls, slug: str, entries: Sequence[LeaderboardEntry], fetched_at: datetime) -> LeaderboardSnapshot:
+        scores = _finite([e.score for e in entries])
+        return cls(
+            slug=slug,
+            fetched_at=fetched_at,
+            n_teams=len(scores),
+            higher_is_better=infer_higher_is_better(scores),
+            scores=scores,
+        )
+
+    def rank(self, score: float, higher_is_better: bool | None = None) -> RankEstimate | None:
+        """Rank ``score`` (direction from the metric when given, else from the board); None if it cannot."""
+        direction = higher_is_better if higher_is_better is not None else self.higher_is_better
+        if direction is None or not self.scores or not math.isfinite(score):
+            return None
+        return rank_score(self.scores, score, direction)
+
+
 def medal_cutoffs(n_teams: int) -> MedalCutoffs:
     """The number of places that earn gold, silver and bronze with ``n_teams`` teams."""
     if n_teams < 1:

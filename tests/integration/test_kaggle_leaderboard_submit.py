@@ -13,6 +13,7 @@ from batch_agent.kaggle_api import (
     KaggleRulesNotAcceptedError,
     download_leaderboard,
     estimate_rank,
+    fetch_leaderboard_snapshot,
     submit,
 )
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
@@ -52,6 +53,17 @@ def test_paged_leaderboard_is_read_past_the_first_page_when_download_is_unavaila
     pages = fake_kaggle.calls("GetLeaderboard")
     assert len(pages) == 6  # the fake serves at most 50 rows a page
     assert pages[1].body["pageToken"] == "50"
+
+
+def test_snapshot_for_the_sync_holds_every_score_best_first(
+    fake_kaggle: FakeKaggle, options: KaggleOptions
+) -> None:
+    fake_kaggle.add(_competition())
+    snapshot = fetch_leaderboard_snapshot("board-comp", options=options)
+    assert snapshot.n_teams == 260 and snapshot.higher_is_better is True
+    assert snapshot.scores[0] == pytest.approx(1.0)
+    estimate = snapshot.rank(0.9605)
+    assert estimate is not None and estimate.rank == 41
 
 
 def test_estimate_rank_places_a_score_with_medal(fake_kaggle: FakeKaggle, options: KaggleOptions) -> None:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
 
 from batch_agent.leaderboard import (
     LeaderboardEntry,
+    LeaderboardSnapshot,
     infer_higher_is_better,
     medal_cutoffs,
     rank_score,
@@ -147,3 +149,25 @@ def test_summary_names_teams_cutoffs_and_where_a_score_lands() -> None:
 def test_summary_of_an_unscored_leaderboard_says_so() -> None:
     text = summarize_leaderboard("x", [LeaderboardEntry(team_id=1, team_name="a", score=None)])
     assert "no scored teams" in text
+
+
+def test_snapshot_round_trips_as_json_and_ranks_like_the_live_board() -> None:
+    entries = [LeaderboardEntry(team_id=i, team_name=f"t{i}", score=0.1 * (i + 1)) for i in range(30)]
+    entries.append(LeaderboardEntry(team_id=99, team_name="unscored", score=None))
+    snapshot = LeaderboardSnapshot.from_entries("lower-comp", entries, datetime(2026, 1, 1, tzinfo=UTC))
+    assert snapshot.n_teams == 30
+    assert snapshot.higher_is_better is False  # best (smallest) listed first
+    restored = LeaderboardSnapshot.model_validate_json(snapshot.model_dump_json())
+    assert restored.rank(0.25) == rank_score([e.score for e in entries], 0.25, higher_is_better=False)
+    assert restored.rank(0.25, higher_is_better=True) == rank_score(
+        [e.score for e in entries], 0.25, higher_is_better=True
+    )
+
+
+def test_snapshot_without_direction_or_scores_cannot_rank() -> None:
+    flat = LeaderboardSnapshot.from_entries(
+        "flat", [LeaderboardEntry(team_id=1, team_name="a", score=1.0)], datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert flat.rank(0.5) is None
+    assert flat.rank(0.5, higher_is_better=True) is not None
+    assert flat.rank(math.nan, higher_is_better=True) is None
