@@ -15,6 +15,7 @@ execution on, creates the resources the CDK app defines (names from
   definition's command (with its ``Ref::`` parameters filled) runs as a local
   process, at most ``max_batch_jobs`` at a time, the job is RUNNING meanwhile and
   SUCCEEDED or FAILED by its exit code (a signal gives 128+N, as Docker reports);
+* describe-jobs leaves out the container's exit code: it is put back;
 * a job definition ARN without a revision (the latest one, as Batch accepts it)
   is resolved;
 * executions are always started with a name (the API names them by job id).
@@ -112,6 +113,8 @@ class EmulatedStack:
         default_user_config["lambda"] = {"use_docker": False}
         default_user_config["batch"] = {"use_docker": False}
         _install_patches()
+        # One log line per emulated AWS call drowns everything else.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=self.options.host, port=self.options.port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -435,7 +438,7 @@ def _install_patches() -> None:
     if _PATCHED:
         return
     from moto.awslambda_simple.models import LambdaSimpleBackend
-    from moto.batch.models import BatchBackend
+    from moto.batch.models import BatchBackend, Job
     from moto.batch_simple.models import BatchSimpleBackend
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
         StateTaskServiceBatch,
@@ -444,6 +447,15 @@ def _install_patches() -> None:
     original_invoke = LambdaSimpleBackend.invoke
     original_finish = BatchSimpleBackend._mark_job_as_finished
     original_get_definition = BatchBackend.get_job_definition
+
+    original_describe = Job.describe
+
+    def describe_job(self: Any) -> dict[str, Any]:
+        # Batch reports the container's exit code in describe-jobs; moto's full description drops it.
+        result: dict[str, Any] = original_describe(self)
+        if self.exit_code is not None and isinstance(result.get("container"), dict):
+            result["container"]["exitCode"] = self.exit_code
+        return result
 
     def get_job_definition(self: Any, identifier: str) -> Any:
         # Batch accepts a job definition ARN without its revision (the latest active one); moto does not.
@@ -488,6 +500,7 @@ def _install_patches() -> None:
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     BatchSimpleBackend._mark_job_as_finished = mark_job  # type: ignore[method-assign]
     BatchBackend.get_job_definition = get_job_definition  # type: ignore[method-assign]
+    Job.describe = describe_job  # type: ignore[method-assign]
     _PATCHED = True
 
 

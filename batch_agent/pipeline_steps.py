@@ -54,9 +54,7 @@ class ServiceClients:
 
 def service_clients(table: str, bucket: str) -> ServiceClients:
     # boto3 reads AWS_ENDPOINT_URL itself, so the same code talks to AWS, moto or LocalStack.
-    return ServiceClients(
-        dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3"), table=table, bucket=bucket
-    )
+    return ServiceClients(dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3"), table=table, bucket=bucket)
 
 
 # ---------------------------------------------------------------- shared reads
@@ -74,9 +72,7 @@ def _profile(clients: ServiceClients, job_id: str, data_dir: Path | None = None)
 
 
 def _plan(clients: ServiceClients, job_id: str) -> Plan:
-    return Plan.model_validate(
-        artifacts.get_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "plan.json"))
-    )
+    return Plan.model_validate(artifacts.get_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "plan.json")))
 
 
 def _program(clients: ServiceClients, job_id: str, attempt: int) -> Program:
@@ -85,16 +81,12 @@ def _program(clients: ServiceClients, job_id: str, attempt: int) -> Program:
 
 
 def _result(clients: ServiceClients, job_id: str, attempt: int) -> AttemptResult | None:
-    data = artifacts.get_json_or_none(
-        clients.s3, clients.bucket, artifacts.attempt_key(job_id, attempt, "result.json")
-    )
+    data = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.attempt_key(job_id, attempt, "result.json"))
     return AttemptResult.model_validate(data) if data is not None else None
 
 
 def _queue(clients: ServiceClients, job_id: str) -> list[Program]:
-    data = (
-        artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.job_key(job_id, "queue.json")) or []
-    )
+    data = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.job_key(job_id, "queue.json")) or []
     return [Program.model_validate(p) for p in data]
 
 
@@ -188,7 +180,9 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
         if local.is_dir() and any(local.iterdir()):
             return local
     folder = Path(settings.work_dir) / "cache" / slug
-    if (folder / _COMPLETE_MARKER).exists():
+    # The marker sits beside the folder: inside it, profiling would list it as a competition file.
+    marker = folder.with_name(slug + _COMPLETE_MARKER)
+    if marker.exists():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -200,7 +194,7 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
         artifacts.upload_folder(clients.s3, clients.bucket, prefix, downloaded)
         if downloaded != folder:
             return downloaded
-    (folder / _COMPLETE_MARKER).touch()
+    marker.touch()
     return folder
 
 
@@ -210,9 +204,7 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
 def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: str) -> CompetitionProfile:
     """Fetch the competition and write jobs/{id}/profile.json. A SolverError marks the job FAILED."""
     job = _job(clients, job_id)
-    jobs.mark_stage(
-        clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data"
-    )
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data")
     try:
         from batch_agent.profiling import profile_competition
 
@@ -221,9 +213,7 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
     except SolverError as exc:
         jobs.mark_failed(clients.dynamodb, clients.table, job_id, str(exc))
         raise
-    artifacts.put_json(
-        clients.s3, clients.bucket, artifacts.job_key(job_id, "profile.json"), profile.model_dump()
-    )
+    artifacts.put_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "profile.json"), profile.model_dump())
     jobs.update_job(
         clients.dynamodb,
         clients.table,
@@ -233,9 +223,7 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
     return profile
 
 
-def train_job(
-    clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int
-) -> AttemptResult:
+def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int) -> AttemptResult:
     """Run attempt n's program in the sandbox and store its result and files under attempts/{n}/."""
     from batch_agent.solve import run_attempt
 
@@ -274,17 +262,13 @@ def plan_step(clients: ServiceClients, settings: StepSettings, state: dict[str, 
     if job.compute in ("cpu", "gpu"):
         plan = plan.model_copy(update={"compute": job.compute})
     artifacts.put_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "plan.json"), plan.model_dump())
-    jobs.update_job(
-        clients.dynamodb, clients.table, job_id, message=f"plan: {plan.approach} on {plan.compute}"
-    )
+    jobs.update_job(clients.dynamodb, clients.table, job_id, message=f"plan: {plan.approach} on {plan.compute}")
     return {"job_id": job_id, "compute": plan.compute}
 
 
 def generate_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
     job_id = state["job_id"]
-    jobs.mark_stage(
-        clients.dynamodb, clients.table, job_id, "generate", message="writing the training program"
-    )
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "generate", message="writing the training program")
     programs = author_for(settings).draft(_profile(clients, job_id), _plan(clients, job_id))
     if not programs:
         raise SolverError("the author wrote no program for this competition")
@@ -315,9 +299,7 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
     elif result.ok:
         problems = _check_submission(clients, job, attempt, validate_submission)
         if problems:
-            result = result.model_copy(
-                update={"ok": False, "reason": "invalid submission: " + "; ".join(problems)}
-            )
+            result = result.model_copy(update={"ok": False, "reason": "invalid submission: " + "; ".join(problems)})
     artifacts.put_json(
         clients.s3, clients.bucket, artifacts.attempt_key(job_id, attempt, "result.json"), result.model_dump()
     )
@@ -334,9 +316,7 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
     profile = _profile(clients, job_id)
     best = best_attempt(attempts, higher_is_better(profile.metric))
     message = (
-        f"attempt {attempt} scored {result.cv_score}"
-        if result.ok
-        else f"attempt {attempt} failed: {result.reason}"
+        f"attempt {attempt} scored {result.cv_score}" if result.ok else f"attempt {attempt} failed: {result.reason}"
     )
     jobs.update_job(
         clients.dynamodb,
@@ -361,9 +341,7 @@ def _check_submission(clients: ServiceClients, job: JobRecord, attempt: int, val
         for name in (profile.sample_submission_file, profile.test_file):
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            clients.s3.download_file(
-                clients.bucket, artifacts.cache_prefix(job.competition) + name, str(target)
-            )
+            clients.s3.download_file(clients.bucket, artifacts.cache_prefix(job.competition) + name, str(target))
         submission = folder / "submission.csv"
         key = artifacts.attempt_key(job.job_id, attempt, "submission.csv")
         if not artifacts.exists(clients.s3, clients.bucket, key):
@@ -378,9 +356,7 @@ def repair_step(clients: ServiceClients, settings: StepSettings, state: dict[str
     job_id, attempt = state["job_id"], int(state["attempt"])
     job = _job(clients, job_id)
     failed = state.get("next") == "repair"
-    jobs.mark_stage(
-        clients.dynamodb, clients.table, job_id, "repair" if failed else "improve", attempt=attempt
-    )
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "repair" if failed else "improve", attempt=attempt)
     author = author_for(settings)
     profile = _profile(clients, job_id)
     queue = _queue(clients, job_id)
@@ -396,9 +372,7 @@ def repair_step(clients: ServiceClients, settings: StepSettings, state: dict[str
         best = best_attempt(job.attempts, higher_is_better(profile.metric))
         if best is not None:
             history = [r for r in (_result(clients, job_id, a.number) for a in job.attempts) if r is not None]
-            program = author.improve(
-                profile, _plan(clients, job_id), _program(clients, job_id, best.number), history
-            )
+            program = author.improve(profile, _plan(clients, job_id), _program(clients, job_id, best.number), history)
     if program is None:
         return {**_carry(state), "next": "finish"}
     _save_program(clients, job_id, attempt + 1, program)
@@ -446,9 +420,7 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
 def fail_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
     """The Catch path: record FAILED with the cause. A reason a step already recorded is kept."""
     job_id = state["job_id"]
-    jobs.mark_failed(
-        clients.dynamodb, clients.table, job_id, failure_message(state.get("error")), keep_message=True
-    )
+    jobs.mark_failed(clients.dynamodb, clients.table, job_id, failure_message(state.get("error")), keep_message=True)
     return {"job_id": job_id, "status": "FAILED"}
 
 
@@ -464,13 +436,18 @@ def failure_message(error: Any) -> str:
         cause = {}
     if isinstance(cause, dict) and "errorMessage" in cause:  # a Lambda step raised
         return f"{cause.get('errorType', name)}: {cause['errorMessage']}"[:1000]
-    if isinstance(cause, dict) and "jobName" in cause:  # a Batch job failed
-        container = cause.get("container") or {}
-        exit_code = container.get("exitCode")
-        reason = cause.get("statusReason") or container.get("reason") or "the job failed"
-        step = str(cause.get("jobName", "batch")).split("-")[0]
+    if isinstance(cause, dict) and _get(cause, "jobName"):  # a Batch job failed
+        container = _get(cause, "container") or {}
+        exit_code = _get(container, "exitCode")
+        reason = _get(cause, "statusReason") or _get(container, "reason") or "the job failed"
+        step = str(_get(cause, "jobName")).split("-")[0]
         return f"{step} job failed: {reason}" + (f" (exit code {exit_code})" if exit_code is not None else "")
     return f"{name}: {cause_text}"[:1000] if cause_text else name
+
+
+def _get(data: dict[str, Any], key: str) -> Any:
+    # Step Functions reports Batch's describe-jobs output with PascalCase keys; accept both spellings.
+    return data.get(key, data.get(key[:1].upper() + key[1:]))
 
 
 def _carry(state: dict[str, Any]) -> dict[str, Any]:

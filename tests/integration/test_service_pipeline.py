@@ -1,0 +1,231 @@
+"""The whole service on the emulated stack: HTTP API → real ASL on moto → Lambda handlers → local Batch jobs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from batch_agent import names
+from batch_agent.competition import CompetitionProfile
+from batch_agent.local_stack import EmulatedStack, StackOptions
+from batch_agent.submission import validate_submission
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "breast-cancer-diagnosis"
+SLUG = "breast-cancer-diagnosis"
+URL = f"https://www.kaggle.com/competitions/{SLUG}"
+AUTHORS = "tests.integration.service_authors"
+AUTHOR_STEPS = (names.PLAN_FUNCTION, names.GENERATE_FUNCTION, names.REPAIR_FUNCTION)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedStack]:
+    options = StackOptions(work_dir=tmp_path_factory.mktemp("stack"), memory_limit_mb=2048)
+    with EmulatedStack(options) as emulated:
+        emulated.seed_competition(SLUG, EXAMPLE)
+        yield emulated
+
+
+@pytest.fixture(scope="module")
+def api(stack: EmulatedStack) -> Iterator[httpx.Client]:
+    with stack.api_server(_free_port()) as base, httpx.Client(base_url=base, timeout=30) as client:
+        yield client
+
+
+def _start(api: httpx.Client, **body: Any) -> str:
+    response = api.post("/run", json={"url": URL, "time_limit": 60, **body})
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def _wait(api: httpx.Client, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = api.get(f"/status/{job_id}").json()
+        if status["status"] in ("SUCCEEDED", "FAILED"):
+            return status
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s} s: {status}")
+
+
+def _execution_status(stack: EmulatedStack, job_id: str) -> str:
+    arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status: str = stack.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+        if status != "RUNNING":
+            return status
+        time.sleep(0.1)
+    return "RUNNING"
+
+
+def test_job_runs_end_to_end_and_its_presigned_submission_is_valid(
+    stack: EmulatedStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    job_id = _start(api, max_attempts=1)
+
+    status = _wait(api, job_id)
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    assert status["competition"] == SLUG
+    assert status["cv_score"] is not None and 0.5 < status["cv_score"] <= 1.0
+    assert status["submission_url"].startswith(stack.endpoint)
+    download = api.get(f"/result/{job_id}/submission.csv")
+    assert download.status_code == 307
+    csv_response = httpx.get(download.headers["location"])  # the presigned S3 URL, as `curl -L` follows it
+    assert csv_response.status_code == 200
+    rows = list(csv.reader(io.StringIO(csv_response.text)))
+    with open(EXAMPLE / "sample_submission.csv") as sample:
+        expected = list(csv.reader(sample))
+    assert rows[0] == expected[0] and len(rows) == len(expected)
+    (tmp_path / "submission.csv").write_text(csv_response.text)
+    profile = CompetitionProfile.model_validate_json(
+        stack.client("s3").get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/profile.json")["Body"].read()
+    ).model_copy(update={"data_dir": str(EXAMPLE)})
+    assert validate_submission(tmp_path / "submission.csv", profile) == []
+    assert _execution_status(stack, job_id) == "SUCCEEDED"
+    logs = api.get(f"/logs/{job_id}").json()
+    assert [a["number"] for a in logs["attempts"]] == [1] and logs["attempts"][0]["ok"] is True
+    listed = api.get("/jobs", params={"status": "SUCCEEDED"}).json()["jobs"]
+    assert job_id in [j["job_id"] for j in listed]
+
+
+def test_program_that_fails_once_is_repaired_and_the_job_succeeds(stack: EmulatedStack, api: httpx.Client) -> None:
+    for step in AUTHOR_STEPS:
+        stack.set_step_environment(step, {names.ENV_AUTHOR: f"{AUTHORS}:FailOnceAuthor"})
+    try:
+        status = _wait(api, _start(api, max_attempts=3))
+    finally:
+        for step in AUTHOR_STEPS:
+            stack.set_step_environment(step, {names.ENV_AUTHOR: "auto"})
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    first, second = status["attempts"]
+    assert (first["program"], first["ok"]) == ("broken", False)
+    assert "deliberate failure" in (first["reason"] or "")
+    assert (second["program"], second["ok"]) == ("repaired", True)
+    assert status["cv_score"] == second["cv_score"]
+
+
+def test_program_that_always_fails_ends_failed_with_reason_and_attempts(
+    stack: EmulatedStack, api: httpx.Client
+) -> None:
+    for step in AUTHOR_STEPS:
+        stack.set_step_environment(step, {names.ENV_AUTHOR: f"{AUTHORS}:AlwaysFailAuthor"})
+    try:
+        job_id = _start(api, max_attempts=2)
+        status = _wait(api, job_id)
+    finally:
+        for step in AUTHOR_STEPS:
+            stack.set_step_environment(step, {names.ENV_AUTHOR: "auto"})
+
+    assert status["status"] == "FAILED"
+    assert status["message"].startswith("all 2 training attempts failed")
+    assert "deliberate failure" in status["message"]
+    assert [(a["program"], a["ok"]) for a in status["attempts"]] == [("broken", False), ("broken+fix", False)]
+    assert status["submission_url"] is None
+    assert api.get(f"/result/{job_id}/submission.csv").status_code == 409
+    assert _execution_status(stack, job_id) == "FAILED"
+
+
+def test_batch_job_whose_process_dies_ends_failed_never_running(stack: EmulatedStack, api: httpx.Client) -> None:
+    batch = stack.client("batch")
+    definition = stack.name(names.CPU_JOB_DEFINITION)
+    current = batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")["jobDefinitions"]
+    original = max(current, key=lambda d: d["revision"])
+    # A new revision whose train step is killed by SIGKILL, as the OOM killer would.
+    dying = [
+        "python",
+        "-c",
+        "import os, signal, sys\n"
+        "if sys.argv[1] == 'train': os.kill(os.getpid(), signal.SIGKILL)\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'batch_agent', *sys.argv[1:]])",
+        *names.BATCH_COMMAND[3:],
+    ]
+    batch.register_job_definition(
+        jobDefinitionName=definition,
+        type="container",
+        parameters=original["parameters"],
+        containerProperties={**original["containerProperties"], "command": dying},
+    )
+    try:
+        job_id = _start(api, max_attempts=2)
+        status = _wait(api, job_id)
+    finally:
+        batch.register_job_definition(
+            jobDefinitionName=definition,
+            type="container",
+            parameters=original["parameters"],
+            containerProperties=original["containerProperties"],
+        )
+
+    assert status["status"] == "FAILED"
+    assert "train job failed" in status["message"] and "exit code 137" in status["message"]
+    assert _execution_status(stack, job_id) == "FAILED"
+
+
+def test_lambda_step_that_raises_ends_failed_with_its_cause(stack: EmulatedStack, api: httpx.Client) -> None:
+    lam = stack.client("lambda")
+    function = stack.name(names.PLAN_FUNCTION)
+    lam.update_function_configuration(FunctionName=function, Handler=f"{AUTHORS}.raising_handler")
+    try:
+        job_id = _start(api)
+        status = _wait(api, job_id)
+    finally:
+        lam.update_function_configuration(FunctionName=function, Handler=names.STEP_HANDLERS[names.PLAN_FUNCTION])
+
+    assert status["status"] == "FAILED"
+    assert status["message"] == f"ValueError: plan step exploded for job {job_id}"
+    assert _execution_status(stack, job_id) == "FAILED"
+
+
+def test_unknown_job_id_is_404_everywhere(api: httpx.Client) -> None:
+    for path in ("/status/nope", "/result/nope/submission.csv", "/logs/nope"):
+        response = api.get(path)
+        assert response.status_code == 404, path
+        assert "nope" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"url": "https://example.com/competitions/titanic"}, "not a Kaggle URL"),
+        ({"url": "https://www.kaggle.com/datasets/foo/bar"}, "not a Kaggle competition URL"),
+        ({"url": "titanic"}, "not a URL"),
+        ({"url": URL, "time_limit": 1}, "time_limit"),
+        ({"url": URL, "compute": "tpu"}, "compute"),
+        ({"time_limit": 60}, "url"),
+    ],
+)
+def test_bad_urls_and_bodies_are_422_with_a_message(api: httpx.Client, body: dict[str, Any], fragment: str) -> None:
+    response = api.post("/run", json=body)
+    assert response.status_code == 422
+    assert fragment in response.text
+
+
+def test_malformed_json_is_422(api: httpx.Client) -> None:
+    response = api.post("/run", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_the_harness_runs_on_the_pinned_moto() -> None:
+    from importlib.metadata import version
+
+    assert version("moto") == "5.2.5"
+    assert sys.version_info >= (3, 11)
