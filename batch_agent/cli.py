@@ -166,6 +166,8 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
         }
         if llm_usage is not None:
             summary["llm"] = llm_usage
+            summary["tokens"] = llm_usage["total_tokens"]
+            summary["cost_usd"] = llm_usage["cost_usd"]
         print(json.dumps(summary))
     return 0
 

@@ -155,6 +155,7 @@ class ClaudeAuthor:
             "llm_used": self.tally.calls > 0,
             "fallback_reason": self.fallback_reason,
             **self.tally.model_dump(),
+            "total_tokens": self.tally.total_tokens,
         }
 
     # ------------------------------------------------------------ internals

@@ -280,6 +280,7 @@ def test_cli_run_reports_claude_cost_and_the_fallback_from_max_cost(
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["llm"]["calls"] == 1 and summary["llm"]["cost_usd"] == pytest.approx(0.06)
+    assert (summary["tokens"], summary["cost_usd"]) == (12_000, summary["llm"]["cost_usd"])
     assert summary["llm"]["fallback_reason"].startswith("LLMBudgetError")
     assert "fell back from Claude to the templates" in summary["llm"]["summary"]
     assert len(fake_anthropic.requests) == 1
