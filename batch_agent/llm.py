@@ -51,7 +51,8 @@ class LLMSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "base_url")
     )
     model: str = "claude-sonnet-5-5"
-    max_tokens: int = Field(default=16000, gt=0)
+    # Above ~21k output tokens the SDK refuses non-streaming requests (they could pass 10 minutes).
+    max_tokens: int = Field(default=16000, gt=0, le=21_000)
     request_timeout: float = Field(default=300.0, gt=0)
     # Retries done by the SDK itself on 408/409/429/5xx and connection errors.
     sdk_max_retries: int = Field(default=2, ge=0)
@@ -216,15 +217,21 @@ def call_tool(
             tally=tally,
             sleep=sleep,
         )
+        # The SDK builds responses leniently: a malformed body can lack content altogether.
+        content = list(getattr(response, "content", None) or [])
         tool_use = next(
-            (block for block in response.content if block.type == "tool_use" and block.name == tool_name),
+            (
+                block
+                for block in content
+                if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == tool_name
+            ),
             None,
         )
         if tool_use is None:
             last_problem = f"the answer did not call the tool {tool_name}"
             conversation = [
                 *conversation,
-                {"role": "assistant", "content": _content_params(response.content) or "(no answer)"},
+                {"role": "assistant", "content": _content_params(content) or "(no answer)"},
                 {"role": "user", "content": f"Answer by calling the tool {tool_name} with its full input."},
             ]
             log.warning("LLM output not a %s call; asking again", tool_name)
@@ -232,10 +239,10 @@ def call_tool(
         try:
             return output_model.model_validate(tool_use.input)
         except ValidationError as err:
-            last_problem = _describe_validation_error(err, response.stop_reason)
+            last_problem = _describe_validation_error(err, getattr(response, "stop_reason", None))
             conversation = [
                 *conversation,
-                {"role": "assistant", "content": _content_params(response.content)},
+                {"role": "assistant", "content": _content_params(content)},
                 {
                     "role": "user",
                     "content": [
@@ -296,8 +303,12 @@ def _create_with_backoff(
             raise LLMUnavailableError(
                 f"Anthropic API error {err.status_code}: {_error_message(err)}"
             ) from err
-        cost = tally.add_usage(response.usage, settings)
-        log.info("LLM call %s: %s ($%.4f)", tool_name, response.usage, cost)
+        except anthropic.AnthropicError as err:
+            # Anything else the SDK raises (an unreadable response...): the run goes on without Claude.
+            raise LLMUnavailableError(f"Anthropic SDK error: {type(err).__name__}: {err}") from err
+        usage = getattr(response, "usage", None)
+        cost = tally.add_usage(usage, settings)
+        log.info("LLM call %s: %s ($%.4f)", tool_name, usage, cost)
         return response
     raise AssertionError("unreachable: the loop returns or raises")
 
@@ -323,9 +334,9 @@ def _content_params(content: list[Any]) -> list[dict[str, Any]]:
     """Response content blocks as request params, to echo the assistant turn back."""
     params: list[dict[str, Any]] = []
     for block in content:
-        if block.type == "text":
+        if getattr(block, "type", None) == "text":
             params.append({"type": "text", "text": block.text})
-        elif block.type == "tool_use":
+        elif getattr(block, "type", None) == "tool_use":
             params.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
     return params
 

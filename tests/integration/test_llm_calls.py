@@ -19,6 +19,7 @@ from batch_agent.llm import (
 from batch_agent.prompts import PLAN_TOOL, PlanOutput, all_tools
 from tests.fakes.anthropic_server import (
     FakeAnthropic,
+    Reply,
     error_reply,
     fake_anthropic,
     text_reply,
@@ -193,3 +194,17 @@ def test_call_that_could_pass_the_cost_ceiling_is_not_made(fake_anthropic: FakeA
     with pytest.raises(LLMBudgetError, match="cost ceiling"):
         ask_plan(settings, tally)
     assert len(fake_anthropic.requests) == 1
+
+
+def test_unknown_model_404_is_not_retried_and_raises_unavailable(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(error_reply(404, "model: claude-nope"))
+    with pytest.raises(LLMUnavailableError, match="error 404: model: claude-nope"):
+        ask_plan(settings_for(fake_anthropic, sdk_max_retries=2, backoff_attempts=2), CostTally())
+    assert len(fake_anthropic.requests) == 1
+
+
+def test_response_without_content_counts_as_invalid_output(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.responder = lambda _r: Reply(200, {"id": "msg_x", "type": "message", "role": "assistant"})
+    with pytest.raises(LLMOutputError, match="did not call the tool"):
+        ask_plan(settings_for(fake_anthropic, output_retries=1), CostTally())
+    assert len(fake_anthropic.requests) == 2
