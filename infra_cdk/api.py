@@ -1,0 +1,134 @@
+"""The REST API: API Gateway → the FastAPI Lambda, every method behind an API key and a usage plan."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from batch_agent import names
+from infra_cdk.environments import DeploymentSettings
+from infra_cdk.functions import ServiceFunction
+from infra_cdk.storage import log_retention, removal_policy
+
+STAGE_NAME = "v1"
+# The FastAPI app's routes (lambdas/api/app.py), each (path, method, API key required).
+# Unknown paths never reach the Lambda; tests/infra checks this list against the app.
+ROUTES: tuple[tuple[str, str, bool], ...] = (
+    ("/health", "GET", False),
+    ("/run", "POST", True),
+    ("/status/{job_id}", "GET", True),
+    ("/result/{job_id}/submission.csv", "GET", True),
+    ("/logs/{job_id}", "GET", True),
+    ("/jobs", "GET", True),
+)
+API_TIMEOUT = cdk.Duration.seconds(29)  # API Gateway's own integration limit
+
+
+def api_environment(
+    *, bucket: s3.IBucket, table: dynamodb.ITableV2, state_machine: sfn.IStateMachine
+) -> dict[str, str]:
+    """The variables ApiSettings reads. No KAGGLE_SOLVER_API_KEY: in AWS the usage plan checks keys."""
+    return {
+        names.ENV_JOBS_TABLE: table.table_name,
+        names.ENV_ARTIFACTS_BUCKET: bucket.bucket_name,
+        names.ENV_STATE_MACHINE_ARN: state_machine.state_machine_arn,
+    }
+
+
+class ServiceApi(Construct):
+    """API Lambda, REST API with access logs and stage throttling, one API key in one usage plan."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DeploymentSettings,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        bucket: s3.IBucket,
+        table: dynamodb.ITableV2,
+        state_machine: sfn.IStateMachine,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        prefix = settings.prefix
+        self.handler = ServiceFunction(
+            self,
+            "Handler",
+            settings=settings,
+            base_name=names.API_FUNCTION,
+            handler=names.API_HANDLER,
+            code=code,
+            layer=layer,
+            environment=api_environment(bucket=bucket, table=table, state_machine=state_machine),
+            timeout=API_TIMEOUT,
+            memory_mib=512,
+        )
+        # The API writes the job request under jobs/{id}/ and presigns GETs of results.
+        bucket.grant_read(self.handler.role)
+        bucket.grant_put(self.handler.role, f"{names.JOBS_PREFIX}*")
+        table.grant_read_write_data(self.handler.role)
+        state_machine.grant_start_execution(self.handler.role)
+        state_machine.grant_execution(self.handler.role, "states:DescribeExecution")
+
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=log_retention(settings),
+            removal_policy=removal_policy(settings),
+        )
+        self.rest_api = apigateway.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=names.resource_name(prefix, names.API_FUNCTION),
+            description="kaggle-solver: POST /run starts a job; GET /status/{job_id} follows it",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            api_key_source_type=apigateway.ApiKeySourceType.HEADER,
+            # Execution logging needs the account-wide API Gateway CloudWatch role; access logs suffice here.
+            cloud_watch_role=False,
+            deploy_options=apigateway.StageOptions(
+                stage_name=STAGE_NAME,
+                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                throttling_rate_limit=settings.api_rate_limit,
+                throttling_burst_limit=settings.api_burst_limit,
+                tracing_enabled=True,
+            ),
+            default_method_options=apigateway.MethodOptions(api_key_required=True),
+        )
+        integration = apigateway.LambdaIntegration(self.handler.function, proxy=True)
+        for path, method, key_required in ROUTES:
+            self.rest_api.root.resource_for_path(path).add_method(method, integration, api_key_required=key_required)
+
+        self.api_key = apigateway.ApiKey(
+            self,
+            "Key",
+            api_key_name=names.resource_name(prefix, "key"),
+            description="kaggle-solver API key (x-api-key header)",
+        )
+        self.usage_plan = self.rest_api.add_usage_plan(
+            "UsagePlan",
+            name=names.resource_name(prefix, "usage"),
+            throttle=apigateway.ThrottleSettings(
+                rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit
+            ),
+            quota=apigateway.QuotaSettings(limit=settings.api_quota_per_day, period=apigateway.Period.DAY),
+            api_stages=[apigateway.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
+        )
+        self.usage_plan.add_api_key(self.api_key)

@@ -1,0 +1,240 @@
+"""Where programs train: a VPC without NAT, AWS Batch CPU (Fargate) and GPU (EC2) capacity, queues and jobs.
+
+The VPC has public subnets only: Batch hosts get public IPs and reach ECR, S3,
+DynamoDB, Secrets Manager, Kaggle and Anthropic directly, with no inbound rule
+anywhere. That avoids a NAT gateway (about $33 a month per AZ plus data);
+S3 and DynamoDB traffic goes through the free gateway endpoints.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from batch_agent import names
+from infra_cdk.environments import DeploymentSettings
+from infra_cdk.lambda_bundle import REPO_ROOT
+from infra_cdk.storage import log_retention, removal_policy
+
+CPU_DOCKERFILE = "Dockerfile"
+GPU_DOCKERFILE = "Dockerfile.gpu"
+# Never part of a container image (the build context is the repository root).
+IMAGE_EXCLUDES = [
+    ".git",
+    ".venv",
+    "node_modules",
+    "cdk.out",
+    "build",
+    "dist",
+    "runs",
+    ".kaggle-solver",
+    "**/__pycache__",
+    "**/*.pyc",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "*.egg-info",
+]
+# Memory the sandbox may give a training program: the job's memory less room for
+# the container's own Python process.
+SANDBOX_HEADROOM_MIB = 1536
+# Where the official Kaggle client may write its config inside the container.
+KAGGLE_CONFIG_DIR = "/tmp/kaggle"
+
+
+def container_image(dockerfile: str) -> ecs.ContainerImage:
+    """An image built from the repository root by `cdk deploy` (synthesis only fingerprints it)."""
+    return ecs.ContainerImage.from_asset(str(REPO_ROOT), file=dockerfile, exclude=IMAGE_EXCLUDES)
+
+
+def container_environment(*, bucket: s3.IBucket, table: dynamodb.ITableV2, memory_mib: int) -> dict[str, str]:
+    """The variables ContainerSettings reads, plus where the Kaggle client keeps its config."""
+    return {
+        names.ENV_JOBS_TABLE: table.table_name,
+        names.ENV_ARTIFACTS_BUCKET: bucket.bucket_name,
+        names.ENV_MEMORY_LIMIT_MB: str(memory_mib - SANDBOX_HEADROOM_MIB),
+        "KAGGLE_CONFIG_DIR": KAGGLE_CONFIG_DIR,
+    }
+
+
+def kaggle_secrets(secret: secretsmanager.ISecret) -> dict[str, batch.Secret]:
+    """The official client's own variables, injected from the JSON secret {"username", "key"}."""
+    return {
+        "KAGGLE_USERNAME": batch.Secret.from_secrets_manager(secret, "username"),
+        "KAGGLE_KEY": batch.Secret.from_secrets_manager(secret, "key"),
+    }
+
+
+class TrainingCompute(Construct):
+    """VPC, compute environments, one queue per compute kind, and the two job definitions."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DeploymentSettings,
+        bucket: s3.IBucket,
+        table: dynamodb.ITableV2,
+        kaggle_secret: secretsmanager.ISecret,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        prefix = settings.prefix
+        policy = removal_policy(settings)
+
+        flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention(settings), removal_policy=policy)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                "DynamoDB": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB),
+            },
+            flow_logs={
+                "Rejected": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+                    traffic_type=ec2.FlowLogTrafficType.REJECT,
+                )
+            },
+            restrict_default_security_group=False,
+        )
+        subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+        # Outbound only: nothing ever connects to a training host.
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "JobSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=True,
+            description="kaggle-solver Batch jobs: outbound only",
+        )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "JobLogs",
+            log_group_name=f"/aws/batch/{names.resource_name(prefix, 'jobs')}",
+            retention=log_retention(settings),
+            removal_policy=policy,
+        )
+        self.job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="kaggle-solver training and prepare jobs: the artifacts bucket and the jobs table",
+        )
+        bucket.grant_read_write(self.job_role)
+        table.grant_read_write_data(self.job_role)
+
+        timeout = cdk.Duration.minutes(settings.job_timeout_minutes)
+        # Spot reclaims are worth retrying; a program's own failure is not (the pipeline repairs it).
+        retry_strategies = [
+            batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+            batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
+        ]
+
+        # --- CPU: Fargate (spot when the environment says so) ---
+        self.cpu_environment = batch.FargateComputeEnvironment(
+            self,
+            "CpuEnvironment",
+            compute_environment_name=names.resource_name(prefix, names.CPU_QUEUE),
+            vpc=self.vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            spot=settings.cpu_spot,
+            maxv_cpus=settings.cpu_max_vcpus,
+        )
+        self.cpu_queue = batch.JobQueue(
+            self,
+            "CpuQueue",
+            job_queue_name=names.resource_name(prefix, names.CPU_QUEUE),
+            compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.cpu_environment, order=1)],
+        )
+        self.cpu_job_definition = batch.EcsJobDefinition(
+            self,
+            "CpuJobDefinition",
+            job_definition_name=names.resource_name(prefix, names.CPU_JOB_DEFINITION),
+            container=batch.EcsFargateContainerDefinition(
+                self,
+                "CpuContainer",
+                image=container_image(CPU_DOCKERFILE),
+                cpu=settings.cpu_job_vcpus,
+                memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
+                command=names.BATCH_COMMAND,
+                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib),
+                secrets=kaggle_secrets(kaggle_secret),
+                job_role=self.job_role,
+                # No NAT: a Fargate task pulls its image through its public IP.
+                assign_public_ip=True,
+                ephemeral_storage_size=cdk.Size.gibibytes(50),
+                logging=ecs.LogDriver.aws_logs(stream_prefix="cpu", log_group=self.log_group),
+            ),
+            parameters=dict(names.BATCH_DEFAULT_PARAMETERS),
+            timeout=timeout,
+            retry_attempts=3,
+            retry_strategies=retry_strategies,
+        )
+
+        # --- GPU: EC2 with the ECS GPU AMI, g5/g6 instances ---
+        self.gpu_queue: batch.JobQueue | None = None
+        self.gpu_job_definition: batch.EcsJobDefinition | None = None
+        if not settings.gpu_enabled:
+            return
+        self.gpu_environment = batch.ManagedEc2EcsComputeEnvironment(
+            self,
+            "GpuEnvironment",
+            compute_environment_name=names.resource_name(prefix, names.GPU_QUEUE),
+            vpc=self.vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            instance_types=[ec2.InstanceType(name) for name in settings.gpu_instance_types],
+            use_optimal_instance_classes=False,
+            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2_NVIDIA)],
+            spot=settings.gpu_spot,
+            allocation_strategy=(
+                batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+                if settings.gpu_spot
+                else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
+            ),
+            minv_cpus=0,
+            maxv_cpus=settings.gpu_max_vcpus,
+        )
+        self.gpu_queue = batch.JobQueue(
+            self,
+            "GpuQueue",
+            job_queue_name=names.resource_name(prefix, names.GPU_QUEUE),
+            compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.gpu_environment, order=1)],
+        )
+        self.gpu_job_definition = batch.EcsJobDefinition(
+            self,
+            "GpuJobDefinition",
+            job_definition_name=names.resource_name(prefix, names.GPU_JOB_DEFINITION),
+            container=batch.EcsEc2ContainerDefinition(
+                self,
+                "GpuContainer",
+                image=container_image(GPU_DOCKERFILE),
+                cpu=settings.gpu_job_vcpus,
+                memory=cdk.Size.mebibytes(settings.gpu_job_memory_mib),
+                gpu=1,
+                command=names.BATCH_COMMAND,
+                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.gpu_job_memory_mib),
+                secrets=kaggle_secrets(kaggle_secret),
+                job_role=self.job_role,
+                logging=ecs.LogDriver.aws_logs(stream_prefix="gpu", log_group=self.log_group),
+            ),
+            parameters=dict(names.BATCH_DEFAULT_PARAMETERS),
+            timeout=timeout,
+            retry_attempts=3,
+            retry_strategies=retry_strategies,
+        )
