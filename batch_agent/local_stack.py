@@ -98,6 +98,7 @@ class EmulatedStack:
         self._workers: _LambdaWorkers | None = None
         self._batch: _LocalBatch | None = None
         self.resources: dict[str, str] = {}
+        self._previous_moto_port: str | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -120,6 +121,7 @@ class EmulatedStack:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         # Step Functions' service tasks call back to localhost:$MOTO_PORT.
+        self._previous_moto_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(port)
         work = self.options.work_dir
         (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,10 @@ class EmulatedStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+            if self._previous_moto_port is None:
+                os.environ.pop("MOTO_PORT", None)
+            else:
+                os.environ["MOTO_PORT"] = self._previous_moto_port
         _ACTIVE = None
 
     def __enter__(self) -> EmulatedStack:

@@ -74,7 +74,7 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
         return JobStarted(
             job_id=record.job_id,
             status=record.status,
-            status_url=str(request.url_for("get_status", job_id=record.job_id)),
+            status_url=_public_url(request, f"/status/{record.job_id}"),
         )
 
     @app.get("/status/{job_id}", response_model=JobStatusView, dependencies=[Keyed])
@@ -98,6 +98,16 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
         return job_requests.list_job_page(clients, settings, status=status, limit=limit, cursor=cursor)
 
     return app
+
+
+def _public_url(request: Request, path: str) -> str:
+    """The URL a client calls for path: behind API Gateway's default domain the stage is part of it."""
+    event = request.scope.get("aws.event") or {}
+    context = event.get("requestContext") or {}
+    domain, stage = context.get("domainName"), context.get("stage")
+    if domain and stage and str(domain).endswith(".amazonaws.com"):
+        return f"https://{domain}/{stage}{path}"
+    return str(request.base_url).rstrip("/") + path
 
 
 class _Unauthorised(Exception):

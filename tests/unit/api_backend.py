@@ -1,0 +1,40 @@
+"""In-process moto (no network) with the API's resources: the jobs table, the bucket, the state machine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import boto3
+from moto import mock_aws
+
+from batch_agent.local_stack import ACCOUNT, REGION, jobs_table_definition
+from batch_agent.service_settings import ApiSettings
+from batch_agent.state_machine import local_arns, render_definition
+
+TABLE = "unit-kaggle-solver-jobs"
+BUCKET = "unit-kaggle-solver-artifacts"
+STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:unit-kaggle-solver-pipeline"
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+
+
+@contextmanager
+def api_backend() -> Iterator[ApiSettings]:
+    """Resources as the CDK app defines them; executions are recorded, not run."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):
+        boto3.client("dynamodb").create_table(**jobs_table_definition(TABLE))
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        role = boto3.client("iam").create_role(
+            RoleName="unit-sfn", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+        )["Role"]["Arn"]
+        boto3.client("stepfunctions").create_state_machine(
+            name="unit-kaggle-solver-pipeline",
+            definition=render_definition(local_arns("unit", region=REGION, account=ACCOUNT)),
+            roleArn=role,
+        )
+        yield ApiSettings(jobs_table=TABLE, artifacts_bucket=BUCKET, state_machine_arn=STATE_MACHINE_ARN)
