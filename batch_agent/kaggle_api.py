@@ -443,20 +443,68 @@ def _pages(conn: _Connection, slug: str) -> dict[str, str]:
     return {p.name.lower(): p.content for p in response.pages or [] if p.name and p.content}
 
 
-def _metadata(conn: _Connection, slug: str) -> CompetitionMetadata:
+def _search_competition(conn: _Connection, slug: str) -> Any | None:
+    """The competition as the public list (``kaggle competitions list -s``) shows it, or None."""
+    from kagglesdk.competitions.types.competition_api_service import ApiListCompetitionsRequest
+    from kagglesdk.competitions.types.competition_enums import (
+        CompetitionListTab,
+        CompetitionSortBy,
+        HostSegment,
+    )
+
+    request = ApiListCompetitionsRequest()
+    request.group = CompetitionListTab.COMPETITION_LIST_TAB_EVERYTHING
+    request.category = HostSegment.HOST_SEGMENT_UNSPECIFIED
+    request.sort_by = CompetitionSortBy.COMPETITION_SORT_BY_BEST
+    request.search = slug
+    request.page = 1
+    request.page_size = 50
+    response = _call(
+        conn.options,
+        lambda: conn.competitions.list_competitions(request),
+        slug=slug,
+        what="search the competitions",
+    )
+    for competition in response.competitions or []:
+        if (competition.ref or "").rstrip("/").split("/")[-1].lower() == slug:
+            return competition
+    return None
+
+
+def _competition(conn: _Connection, slug: str) -> Any:
+    """GetCompetition, or the public competition list when that call is refused or finds nothing."""
     from kagglesdk.competitions.types.competition_api_service import ApiGetCompetitionRequest
 
     request = ApiGetCompetitionRequest()
     request.competition_name = slug
-    competition = _call(
-        conn.options,
-        lambda: conn.competitions.get_competition(request),
-        slug=slug,
-        what="read the competition",
-    )
+    try:
+        return _call(
+            conn.options,
+            lambda: conn.competitions.get_competition(request),
+            slug=slug,
+            what="read the competition",
+        )
+    except (KaggleRulesNotAcceptedError, KaggleNotFoundError) as error:
+        # A 403 here may mean the method is closed to non-hosts rather than
+        # unaccepted rules: the download's own answer settles that.
+        found = _search_competition(conn, slug)
+        if found is None:
+            raise
+        logger.info("Kaggle: GetCompetition refused for %s (%s); using the competition list", slug, error)
+        return found
+
+
+def _metadata(conn: _Connection, slug: str) -> CompetitionMetadata:
+    competition = _competition(conn, slug)
     pages = _pages(conn, slug)
     description = pages.get("description") or pages.get("overview") or competition.description or None
     evaluation = pages.get("evaluation") or None
+    try:
+        files = _list_files(conn, slug)
+    except (KaggleRulesNotAcceptedError, KaggleNotFoundError) as error:
+        # The file list is informative only; the download reports access problems itself.
+        logger.info("Kaggle: no file list for %s: %s", slug, error)
+        files = []
     return CompetitionMetadata(
         slug=slug,
         title=competition.title or slug,
@@ -468,7 +516,7 @@ def _metadata(conn: _Connection, slug: str) -> CompetitionMetadata:
         category=competition.category or None,
         team_count=int(competition.team_count or 0),
         user_has_entered=bool(competition.user_has_entered),
-        files=_list_files(conn, slug),
+        files=files,
     )
 
 
@@ -516,6 +564,7 @@ def _stream_to(
     what: str,
     slug: str,
     progress: Callable[[str], None] | None,
+    kind: str = "competition",
 ) -> None:
     """Stream a Kaggle file download into ``part``, resuming with HTTP Range after a dropped connection.
 
@@ -528,7 +577,7 @@ def _stream_to(
     for attempt in range(1, options.max_attempts + 1):
         response: requests.Response | None = None
         try:
-            response = _call(options, start, slug=slug, what=what)
+            response = _call(options, start, slug=slug, what=what, kind=kind)
             size_header = response.headers.get("Content-Length")
             size = int(size_header) if size_header else None
             identity = response.headers.get("ETag") or response.headers.get("Last-Modified")
@@ -1081,6 +1130,7 @@ def _download_outputs(conn: _Connection, owner: str, kslug: str, workdir: Path) 
                 what=f"download kernel output {item.file_name}",
                 slug=f"{owner}/{kslug}",
                 progress=None,
+                kind="kernel",
             )
             os.replace(part, target)
             files.append(target)

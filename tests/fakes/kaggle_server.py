@@ -139,9 +139,7 @@ class FakeKaggle:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -197,9 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     # -- plumbing
-    def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -344,6 +340,21 @@ class _Handler(BaseHTTPRequestHandler):
         if c.evaluation_metric:
             payload["evaluationMetric"] = c.evaluation_metric
         self._json(200, payload)
+
+    def rpc_ListCompetitions(self, body: dict[str, Any], user: str) -> None:
+        search = (body.get("search") or "").lower()
+        found = [
+            {
+                "ref": f"https://www.kaggle.com/competitions/{c.slug}",
+                "title": c.title or c.slug,
+                "deadline": c.deadline,
+                "teamCount": len(c.leaderboard),
+                **({"evaluationMetric": c.evaluation_metric} if c.evaluation_metric else {}),
+            }
+            for c in self.server_state.competitions.values()
+            if search in c.slug or search in c.title.lower()
+        ]
+        self._json(200, {"competitions": found})
 
     def rpc_ListCompetitionPages(self, body: dict[str, Any], user: str) -> None:
         c = self._competition(body)

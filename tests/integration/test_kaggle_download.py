@@ -44,9 +44,7 @@ def options(tmp_path: Path) -> KaggleOptions:
     return KaggleOptions(config_dir=tmp_path / "kaggle-config", backoff_s=0.01, max_backoff_s=0.05)
 
 
-def test_metadata_names_title_metric_deadline_and_files(
-    fake_kaggle: FakeKaggle, options: KaggleOptions
-) -> None:
+def test_metadata_names_title_metric_deadline_and_files(fake_kaggle: FakeKaggle, options: KaggleOptions) -> None:
     fake_kaggle.add(_competition(evaluation_page="Submissions are scored on RMSE."))
     meta = competition_metadata("tabular-demo", options=options)
     assert meta.title == "Tabular Demo"
@@ -65,9 +63,7 @@ def test_download_extracts_files_and_writes_description_with_metric(
 ) -> None:
     fake_kaggle.add(_competition())
     messages: list[str] = []
-    folder = download_competition(
-        "tabular-demo", tmp_path / "data", progress=messages.append, options=options
-    )
+    folder = download_competition("tabular-demo", tmp_path / "data", progress=messages.append, options=options)
     assert folder == tmp_path / "data"
     assert (folder / "train.csv").read_bytes() == TRAIN
     assert (folder / "test.csv").read_bytes() == TEST
@@ -115,9 +111,7 @@ def test_filled_cache_is_used_without_asking_kaggle(
     assert (second / "description.md").read_text() == (first / "description.md").read_text()
 
 
-def test_hand_filled_cache_works_offline_without_credentials(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_hand_filled_cache_works_offline_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.delenv("KAGGLE_KEY", raising=False)
     monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
@@ -126,6 +120,17 @@ def test_hand_filled_cache_works_offline_without_credentials(
     (cached / "train.csv").write_bytes(TRAIN)
     folder = download_competition("offline-comp", tmp_path / "data", cache_dir=tmp_path / "cache")
     assert (folder / "train.csv").read_bytes() == TRAIN
+
+
+def test_refused_get_competition_falls_back_to_the_competition_list(
+    fake_kaggle: FakeKaggle, options: KaggleOptions, tmp_path: Path
+) -> None:
+    fake_kaggle.add(_competition())
+    fake_kaggle.fail_next("GetCompetition", 403, "Permission 'competitions.get' was denied")
+    folder = download_competition("tabular-demo", tmp_path / "data", options=options)
+    assert (folder / "train.csv").read_bytes() == TRAIN
+    assert "Root Mean Squared Error" in (folder / "description.md").read_text()
+    assert fake_kaggle.calls("ListCompetitions")[0].body["search"] == "tabular-demo"
 
 
 def test_rules_not_accepted_raises_with_rules_url(
@@ -141,9 +146,7 @@ def test_rules_not_accepted_raises_with_rules_url(
     assert not (tmp_path / "data" / "train.csv").exists()
 
 
-def test_unknown_competition_raises_not_found(
-    fake_kaggle: FakeKaggle, options: KaggleOptions, tmp_path: Path
-) -> None:
+def test_unknown_competition_raises_not_found(fake_kaggle: FakeKaggle, options: KaggleOptions, tmp_path: Path) -> None:
     with pytest.raises(KaggleNotFoundError, match="'no-such-comp' was not found"):
         download_competition("no-such-comp", tmp_path / "data", options=options)
 
@@ -191,18 +194,14 @@ def test_api_token_is_sent_as_bearer(
     assert fake_kaggle.calls("GetCompetition")[0].headers["Authorization"] == "Bearer solver-token"
 
 
-def test_rate_limited_requests_are_retried_then_succeed(
-    fake_kaggle: FakeKaggle, options: KaggleOptions
-) -> None:
+def test_rate_limited_requests_are_retried_then_succeed(fake_kaggle: FakeKaggle, options: KaggleOptions) -> None:
     fake_kaggle.add(_competition())
     fake_kaggle.fail_next("GetCompetition", 429, "Too many requests", times=2, **{"Retry-After": "0"})
     assert competition_metadata("tabular-demo", options=options).title == "Tabular Demo"
     assert len(fake_kaggle.calls("GetCompetition")) == 3
 
 
-def test_rate_limit_on_every_attempt_raises_rate_limit_error(
-    fake_kaggle: FakeKaggle, options: KaggleOptions
-) -> None:
+def test_rate_limit_on_every_attempt_raises_rate_limit_error(fake_kaggle: FakeKaggle, options: KaggleOptions) -> None:
     fake_kaggle.add(_competition())
     fake_kaggle.fail_next("GetCompetition", 429, "Too many requests", times=options.max_attempts)
     with pytest.raises(KaggleRateLimitError, match="rate-limited"):
