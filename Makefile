@@ -42,3 +42,23 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out
+
+# --- CDK: `make synth` (CDK_ENV=dev|prod|local) writes cdk.out/ with the CLI pinned in
+# package.json; no AWS account or Docker needed (the npm and PyPI registries are, for the
+# CLI and the Lambda dependency layer). `make deploy` runs the same CLI against your account.
+CDK_ENV ?= dev
+CDK_NODE_STAMP := node_modules/.installed
+CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 \
+	CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk
+
+.PHONY: synth deploy
+
+$(CDK_NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(CDK_NODE_STAMP)
+
+synth: $(STAMP) $(CDK_NODE_STAMP)
+	AWS_EC2_METADATA_DISABLED=true $(CDK) synth -c env=$(CDK_ENV) --no-notices --no-version-reporting --quiet -o cdk.out
+
+deploy: $(STAMP) $(CDK_NODE_STAMP)
+	$(CDK) deploy -c env=$(CDK_ENV) --no-notices
