@@ -61,6 +61,8 @@ class LLMSettings(BaseSettings):
     backoff_seconds: float = Field(default=5.0, ge=0)
     # How many times an invalid tool input is sent back to be corrected.
     output_retries: int = Field(default=2, ge=0)
+    # A call is not started with less time than this before its deadline.
+    min_call_seconds: float = Field(default=15.0, ge=0)
     # Dollars per million tokens.
     price_input: float = Field(default=3.0, ge=0)
     price_output: float = Field(default=15.0, ge=0)
@@ -92,6 +94,10 @@ class LLMOutputError(LLMError):
 
 class LLMUnavailableError(LLMError):
     """Rate limits, overload or server errors outlasted every retry."""
+
+
+class LLMDeadlineError(LLMError):
+    """Too little of the run's time is left for another call."""
 
 
 class CostTally(BaseModel):
@@ -191,6 +197,7 @@ def call_tool(
     tally: CostTally,
     tools: list[dict[str, Any]] | None = None,
     tool_description: str = "",
+    deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> OutputT:
     """Ask Claude for one structured answer: the validated input of the forced tool call.
@@ -198,7 +205,9 @@ def call_tool(
     ``system`` holds text blocks; put ``cache_control`` on the competition context
     block so repeated calls of a job read it from the prompt cache. ``tools`` lets
     every call of a job send the same tool list (tools come first in the cached
-    prefix); by default only ``tool_name`` is sent. ``messages`` is not modified.
+    prefix); by default only ``tool_name`` is sent. ``deadline`` (``time.monotonic()``
+    seconds) bounds every request and retry: no call starts with less than
+    ``min_call_seconds`` before it. ``messages`` is not modified.
     """
     if tools is None:
         tools = [tool_definition(tool_name, tool_description, output_model)]
@@ -215,6 +224,7 @@ def call_tool(
             tools=tools,
             tool_name=tool_name,
             tally=tally,
+            deadline=deadline,
             sleep=sleep,
         )
         # The SDK builds responses leniently: a malformed body can lack content altogether.
@@ -270,20 +280,30 @@ def _create_with_backoff(
     tools: list[dict[str, Any]],
     tool_name: str,
     tally: CostTally,
+    deadline: float | None,
     sleep: Callable[[float], None],
 ) -> Any:
     for attempt in range(settings.backoff_attempts + 1):
         _check_budget(settings, tally, system, messages, tools)
+        timeout = settings.request_timeout
+        requester = client
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left < settings.min_call_seconds:
+                raise LLMDeadlineError(f"only {max(left, 0):.0f} s left for a model call")
+            timeout = min(timeout, left)
+            # Hidden SDK retries could outlast the deadline; the loop here retries while time allows.
+            requester = client.with_options(max_retries=0)
         try:
             # Plain dicts are the wire format; the SDK's TypedDicts describe the same shapes.
-            response = client.messages.create(  # type: ignore[call-overload]
+            response = requester.messages.create(  # type: ignore[call-overload]
                 model=settings.model,
                 max_tokens=settings.max_tokens,
                 system=system,
                 messages=messages,
                 tools=tools,
                 tool_choice={"type": "tool", "name": tool_name},
-                timeout=settings.request_timeout,
+                timeout=timeout,
             )
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as err:
             raise LLMAuthError(
@@ -295,6 +315,10 @@ def _create_with_backoff(
                     f"Anthropic API unavailable after retries: {_error_text(err)}"
                 ) from err
             delay = settings.backoff_seconds * (2**attempt)
+            if deadline is not None and time.monotonic() + delay + settings.min_call_seconds > deadline:
+                raise LLMUnavailableError(
+                    f"Anthropic API unavailable and no time left to retry: {_error_text(err)}"
+                ) from err
             log.warning("Anthropic API error (%s); retrying in %.1fs", _error_text(err), delay)
             sleep(delay)
             continue

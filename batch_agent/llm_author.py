@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any, TypeVar
 
 import anthropic
@@ -48,6 +49,8 @@ class ClaudeAuthor:
         tally: CostTally | None = None,
         fallback_reason: str | None = None,
         max_repairs: int = 3,
+        deadline: float | None = None,
+        call_time_share: float = 0.5,
     ) -> None:
         self.settings = settings
         self.fallback = fallback
@@ -56,6 +59,11 @@ class ClaudeAuthor:
         self.fallback_reason = fallback_reason
         self._client = client
         self.max_repairs = max_repairs
+        # The run's end (time.monotonic()); set by plan() from the time limit when not given.
+        # A model call may use at most call_time_share of the time left, so the program
+        # it writes still has time to run.
+        self.deadline = deadline
+        self.call_time_share = call_time_share
         self._tried_changes: list[str] = []
         # Repairs made per originally failed program, and each repair's original.
         self._repairs: dict[str, int] = {}
@@ -70,6 +78,8 @@ class ClaudeAuthor:
     # ------------------------------------------------------------ ProgramAuthor
 
     def plan(self, profile: CompetitionProfile, time_limit: float) -> Plan:
+        if self.deadline is None:
+            self.deadline = time.monotonic() + time_limit
         rules_plan = self.fallback.plan(profile, time_limit)
         output = self._ask(
             profile,
@@ -182,11 +192,18 @@ class ClaudeAuthor:
                 output_model=output_model,
                 tally=self.tally,
                 tools=prompts.all_tools(),
+                deadline=self._call_deadline(),
             )
         except LLMError as err:
             self.fallback_reason = f"{type(err).__name__}: {err}"
             log.warning("Claude unavailable, falling back to the templates: %s", self.fallback_reason)
             return None
+
+    def _call_deadline(self) -> float | None:
+        if self.deadline is None:
+            return None
+        now = time.monotonic()
+        return now + max(0.0, self.deadline - now) * self.call_time_share
 
 
 def _program(code: str, origin: Origin, *, parent: str | None, note: str) -> Program:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -257,3 +258,27 @@ def test_improve_sends_best_code_history_and_tried_changes(
     assert "CV roc_auc = 0.71 (higher is better)" in text
     assert "- change 1" in text
     assert "| 1 | llm-draft-abc | llm-draft | True | 0.71 |" in text
+
+
+def test_near_the_end_of_the_run_claude_is_not_called(
+    fake_anthropic: FakeAnthropic, profile: CompetitionProfile
+) -> None:
+    author = ClaudeAuthor(
+        LLMSettings(api_key=SecretStr("sk"), base_url=fake_anthropic.url, min_call_seconds=15),
+        fallback=TemplateAuthor(),
+        deadline=time.monotonic() + 20,  # half of it, 10 s, is all a call may use
+    )
+    plan = author.plan(profile, 20)
+    assert plan.source == "rules"
+    assert fake_anthropic.requests == []
+    assert author.fallback_reason is not None and author.fallback_reason.startswith("LLMDeadlineError")
+
+
+def test_plan_sets_the_run_deadline_from_the_time_limit(
+    fake_anthropic: FakeAnthropic, profile: CompetitionProfile
+) -> None:
+    fake_anthropic.push(tool_reply(PLAN_TOOL, PLAN_INPUT))
+    author = author_for(fake_anthropic)
+    before = time.monotonic()
+    author.plan(profile, 600)
+    assert author.deadline is not None and before + 600 <= author.deadline <= time.monotonic() + 600

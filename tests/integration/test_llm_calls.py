@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from batch_agent.llm import (
     CostTally,
     LLMAuthError,
     LLMBudgetError,
+    LLMDeadlineError,
     LLMOutputError,
     LLMSettings,
     LLMUnavailableError,
@@ -19,6 +21,7 @@ from batch_agent.llm import (
 from batch_agent.prompts import PLAN_TOOL, PlanOutput, all_tools
 from tests.fakes.anthropic_server import (
     FakeAnthropic,
+    Recorded,
     Reply,
     error_reply,
     fake_anthropic,
@@ -208,3 +211,42 @@ def test_response_without_content_counts_as_invalid_output(fake_anthropic: FakeA
     with pytest.raises(LLMOutputError, match="did not call the tool"):
         ask_plan(settings_for(fake_anthropic, output_retries=1), CostTally())
     assert len(fake_anthropic.requests) == 2
+
+
+def test_no_call_starts_too_close_to_the_deadline(fake_anthropic: FakeAnthropic) -> None:
+    settings = settings_for(fake_anthropic, min_call_seconds=15)
+    with pytest.raises(LLMDeadlineError, match="s left for a model call"):
+        call_tool(
+            make_client(settings),
+            settings,
+            system=SYSTEM,
+            messages=MESSAGES,
+            tool_name=PLAN_TOOL,
+            output_model=PlanOutput,
+            tally=CostTally(),
+            deadline=time.monotonic() + 10,
+        )
+    assert fake_anthropic.requests == []
+
+
+def test_a_slow_server_cannot_hold_a_call_past_its_deadline(fake_anthropic: FakeAnthropic) -> None:
+    def slow(_r: Recorded) -> Reply:
+        time.sleep(2.0)
+        return tool_reply(PLAN_TOOL, VALID_PLAN)
+
+    fake_anthropic.responder = slow
+    settings = settings_for(fake_anthropic, min_call_seconds=0.2, sdk_max_retries=3, backoff_attempts=3)
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailableError):
+        call_tool(
+            make_client(settings),
+            settings,
+            system=SYSTEM,
+            messages=MESSAGES,
+            tool_name=PLAN_TOOL,
+            output_model=PlanOutput,
+            tally=CostTally(),
+            deadline=started + 0.8,
+            sleep=lambda _s: None,
+        )
+    assert time.monotonic() - started < 1.5

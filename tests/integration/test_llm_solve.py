@@ -258,6 +258,8 @@ def test_cli_run_reports_claude_cost_and_the_fallback_from_max_cost(
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.url)
     monkeypatch.setenv("KAGGLE_SOLVER_LLM_SDK_MAX_RETRIES", "0")
     monkeypatch.setenv("KAGGLE_SOLVER_LLM_MAX_TOKENS", "2000")
+    # A 15 s run leaves less than the default 15 s minimum for a model call.
+    monkeypatch.setenv("KAGGLE_SOLVER_LLM_MIN_CALL_SECONDS", "1")
     output = tmp_path / "submission.csv"
     # The plan call fits under $0.10 and spends $0.06; a draft could then cost $0.03 + its prompt.
     code = main(
