@@ -146,7 +146,7 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
                 "ecr:GetAuthorizationToken supports no resource-level permissions; the image pull needs it.",
             )
 
-    gpu_environment = getattr(stack.training, "gpu_environment", None)
+    gpu_environment = stack.training.gpu_environment
     if gpu_environment is not None:
         acknowledge(
             gpu_environment,

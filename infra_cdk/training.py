@@ -187,6 +187,7 @@ class TrainingCompute(Construct):
         )
 
         # --- GPU: EC2 with the ECS GPU AMI, g5/g6 instances ---
+        self.gpu_environment: batch.ManagedEc2EcsComputeEnvironment | None = None
         self.gpu_queue: batch.JobQueue | None = None
         self.gpu_job_definition: batch.EcsJobDefinition | None = None
         if not settings.gpu_enabled:
@@ -200,7 +201,8 @@ class TrainingCompute(Construct):
             security_groups=[self.security_group],
             instance_types=[ec2.InstanceType(name) for name in settings.gpu_instance_types],
             use_optimal_instance_classes=False,
-            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2_NVIDIA)],
+            # Amazon Linux 2 support ended on 2026-06-30: the ECS GPU AMI on Amazon Linux 2023.
+            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
             spot=settings.gpu_spot,
             allocation_strategy=(
                 batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
