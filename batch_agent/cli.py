@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: KAGGLE_SOLVER_LLM_MAX_COST_USD or 5)")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    run.add_argument("--compute", choices=["auto", "cpu", "gpu", "kaggle-gpu"], default="auto",
+                     help="where programs train: the plan's choice (auto), this machine's CPU or GPU, or a "
+                          "private Kaggle kernel with a GPU (URL sources only)")
     run.add_argument("--submit", action="store_true",
                      help="upload the submission to Kaggle (URL sources only), wait for its public score and rank")
     board = commands.add_parser(
@@ -82,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the metric rewards larger scores (default: read from the leaderboard order)")
     direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_false",
                            help="the metric rewards smaller scores")
+    serve = commands.add_parser(
+        "serve",
+        help="run the whole service on this machine (emulated AWS on loopback + the HTTP API)",
+        description="Start moto on loopback with the service's resources, real Lambda handlers and local "
+                    "Batch jobs, and serve the API with uvicorn. Stop with Ctrl-C.",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default: 8000)")
+    serve.add_argument("--aws-port", type=int, default=5000,
+                       help="emulated AWS endpoint port on 127.0.0.1 (default: 5000)")
+    serve.add_argument("--work-dir", type=Path, default=Path("/tmp/kaggle-solver-stack"),
+                       help="logs and Batch scratch space (default: /tmp/kaggle-solver-stack)")
+    serve.add_argument("--cache-dir", type=Path,
+                       help="competition folders by slug (DIR/SLUG/train.csv ...), used before Kaggle")
+    serve.add_argument("--api-key", help="require this x-api-key header on every route but /health")
     return parser
 
 
@@ -131,6 +148,8 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
         workdir=args.workdir,
         cache_dir=settings.cache_dir,
         memory_limit_mb=settings.memory_limit_mb,
+        compute=args.compute,
+        kaggle_slug=slug,
     )
     author = _author(args)
     result = solve(args.source, output, options, author, progress=_ProgressPrinter(args.quiet))
@@ -222,6 +241,20 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from batch_agent.local_stack import EmulatedStack, serve
+
+    def ready(stack: EmulatedStack, base: str) -> None:
+        print(f"emulated AWS: {stack.endpoint} (AWS_ENDPOINT_URL for the aws CLI and boto3)", file=sys.stderr)
+        print(f"API: {base}  (docs: {base}/docs)  logs: {stack.options.work_dir / 'logs'}", file=sys.stderr)
+        print(f"try: curl -X POST {base}/run -H 'content-type: application/json' "
+              "-d '{\"url\": \"https://www.kaggle.com/competitions/<slug>\"}'", file=sys.stderr)
+
+    serve(api_port=args.port, moto_port=args.aws_port, work_dir=args.work_dir,
+          local_cache_dir=args.cache_dir, api_key=args.api_key, ready=ready)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -229,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "leaderboard":
             return _leaderboard(args)
+        if args.command == "serve":
+            return _serve(args)
         settings = CliSettings()
         return _run(args, settings)
     except SolverError as exc:

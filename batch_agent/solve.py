@@ -45,6 +45,9 @@ class SolveOptions(BaseModel):
     memory_limit_mb: int = 8192
     max_attempts: int = 20
     max_repairs: int = 2
+    # "auto" keeps the plan's choice; "kaggle-gpu" runs each program as a private Kaggle kernel.
+    compute: Literal["auto", "cpu", "gpu", "kaggle-gpu"] = "auto"
+    kaggle_slug: str | None = None
 
 
 class SolveResult(BaseModel):
@@ -161,6 +164,12 @@ def solve(
     )
 
     plan = author.plan(profile, options.time_limit)
+    if options.compute in ("cpu", "gpu"):
+        plan.compute = options.compute
+    elif options.compute == "kaggle-gpu":
+        if options.kaggle_slug is None:
+            raise InputError("--compute kaggle-gpu needs a Kaggle competition URL as the source")
+        plan.compute = "gpu"
     (workdir / "plan.json").write_text(plan.model_dump_json(indent=2))
     progress("plan", plan.approach)
 
@@ -247,10 +256,16 @@ class _Loop:
         # fair share as their soft budget, but may run to the end if they need to.
         budget = remaining if self.best is None else min(remaining, max(remaining / n_waiting * 1.5, 20.0))
         self.progress("train", f"attempt {number}: {program.name} ({program.origin}), up to {budget:.0f} s")
-        result = run_attempt(
-            self.profile, program, self.workdir / f"attempt-{number:02d}-{_slug(program.name)}",
-            time_budget=budget, memory_limit_mb=self.options.memory_limit_mb, number=number,
-        )
+        attempt_dir = self.workdir / f"attempt-{number:02d}-{_slug(program.name)}"
+        if self.options.compute == "kaggle-gpu" and self.options.kaggle_slug is not None:
+            from batch_agent.kaggle_compute import run_attempt_on_kaggle
+
+            # Kaggle errors (quota, rules, credentials) propagate: every later attempt would hit them too.
+            result = run_attempt_on_kaggle(self.profile, program, attempt_dir, slug=self.options.kaggle_slug,
+                                           time_budget=budget, number=number)
+        else:
+            result = run_attempt(self.profile, program, attempt_dir, time_budget=budget,
+                                 memory_limit_mb=self.options.memory_limit_mb, number=number)
         self.history.append(result)
         if not result.ok:
             self.progress("train", f"attempt {number}: {program.name} failed: {result.reason}")

@@ -77,6 +77,9 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
 def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec) -> str:
     """The program text for one candidate: its whole configuration inline, so the file runs alone."""
     compact = profile.model_copy(update={"description": ""})
+    if plan.compute == "gpu" and spec.family == "lightgbm":
+        # LightGBM falls back to the CPU inside the program when its build has no GPU support.
+        spec = spec.model_copy(update={"params": {**spec.params, "device_type": "gpu"}})
     config = {
         "profile": compact.model_dump(mode="json"),
         "model": spec.model_dump(mode="json"),
@@ -101,10 +104,6 @@ class TemplateAuthor:
         n_folds = 5 if _size(profile) < 5_000_000 and time_limit >= 60 else 3
         gpu_worthy = _size(profile) > 50_000_000
         candidates = _candidates(profile)
-        if gpu_worthy:
-            for spec in candidates:
-                if spec.family == "lightgbm":
-                    spec.params["device_type"] = "gpu"
         return Plan(
             approach=(
                 f"{profile.task} on {profile.n_train} rows × {len(profile.features)} features, "
