@@ -20,6 +20,7 @@ import batch_agent.plan as plan_module
 from batch_agent.competition import CompetitionProfile
 from batch_agent.errors import InputError
 from batch_agent.llm import tool_definition
+from batch_agent.metrics import get_metric
 from batch_agent.plan import AttemptResult, Plan, Program
 
 # Bounds on what goes into a prompt, so a huge description or log cannot blow the context.
@@ -174,8 +175,6 @@ def runtime_libraries() -> str:
 
 def metric_direction(metric: str) -> str:
     """'higher is better' / 'lower is better' for a metric name, or a neutral phrase when unknown."""
-    from batch_agent.metrics import get_metric
-
     try:
         return "higher is better" if get_metric(metric).higher_is_better else "lower is better"
     except InputError:
