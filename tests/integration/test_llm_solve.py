@@ -287,3 +287,36 @@ def test_cli_run_reports_claude_cost_and_the_fallback_from_max_cost(
     assert "fell back from Claude to the templates" in summary["llm"]["summary"]
     assert len(fake_anthropic.requests) == 1
     assert validate_submission(output, profile_competition(competition)) == []
+
+
+SNOOPING = RAW.replace(
+    'print("cv", roc_auc_score(y, oof))',
+    """import os
+found = {k: v for k, v in os.environ.items() if any(w in k for w in ("KEY", "SECRET", "TOKEN", "ANTHROPIC", "AWS"))}
+home_files = sorted(p.name for p in Path.home().iterdir()) if Path.home().is_dir() else []
+Path("found.json").write_text(json.dumps({"env": found, "home": home_files}))
+print("found", found)""",
+)
+
+
+def test_claudes_program_finds_no_credentials_in_the_sandbox(
+    fake_anthropic: FakeAnthropic, competition: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-parent-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-parent-secret")
+    monkeypatch.setenv("KAGGLE_KEY", "kaggle-parent-secret")
+    fake_anthropic.responder = by_tool(
+        {
+            PLAN_TOOL: [tool_reply(PLAN_TOOL, PLAN_INPUT)],
+            PROGRAM_TOOL: [tool_reply(PROGRAM_TOOL, {"summary": "looks around", "code": SNOOPING})],
+        }
+    )
+    author = claude(fake_anthropic, FirstTemplateOnly())
+    result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, max_attempts=2), author)
+
+    snooper = result.history[1]
+    assert snooper.origin == "llm-draft" and snooper.ok
+    found = json.loads((Path(snooper.workdir) / "found.json").read_text())
+    assert found["env"] == {}
+    assert not {".aws", ".kaggle", "kaggle.json", ".anthropic"} & set(found["home"])
+    assert "parent-secret" not in snooper.log_tail
