@@ -68,10 +68,12 @@ def exists(s3: Any, bucket: str, key: str) -> bool:
         raise
 
 
-def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+def list_keys(s3: Any, bucket: str, prefix: str, *, limit: int | None = None) -> list[str]:
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        if limit is not None and len(keys) >= limit:
+            return keys[:limit]
     return keys
 
 

@@ -251,7 +251,7 @@ def _serve(args: argparse.Namespace) -> int:
               "-d '{\"url\": \"https://www.kaggle.com/competitions/<slug>\"}'", file=sys.stderr)
 
     serve(api_port=args.port, moto_port=args.aws_port, work_dir=args.work_dir,
-          local_cache_dir=args.cache_dir, api_key=args.api_key, ready=ready)
+          local_cache_dir=args.cache_dir.resolve() if args.cache_dir else None, api_key=args.api_key, ready=ready)
     return 0
 
 

@@ -175,9 +175,13 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
     A Kaggle download is uploaded to ``cache/{slug}/`` so later jobs on the same
     competition (on any machine) skip the download.
     """
+    prefix = artifacts.cache_prefix(slug)
     if settings.local_cache_dir:
-        local = Path(settings.local_cache_dir) / slug
+        local = (Path(settings.local_cache_dir) / slug).resolve()
         if local.is_dir() and any(local.iterdir()):
+            # The Lambda steps read the competition from S3: make sure it is there too.
+            if not artifacts.list_keys(clients.s3, clients.bucket, prefix, limit=1):
+                artifacts.upload_folder(clients.s3, clients.bucket, prefix, local)
             return local
     folder = Path(settings.work_dir) / "cache" / slug
     # The marker sits beside the folder: inside it, profiling would list it as a competition file.
@@ -186,7 +190,6 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    prefix = artifacts.cache_prefix(slug)
     if artifacts.download_prefix(clients.s3, clients.bucket, prefix, folder) == 0:
         from batch_agent.kaggle_api import download_competition
 
