@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import anthropic
@@ -221,3 +222,28 @@ def choose_author(settings: LLMSettings, *, no_llm: bool, fallback: ProgramAutho
     if no_llm:
         return fallback
     return ClaudeAuthor(settings, fallback=fallback)
+
+
+def resume_author(
+    settings: LLMSettings,
+    *,
+    fallback: ProgramAuthor,
+    usage: Mapping[str, Any] | None,
+    seconds_left: float | None,
+) -> ClaudeAuthor:
+    """The Claude author for one step of a job whose steps run in separate processes (Lambda steps).
+
+    ``usage`` is what the previous step stored from ``ClaudeAuthor.usage()`` (None
+    for the first step): the job's tally carries on, so the cost ceiling holds for
+    the whole job, and a fallback stays in force. ``seconds_left`` is the job's
+    remaining time, which bounds every model call of this step.
+    """
+    saved = dict(usage or {})
+    return ClaudeAuthor(
+        settings,
+        fallback=fallback,
+        tally=CostTally.model_validate(saved),
+        fallback_reason=saved.get("fallback_reason"),
+        deadline=None if seconds_left is None else time.monotonic() + seconds_left,
+    )
+

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from batch_agent.competition import ColumnInfo, CompetitionProfile
 from batch_agent.llm import LLMSettings
-from batch_agent.llm_author import ClaudeAuthor
+from batch_agent.llm_author import ClaudeAuthor, resume_author
 from batch_agent.plan import AttemptResult, Program
 from batch_agent.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL
 from batch_agent.templates import TemplateAuthor
@@ -282,3 +282,36 @@ def test_plan_sets_the_run_deadline_from_the_time_limit(
     before = time.monotonic()
     author.plan(profile, 600)
     assert author.deadline is not None and before + 600 <= author.deadline <= time.monotonic() + 600
+
+
+def test_steps_in_separate_processes_share_one_tally_and_ceiling(
+    fake_anthropic: FakeAnthropic, profile: CompetitionProfile
+) -> None:
+    fake_anthropic.responder = lambda _r: tool_reply(
+        PLAN_TOOL if _r.tool_name == PLAN_TOOL else PROGRAM_TOOL,
+        PLAN_INPUT if _r.tool_name == PLAN_TOOL else {"summary": "s", "code": PROGRAM_CODE},
+        usage_fields=usage(20_000, 4_000),
+    )
+    settings = LLMSettings(
+        api_key=SecretStr("sk"),
+        base_url=fake_anthropic.url,
+        sdk_max_retries=0,
+        max_tokens=4000,
+        max_cost_usd=0.18,
+    )
+    plan_step = resume_author(settings, fallback=TemplateAuthor(), usage=None, seconds_left=600)
+    plan = plan_step.plan(profile, 600)
+    stored = json.loads(json.dumps(plan_step.usage()))  # as a job record would keep it
+
+    generate_step = resume_author(settings, fallback=TemplateAuthor(), usage=stored, seconds_left=500)
+    drafts = generate_step.draft(profile, plan)
+
+    assert plan.source == "llm" and generate_step.tally.calls == 1
+    assert generate_step.tally.cost_usd == pytest.approx(0.12)
+    assert generate_step.fallback_reason is not None and "LLMBudgetError" in generate_step.fallback_reason
+    assert all(p.origin == "template" for p in drafts)
+    repair_step = resume_author(
+        settings, fallback=TemplateAuthor(), usage=generate_step.usage(), seconds_left=400
+    )
+    assert not repair_step.using_llm and repair_step.fallback_reason == generate_step.fallback_reason
+    assert len(fake_anthropic.requests) == 1
