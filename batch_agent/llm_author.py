@@ -71,6 +71,8 @@ class ClaudeAuthor:
         self._repair_roots: dict[str, str] = {}
         if self.fallback_reason is None and client is None and not settings.enabled:
             self.fallback_reason = "no Anthropic API key is configured"
+        # Named after who writes the programs: the templates alone when Claude is out from the start.
+        self.name = "claude" if self.fallback_reason is None else fallback.name
 
     @property
     def using_llm(self) -> bool:

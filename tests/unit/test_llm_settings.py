@@ -83,7 +83,7 @@ def test_without_a_key_the_author_runs_the_templates_and_says_why(monkeypatch: p
         n_test=50,
     )
     author = choose_author(LLMSettings(), no_llm=False, fallback=TemplateAuthor())
-    assert isinstance(author, ClaudeAuthor)
+    assert isinstance(author, ClaudeAuthor) and author.name == "templates"
     plan = author.plan(profile, 60)
     assert plan.source == "rules"
     assert all(p.origin == "template" for p in author.draft(profile, plan))
