@@ -90,8 +90,11 @@ class ServiceApi(Construct):
             description="kaggle-solver: POST /run starts a job; GET /status/{job_id} follows it",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             api_key_source_type=apigateway.ApiKeySourceType.HEADER,
-            # Execution logging needs the account-wide API Gateway CloudWatch role; access logs suffice here.
-            cloud_watch_role=False,
+            # API Gateway writes any log (access or execution) only once the region's account
+            # settings name a CloudWatch role. The role is kept when a stack is deleted, since
+            # other APIs of the account may rely on it.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
             deploy_options=apigateway.StageOptions(
                 stage_name=STAGE_NAME,
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
@@ -106,11 +109,20 @@ class ServiceApi(Construct):
                     status=True,
                     user=False,
                 ),
+                logging_level=apigateway.MethodLoggingLevel.ERROR,
                 throttling_rate_limit=settings.api_rate_limit,
                 throttling_burst_limit=settings.api_burst_limit,
                 tracing_enabled=True,
             ),
             default_method_options=apigateway.MethodOptions(api_key_required=True),
+        )
+        # Created here so it gets a retention; API Gateway would create it without one.
+        self.execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=f"API-Gateway-Execution-Logs_{self.rest_api.rest_api_id}/{STAGE_NAME}",
+            retention=log_retention(settings),
+            removal_policy=removal_policy(settings),
         )
         integration = apigateway.LambdaIntegration(self.handler.function, proxy=True)
         for path, method, key_required in ROUTES:

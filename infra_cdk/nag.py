@@ -171,9 +171,9 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
     acknowledge(api, "COG4", "No user pool: a single-tenant service whose callers hold the API key.")
     acknowledge(
         api,
-        "APIG6",
-        "Execution logging needs the account-wide API Gateway CloudWatch role, which other "
-        "stacks in the account may own; access logs are on for the stage.",
+        "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+        "The account-level role API Gateway needs to write access and execution logs, with the managed "
+        "policy AWS documents for it.",
     )
 
 
