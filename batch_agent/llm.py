@@ -57,7 +57,7 @@ class LLMSettings(BaseSettings):
     # Retries done by the SDK itself on 408/409/429/5xx and connection errors.
     sdk_max_retries: int = Field(default=2, ge=0)
     # Further attempts after the SDK has given up, with exponential backoff from backoff_seconds.
-    backoff_attempts: int = Field(default=2, ge=0)
+    backoff_attempts: int = Field(default=3, ge=0)
     backoff_seconds: float = Field(default=5.0, ge=0)
     # How many times an invalid tool input is sent back to be corrected.
     output_retries: int = Field(default=2, ge=0)
@@ -290,7 +290,10 @@ def _create_with_backoff(
         if deadline is not None:
             left = deadline - time.monotonic()
             if left < settings.min_call_seconds:
-                raise LLMDeadlineError(f"only {max(left, 0):.0f} s left for a model call")
+                raise LLMDeadlineError(
+                    f"only {max(left, 0):.1f} s of the run could go to a model call "
+                    f"(at least {settings.min_call_seconds:.0f} s needed)"
+                )
             timeout = min(timeout, left)
             # Hidden SDK retries could outlast the deadline; the loop here retries while time allows.
             requester = client.with_options(max_retries=0)
@@ -314,7 +317,8 @@ def _create_with_backoff(
                 raise LLMUnavailableError(
                     f"Anthropic API unavailable after retries: {_error_text(err)}"
                 ) from err
-            delay = settings.backoff_seconds * (2**attempt)
+            # The server's retry-after, when it gives one, beats our own schedule.
+            delay = max(settings.backoff_seconds * (2**attempt), _retry_after(err) or 0.0)
             if deadline is not None and time.monotonic() + delay + settings.min_call_seconds > deadline:
                 raise LLMUnavailableError(
                     f"Anthropic API unavailable and no time left to retry: {_error_text(err)}"
@@ -372,6 +376,19 @@ def _describe_validation_error(err: ValidationError, stop_reason: str | None) ->
     if stop_reason == "max_tokens":
         problems += " (the answer was cut off at the output token limit: make it shorter)"
     return problems
+
+
+def _retry_after(err: anthropic.APIError) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms or retry-after), if it said."""
+    if not isinstance(err, anthropic.APIStatusError):
+        return None
+    headers = err.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(headers[name]) * scale
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
 
 
 def _error_message(err: anthropic.APIStatusError) -> str:

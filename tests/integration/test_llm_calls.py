@@ -215,7 +215,7 @@ def test_response_without_content_counts_as_invalid_output(fake_anthropic: FakeA
 
 def test_no_call_starts_too_close_to_the_deadline(fake_anthropic: FakeAnthropic) -> None:
     settings = settings_for(fake_anthropic, min_call_seconds=15)
-    with pytest.raises(LLMDeadlineError, match="s left for a model call"):
+    with pytest.raises(LLMDeadlineError, match="could go to a model call"):
         call_tool(
             make_client(settings),
             settings,
@@ -250,3 +250,16 @@ def test_a_slow_server_cannot_hold_a_call_past_its_deadline(fake_anthropic: Fake
             sleep=lambda _s: None,
         )
     assert time.monotonic() - started < 1.5
+
+
+def test_own_backoff_waits_as_long_as_retry_after_asks(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(
+        error_reply(429, "slow down", headers={"retry-after": "7"}), tool_reply(PLAN_TOOL, VALID_PLAN)
+    )
+    sleeps: list[float] = []
+    ask_plan(
+        settings_for(fake_anthropic, sdk_max_retries=0, backoff_attempts=1, backoff_seconds=1.0),
+        CostTally(),
+        sleeps,
+    )
+    assert sleeps == [7.0]
