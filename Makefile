@@ -62,3 +62,15 @@ synth: $(STAMP) $(CDK_NODE_STAMP)
 
 deploy: $(STAMP) $(CDK_NODE_STAMP)
 	$(CDK) deploy -c env=$(CDK_ENV) --no-notices
+
+# --- The service on this machine: emulated AWS (moto) on 127.0.0.1:5000, real Lambda handlers,
+# Batch jobs as local processes, the API on 127.0.0.1:8000. Competitions come from examples/ (by
+# folder name = slug), then the S3 cache, then Kaggle. Ctrl-C stops everything.
+.PHONY: stack bench-api
+
+stack: $(STAMP)
+	$(BIN)/kaggle-solver serve --port 8000 --aws-port 5000 --cache-dir examples
+
+bench-api: $(STAMP)
+	$(BIN)/python benchmarks/api_load.py --clients 50
+	$(BIN)/python benchmarks/api_load.py --clients 200 --skip-overhead
