@@ -41,6 +41,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -132,7 +134,13 @@ class EmulatedStack:
         self._workers = _LambdaWorkers(self, work / "logs", self.options.max_lambda_workers)
         self._batch = _LocalBatch(self, work / "logs", self.options.max_batch_jobs)
         _ACTIVE = self
-        self._create_resources()
+        try:
+            # moto's backends live in the process: start from nothing, not from an earlier stack's state.
+            urllib.request.urlopen(urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST"))
+            self._create_resources()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -395,9 +403,6 @@ def jobs_table_definition(table: str) -> dict[str, Any]:
 
 
 def _wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    import urllib.error
-    import urllib.request
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
