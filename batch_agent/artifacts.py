@@ -10,6 +10,7 @@ Layout::
     jobs/{job_id}/attempts/{n}/result.json   AttemptResult (train, then validate)
     jobs/{job_id}/attempts/{n}/...           submission.csv, metrics.json, logs written by the program
     jobs/{job_id}/submission.csv             the best submission (finish)
+    leaderboards/{slug}.json                 public leaderboard snapshot (prepare), for rank estimates
 
 Stdlib + boto3 only (Lambdas import this module).
 """
@@ -38,6 +39,10 @@ def attempt_key(job_id: str, attempt: int, name: str) -> str:
 
 def cache_prefix(slug: str) -> str:
     return f"{names.CACHE_PREFIX}{slug}/"
+
+
+def leaderboard_key(slug: str) -> str:
+    return f"{names.LEADERBOARD_PREFIX}{slug}.json"
 
 
 def put_json(s3: Any, bucket: str, key: str, data: Any) -> None:

@@ -66,6 +66,8 @@ class JobStatusView(BaseModel):
     max_attempts: int
     compute: str
     attempts: list[AttemptSummary]
+    leaderboard: dict[str, Any] | None = None
+    training_seconds: float = 0.0
     submission_url: str | None = None
 
 

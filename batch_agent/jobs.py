@@ -59,6 +59,10 @@ class JobRecord(BaseModel):
     idempotency_key: str | None = None
     submission_key: str | None = None
     attempts: list[AttemptSummary] = Field(default_factory=list)
+    # Where the best CV score would rank on the public leaderboard (RankEstimate fields + fetched_at).
+    leaderboard: dict[str, Any] | None = None
+    # Wall-clock seconds the training programs ran, over all attempts.
+    training_seconds: float = 0.0
 
 
 class JobNotFoundError(LookupError):
@@ -139,15 +143,11 @@ def require_job(dynamodb: Any, table: str, job_id: str) -> JobRecord:
     return record
 
 
-def update_job(
-    dynamodb: Any, table: str, job_id: str, *, only_if_running: bool = True, **fields: Any
-) -> bool:
+def update_job(dynamodb: Any, table: str, job_id: str, *, only_if_running: bool = True, **fields: Any) -> bool:
     """Set fields (and updated_at); False when the job had already finished and nothing changed."""
     fields = {**fields, "updated_at": now_iso()}
     if "attempts" in fields:
-        fields["attempts"] = [
-            a.model_dump() if isinstance(a, AttemptSummary) else a for a in fields["attempts"]
-        ]
+        fields["attempts"] = [a.model_dump() if isinstance(a, AttemptSummary) else a for a in fields["attempts"]]
     sets, removes = [], []
     values: dict[str, Any] = {}
     attr_names: dict[str, str] = {}
@@ -197,9 +197,7 @@ def mark_failed(dynamodb: Any, table: str, job_id: str, message: str, *, keep_me
         return
     if current.status == "FAILED" and (keep_message and current.message):
         return
-    update_job(
-        dynamodb, table, job_id, only_if_running=False, status="FAILED", stage="failed", message=message
-    )
+    update_job(dynamodb, table, job_id, only_if_running=False, status="FAILED", stage="failed", message=message)
 
 
 def _encode_cursor(key: dict[str, Any] | None) -> str | None:

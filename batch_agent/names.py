@@ -68,6 +68,8 @@ JOBS_LISTING_VALUE = "job"
 CACHE_PREFIX = "cache/"                  # cache/{slug}/... : competition files, downloaded once per slug
 JOBS_PREFIX = "jobs/"                    # jobs/{job_id}/... : profile, plan, attempts, logs, submission.csv
 
+LEADERBOARD_PREFIX = "leaderboards/"  # leaderboards/{slug}.json : LeaderboardSnapshot (prepare, or a sync)
+
 # Environment variables each deployable reads (pydantic-settings, prefix KAGGLE_SOLVER_).
 ENV_PREFIX = "KAGGLE_SOLVER_"
 ENV_JOBS_TABLE = "KAGGLE_SOLVER_JOBS_TABLE"  # api, steps, container

@@ -204,6 +204,18 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
 # ---------------------------------------------------------------- Batch steps
 
 
+def _save_leaderboard(clients: ServiceClients, slug: str) -> None:
+    """Best effort: a snapshot of the public leaderboard, so finish can rank the CV score without Kaggle."""
+    from batch_agent.kaggle_api import KaggleOptions, fetch_leaderboard_snapshot
+
+    try:
+        snapshot = fetch_leaderboard_snapshot(slug, options=KaggleOptions(max_attempts=2))
+    except (SolverError, ValueError, OSError) as exc:
+        log.info("no leaderboard snapshot for %s: %s", slug, exc)
+        return
+    artifacts.put_json(clients.s3, clients.bucket, artifacts.leaderboard_key(slug), snapshot.model_dump(mode="json"))
+
+
 def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: str) -> CompetitionProfile:
     """Fetch the competition and write jobs/{id}/profile.json. A SolverError marks the job FAILED."""
     job = _job(clients, job_id)
@@ -217,6 +229,7 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
         jobs.mark_failed(clients.dynamodb, clients.table, job_id, str(exc))
         raise
     artifacts.put_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "profile.json"), profile.model_dump())
+    _save_leaderboard(clients, job.competition)
     jobs.update_job(
         clients.dynamodb,
         clients.table,
@@ -391,6 +404,9 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
     if best is None:
         last = job.attempts[-1].reason if job.attempts else "no attempt ran"
         message = f"all {len(job.attempts)} training attempts failed; last error: {last}"
+        jobs.update_job(
+            clients.dynamodb, clients.table, job_id, training_seconds=round(sum(a.seconds for a in job.attempts), 2)
+        )
         jobs.mark_failed(clients.dynamodb, clients.table, job_id, message)
         return {"job_id": job_id, "status": "FAILED"}
     key = artifacts.job_key(job_id, "submission.csv")
@@ -403,6 +419,13 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
         },
     )
     n_ok = sum(a.ok for a in job.attempts)
+    message = (
+        f"best CV {profile.metric} {best.cv_score} from attempt {best.number} ({best.program}); "
+        f"{n_ok} of {len(job.attempts)} attempts passed"
+    )
+    leaderboard = _rank_on_leaderboard(clients, job.competition, best.cv_score, higher_is_better(profile.metric))
+    if leaderboard is not None:
+        message += f"; {leaderboard.pop('description')}"
     jobs.update_job(
         clients.dynamodb,
         clients.table,
@@ -412,12 +435,30 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
         submission_key=key,
         cv_score=best.cv_score,
         best_attempt=best.number,
-        message=(
-            f"best CV {profile.metric} {best.cv_score} from attempt {best.number} ({best.program}); "
-            f"{n_ok} of {len(job.attempts)} attempts passed"
-        ),
+        leaderboard=leaderboard,
+        training_seconds=round(sum(a.seconds for a in job.attempts), 2),
+        message=message,
     )
     return {"job_id": job_id, "status": "SUCCEEDED"}
+
+
+def _rank_on_leaderboard(
+    clients: ServiceClients, slug: str, score: float | None, higher: bool
+) -> dict[str, Any] | None:
+    from batch_agent.leaderboard import LeaderboardSnapshot, describe_rank
+
+    data = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.leaderboard_key(slug))
+    if data is None or score is None:
+        return None
+    snapshot = LeaderboardSnapshot.model_validate(data)
+    estimate = snapshot.rank(score, higher)
+    if estimate is None:
+        return None
+    return {
+        **estimate.model_dump(),
+        "fetched_at": snapshot.fetched_at.isoformat(),
+        "description": describe_rank(score, estimate),
+    }
 
 
 def fail_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from batch_agent import names
 
 HEAVY = ("pandas", "numpy", "sklearn", "lightgbm", "scipy")
 # Imported lazily by the step Lambdas at run time (authors, validation, metric direction).
-LAZY_STEP_IMPORTS = ("batch_agent.templates", "batch_agent.llm_author", "batch_agent.submission", "batch_agent.metrics")
+LAZY_STEP_IMPORTS = (
+    "batch_agent.templates",
+    "batch_agent.llm_author",
+    "batch_agent.submission",
+    "batch_agent.metrics",
+    "batch_agent.leaderboard",
+)
 
 
 def _heavy_modules_after_importing(modules: list[str]) -> list[str]:
