@@ -68,8 +68,6 @@ class DeploymentSettings(BaseModel):
     gpu_job_memory_mib: int = Field(default=14336, ge=512)
     # Wall-clock limit of one training attempt; Batch kills the job after it.
     job_timeout_minutes: int = Field(ge=5, le=24 * 60)
-    # Limit of one whole pipeline execution (all attempts plus the Lambda steps).
-    pipeline_timeout_minutes: int = Field(ge=10, le=7 * 24 * 60)
 
     # API Gateway usage plan for the one API key.
     api_rate_limit: float = Field(gt=0)
@@ -120,7 +118,6 @@ ENVIRONMENTS: dict[str, DeploymentSettings] = {
         gpu_spot=True,
         gpu_instance_types=("g5.xlarge", "g6.xlarge"),
         job_timeout_minutes=60,
-        pipeline_timeout_minutes=240,
         api_rate_limit=2,
         api_burst_limit=5,
         api_quota_per_day=100,
@@ -138,7 +135,6 @@ ENVIRONMENTS: dict[str, DeploymentSettings] = {
         gpu_spot=False,
         gpu_instance_types=("g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge"),
         job_timeout_minutes=180,
-        pipeline_timeout_minutes=720,
         api_rate_limit=5,
         api_burst_limit=10,
         api_quota_per_day=1000,
@@ -158,7 +154,6 @@ ENVIRONMENTS: dict[str, DeploymentSettings] = {
         gpu_spot=False,
         gpu_instance_types=(),
         job_timeout_minutes=30,
-        pipeline_timeout_minutes=120,
         api_rate_limit=10,
         api_burst_limit=20,
         api_quota_per_day=10000,

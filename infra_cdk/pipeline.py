@@ -110,7 +110,8 @@ class Pipeline(Construct):
             state_machine_name=names.resource_name(prefix, names.STATE_MACHINE),
             definition_body=sfn.DefinitionBody.from_file(str(ASL_PATH)),
             definition_substitutions=substitutions,
-            timeout=cdk.Duration.minutes(settings.pipeline_timeout_minutes),
+            # No `timeout`: with a definition file CDK does not apply it; an execution is bounded
+            # by its Lambda and Batch timeouts and the job's attempt limit.
             # X-Ray and log delivery take Resource "*" (AWS offers no narrower scope); see nag.py.
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
