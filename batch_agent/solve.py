@@ -82,11 +82,16 @@ def run_attempt(
     time_budget: float,
     memory_limit_mb: int,
     number: int = 1,
+    soft_budget: float | None = None,
 ) -> AttemptResult:
-    """Run one program in the sandbox and check what it wrote; a failure is a result, never an exception."""
+    """Run one program in the sandbox and check what it wrote; a failure is a result, never an exception.
+
+    ``time_budget`` is the hard limit; the program is told ``soft_budget`` (default: a fraction of the
+    hard limit) so that it wraps up before it would be killed.
+    """
     attempt_dir.mkdir(parents=True, exist_ok=True)
     (attempt_dir / "program.py").write_text(program.code)
-    soft = max(1.0, time_budget * SOFT_BUDGET_FRACTION)
+    soft = max(1.0, min(soft_budget or time_budget, time_budget) * SOFT_BUDGET_FRACTION)
     outcome = run_sandboxed(
         [sys.executable, "program.py", "--data", profile.data_dir, "--time-budget", f"{soft:.1f}"],
         workdir=attempt_dir,
@@ -252,10 +257,10 @@ class _Loop:
     def _attempt(self, program: Program, n_waiting: int) -> AttemptResult:
         number = len(self.history) + 1
         remaining = self.remaining()
-        # The first success matters most: it gets all the time there is. Later attempts get a
-        # fair share as their soft budget, but may run to the end if they need to.
+        # The first success matters most: it gets all the time there is. Later attempts are asked to
+        # fit in a fair share (their soft budget), but are only killed when the run's time is up.
         budget = remaining if self.best is None else min(remaining, max(remaining / n_waiting * 1.5, 20.0))
-        self.progress("train", f"attempt {number}: {program.name} ({program.origin}), up to {budget:.0f} s")
+        self.progress("train", f"attempt {number}: {program.name} ({program.origin}), budget {budget:.0f} s")
         attempt_dir = self.workdir / f"attempt-{number:02d}-{_slug(program.name)}"
         if self.options.compute == "kaggle-gpu" and self.options.kaggle_slug is not None:
             from batch_agent.kaggle_compute import run_attempt_on_kaggle
@@ -264,7 +269,7 @@ class _Loop:
             result = run_attempt_on_kaggle(self.profile, program, attempt_dir, slug=self.options.kaggle_slug,
                                            time_budget=budget, number=number)
         else:
-            result = run_attempt(self.profile, program, attempt_dir, time_budget=budget,
+            result = run_attempt(self.profile, program, attempt_dir, time_budget=remaining, soft_budget=budget,
                                  memory_limit_mb=self.options.memory_limit_mb, number=number)
         self.history.append(result)
         if not result.ok:

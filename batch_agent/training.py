@@ -57,6 +57,9 @@ class Deadline:
     def fraction_used(self) -> float:
         return self.elapsed() / self.seconds if self.seconds > 0 else 1.0
 
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed()
+
 
 # ----------------------------------------------------------------------------- folds
 
@@ -296,15 +299,18 @@ def fit_lightgbm(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFra
         oof_sum: np.ndarray | None = None
         test_sum: np.ndarray | None = None
         for s, seed in enumerate(spec.seeds):
-            if s > 0 and deadline.fraction_used() > 0.6 * s / (s + 1) + 0.3:
+            if s > 0 and deadline.fraction_used() * (s + 1) / s > 0.9:
                 break  # another seed would not finish in time
             task_params["seed"] = seed
             oof = np.zeros((len(target), task_params.get("num_class", 1)))
             test_pred = np.zeros((len(X_test), task_params.get("num_class", 1)))
-            for tr, va in folds:
+            for i, (tr, va) in enumerate(folds):
                 dtrain = lgb.Dataset(X.iloc[tr], target[tr])
                 dvalid = lgb.Dataset(X.iloc[va], target[va], reference=dtrain)
-                booster = _train_booster(lgb, task_params, dtrain, dvalid, n_rounds, patience)
+                # Each remaining fold of the first seed gets an equal share of the time left, so a
+                # slow model stops boosting early instead of being killed without output.
+                stop_at = time.monotonic() + max(1.0, 0.9 * deadline.remaining()) / (len(folds) - i)
+                booster = _train_booster(lgb, task_params, dtrain, dvalid, n_rounds, patience, stop_at)
                 oof[va] = booster.predict(X.iloc[va], num_iteration=booster.best_iteration).reshape(len(va), -1)
                 test_pred += booster.predict(X_test, num_iteration=booster.best_iteration).reshape(
                     len(X_test), -1) / len(folds)
@@ -325,8 +331,18 @@ def fit_lightgbm(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFra
     return _stack(profile, oof_cols), _stack(profile, test_cols)
 
 
-def _train_booster(lgb: Any, params: dict[str, Any], dtrain: Any, dvalid: Any, n_rounds: int, patience: int) -> Any:
-    callbacks = [lgb.early_stopping(patience, verbose=False)]
+def _time_guard(lgb: Any, stop_at: float) -> Callable[[Any], None]:
+    def callback(env: Any) -> None:
+        if time.monotonic() > stop_at:
+            raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
+
+    callback.order = 40  # type: ignore[attr-defined]  # after LightGBM's own early stopping (30)
+    return callback
+
+
+def _train_booster(lgb: Any, params: dict[str, Any], dtrain: Any, dvalid: Any, n_rounds: int, patience: int,
+                   stop_at: float) -> Any:
+    callbacks = [lgb.early_stopping(patience, verbose=False), _time_guard(lgb, stop_at)]
     try:
         return lgb.train(params, dtrain, num_boost_round=n_rounds, valid_sets=[dvalid], callbacks=callbacks)
     except lgb.basic.LightGBMError as exc:
@@ -381,6 +397,32 @@ def _oof_predictions(model: Any, X: Any, target: np.ndarray, folds: Folds, kind:
     return oof
 
 
+def _forest_oof_predictions(model: Any, X: np.ndarray, target: np.ndarray, folds: Folds, kind: str,
+                            deadline: Deadline) -> tuple[np.ndarray, int]:
+    """Out-of-fold predictions with as many trees as the time budget allows (at most the model's own)."""
+    from sklearn.base import clone
+
+    wanted = int(model.n_estimators)
+    probe_trees = min(25, wanted)
+    tr, va = folds[0]
+    first = clone(model).set_params(n_estimators=probe_trees, warm_start=True)
+    started = time.monotonic()
+    first.fit(X[tr], target[tr])
+    per_tree = (time.monotonic() - started) / probe_trees
+    # len(folds) fold fits plus the final fit on all rows, within most of the time left.
+    affordable = 0.8 * deadline.remaining() / (per_tree * (len(folds) + 1) + 1e-9)
+    n_trees = int(max(probe_trees, min(wanted, affordable)))
+    if n_trees > probe_trees:
+        first.set_params(n_estimators=n_trees).fit(X[tr], target[tr])
+    width = len(np.unique(target)) if kind != "regression" else 1
+    oof = np.zeros((len(target), width)) if kind != "regression" else np.zeros(len(target))
+    oof[va] = first.predict_proba(X[va]) if kind != "regression" else first.predict(X[va])
+    for tr, va in folds[1:]:
+        fitted = clone(model).set_params(n_estimators=n_trees).fit(X[tr], target[tr])
+        oof[va] = fitted.predict_proba(X[va]) if kind != "regression" else fitted.predict(X[va])
+    return oof, n_trees
+
+
 def _selection_loss(kind: str, target: np.ndarray, oof: np.ndarray) -> float:
     """Log loss for classifiers, squared error for regressors: smooth losses to pick a strength."""
     if kind == "regression":
@@ -419,8 +461,8 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
             model: Any = (ExtraTreesRegressor if extra else RandomForestRegressor)(random_state=spec.seeds[0], **params)
         else:
             model = (ExtraTreesClassifier if extra else RandomForestClassifier)(random_state=spec.seeds[0], **params)
-        oof = _oof_predictions(model, X_arr, target, folds, kind)
-        fitted = model.fit(X_arr, target)
+        oof, n_trees = _forest_oof_predictions(model, X_arr, target, folds, kind, deadline)
+        fitted = model.set_params(n_estimators=n_trees).fit(X_arr, target)
         test_pred = fitted.predict_proba(X_test_arr) if kind != "regression" else fitted.predict(X_test_arr)
         oof_cols.append(_finish(kind, y, oof, inverse))
         test_cols.append(_finish(kind, y, test_pred, inverse))
