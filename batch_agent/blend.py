@@ -93,18 +93,20 @@ def blend_attempts(
 
 
 def _load_predictions(attempts: list[AttemptResult]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Predictions of the attempts that wrote them, keeping those in the most common prediction space."""
     loaded = {}
-    shapes = set()
     for attempt in attempts:
         folder = Path(attempt.workdir)
         try:
-            oof, test = np.load(folder / "oof.npy"), np.load(folder / "test_pred.npy")
+            loaded[attempt.program] = (np.load(folder / "oof.npy"), np.load(folder / "test_pred.npy"))
         except (OSError, ValueError):
             continue
-        loaded[attempt.program] = (oof, test)
-        shapes.add((oof.shape[1:], test.shape))
-    # Programs that disagree on the prediction space cannot be averaged.
-    return loaded if len(shapes) == 1 else {}
+    if not loaded:
+        return {}
+    # A program that wrote another shape (e.g. labels instead of probabilities) cannot be averaged in.
+    shapes = Counter((oof.shape, test.shape) for oof, test in loaded.values())
+    common = shapes.most_common(1)[0][0]
+    return {name: pair for name, pair in loaded.items() if (pair[0].shape, pair[1].shape) == common}
 
 
 def _labelled(profile: CompetitionProfile, y: np.ndarray) -> np.ndarray:

@@ -1,0 +1,79 @@
+"""Greedy blending of attempts' out-of-fold predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from batch_agent.blend import blend_attempts
+from batch_agent.competition import CompetitionProfile
+from batch_agent.plan import AttemptResult
+from batch_agent.predictions import cv_score, decide, fit_decision
+
+N_TRAIN, N_TEST = 400, 50
+
+
+def competition(tmp_path: Path) -> tuple[CompetitionProfile, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=N_TRAIN)
+    pd.DataFrame({"id": range(N_TRAIN), "x": rng.normal(size=N_TRAIN), "y": y}).to_csv(tmp_path / "train.csv",
+                                                                                        index=False)
+    pd.DataFrame({"id": range(N_TRAIN, N_TRAIN + N_TEST), "x": 0.0}).to_csv(tmp_path / "test.csv", index=False)
+    profile = CompetitionProfile(data_dir=str(tmp_path), id_column="id", target_columns=["y"],
+                                 submission_columns=["id", "y"], task="regression", prediction_format="value",
+                                 metric="rmse", n_train=N_TRAIN, n_test=N_TEST)
+    return profile, y
+
+
+def attempt(tmp_path: Path, profile: CompetitionProfile, y: np.ndarray, name: str, oof: np.ndarray,
+            test: np.ndarray | None = None) -> AttemptResult:
+    folder = tmp_path / name
+    folder.mkdir()
+    test = np.full(N_TEST, 0.5) if test is None else test
+    np.save(folder / "oof.npy", oof)
+    np.save(folder / "test_pred.npy", test)
+    ids = pd.Series(range(N_TRAIN, N_TRAIN + N_TEST))
+    pd.DataFrame({"id": ids, "y": test if test.ndim == 1 else test[:, 0]}).to_csv(folder / "submission.csv",
+                                                                                  index=False)
+    score = cv_score(profile, y, oof, fit_decision(profile, y, oof)) if oof.ndim == 1 else 9.0
+    return AttemptResult(number=1, program=name, origin="template", ok=True, cv_score=score, seconds=1.0,
+                         workdir=str(folder))
+
+
+def test_two_models_with_independent_errors_blend_to_a_better_score(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(1)
+    a = attempt(tmp_path, profile, y, "a", y + rng.normal(0, 0.5, N_TRAIN), np.full(N_TEST, 1.0))
+    b = attempt(tmp_path, profile, y, "b", y + rng.normal(0, 0.5, N_TRAIN), np.full(N_TEST, 3.0))
+    final = blend_attempts(profile, [a, b], tmp_path / "final", higher_is_better=False)
+    assert final.name == "blend"
+    assert set(final.weights) == {"a", "b"}
+    assert final.cv_score < min(a.cv_score or 0, b.cv_score or 0)
+    written = pd.read_csv(final.submission)
+    assert written["y"].between(1.0, 3.0).all() and not written["y"].isin([1.0, 3.0]).any()
+
+
+def test_a_useless_second_model_leaves_the_best_single_model(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(2)
+    good = attempt(tmp_path, profile, y, "good", y + rng.normal(0, 0.1, N_TRAIN))
+    bad = attempt(tmp_path, profile, y, "bad", rng.normal(5, 1, N_TRAIN))
+    final = blend_attempts(profile, [bad, good], tmp_path / "final", higher_is_better=False)
+    assert final.name == "good"
+    assert final.weights == {"good": 1.0}
+    assert final.cv_score == good.cv_score
+
+
+def test_predictions_in_another_shape_are_left_out_of_the_blend(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(3)
+    a = attempt(tmp_path, profile, y, "a", y + rng.normal(0, 0.5, N_TRAIN))
+    b = attempt(tmp_path, profile, y, "b", y + rng.normal(0, 0.5, N_TRAIN))
+    odd = attempt(tmp_path, profile, y, "odd", np.column_stack([y, y]), np.zeros((N_TEST, 2)))
+    final = blend_attempts(profile, [a, b, odd], tmp_path / "final", higher_is_better=False)
+    assert final.name == "blend"
+    assert "odd" not in final.weights
+    assert np.isfinite(decide(profile, pd.read_csv(final.submission)["y"].to_numpy(), fit_decision(
+        profile, y, y))).all()
