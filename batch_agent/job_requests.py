@@ -10,6 +10,7 @@ without an execution. Stdlib + boto3 + pydantic only (the API Lambda imports it)
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -135,6 +136,7 @@ def submit_job(clients: ApiClients, settings: ApiSettings, request: RunRequest) 
         compute=request.compute,
         idempotency_key=request.idempotency_key,
         message="waiting to start",
+        expires_at=(int(time.time()) + settings.job_retention_days * 86400 if settings.job_retention_days else None),
     )
     stored, created = jobs.create_job(clients.dynamodb, settings.jobs_table, record)
     if not created and stored.status != "QUEUED":

@@ -63,6 +63,7 @@ JOBS_SORT_ATTRIBUTE = "created_at"
 JOBS_BY_STATUS_INDEX = "by-status"       # partition key "status" (S), sort key "created_at" (S)
 JOBS_BY_CREATED_INDEX = "by-created"     # partition key "listing" (S), sort key "created_at" (S)
 JOBS_LISTING_VALUE = "job"
+JOBS_TTL_ATTRIBUTE = "expires_at"  # epoch seconds, set when the API has a retention
 
 # S3 layout in the artifacts bucket.
 CACHE_PREFIX = "cache/"                  # cache/{slug}/... : competition files, downloaded once per slug
@@ -77,6 +78,7 @@ ENV_ARTIFACTS_BUCKET = "KAGGLE_SOLVER_ARTIFACTS_BUCKET"  # api, steps, container
 ENV_STATE_MACHINE_ARN = "KAGGLE_SOLVER_STATE_MACHINE_ARN"  # api
 ENV_API_KEY = "KAGGLE_SOLVER_API_KEY"  # api, local serving only (AWS: API Gateway keys)
 ENV_PRESIGN_EXPIRY_S = "KAGGLE_SOLVER_PRESIGN_EXPIRY_S"  # api
+ENV_JOB_RETENTION_DAYS = "KAGGLE_SOLVER_JOB_RETENTION_DAYS"  # api: TTL of job records (expires_at)
 ENV_ANTHROPIC_SECRET_ARN = "KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN"  # steps: Claude when set
 ENV_AUTHOR = "KAGGLE_SOLVER_AUTHOR"  # steps: auto | template | claude | module:attr
 ENV_MEMORY_LIMIT_MB = "KAGGLE_SOLVER_MEMORY_LIMIT_MB"  # container: sandbox memory limit

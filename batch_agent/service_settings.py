@@ -32,6 +32,8 @@ class ApiSettings(_ServiceSettings):
     max_time_limit: int = Field(default=24 * 3600, ge=10)
     default_max_attempts: int = Field(default=4, ge=1)
     max_attempts_limit: int = Field(default=20, ge=1)
+    # Job records carry expires_at (epoch seconds, the table's TTL attribute) this many days out; None: kept.
+    job_retention_days: int | None = Field(default=None, ge=1)
 
 
 class StepSettings(_ServiceSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import boto3
@@ -54,6 +55,16 @@ def test_post_run_records_the_job_then_starts_an_execution_named_by_its_id(clien
         "cpu",
     )
     assert [e["name"] for e in _executions()] == [body["job_id"]]
+
+
+def test_job_records_expire_after_the_configured_retention(settings: ApiSettings) -> None:
+    client = TestClient(create_app(settings.model_copy(update={"job_retention_days": 7}), api_clients()))
+
+    job_id = client.post("/run", json={"url": URL}).json()["job_id"]
+
+    record = jobs.get_job(boto3.client("dynamodb"), TABLE, job_id)
+    assert record is not None and record.expires_at is not None
+    assert abs(record.expires_at - (time.time() + 7 * 86400)) < 60
 
 
 def test_run_accepts_the_url_as_a_query_parameter(client: TestClient) -> None:
