@@ -89,3 +89,29 @@ def test_run_from_url_downloads_solves_submits_and_ranks(
     assert "submitted: public score 0.98750" in out
     assert "leaderboard (public): score 0.9875 would rank 13 of 201" in out
     assert list(fake_kaggle.uploads.values()) == [output.read_bytes()]
+
+
+@pytest.mark.slow
+def test_run_with_kaggle_gpu_compute_trains_every_attempt_in_a_kernel(
+    fake_kaggle: FakeKaggle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = Path("examples/breast-cancer-diagnosis")
+    files = {p.name: p.read_bytes() for p in example.iterdir() if p.name != "description.md"}
+    fake_kaggle.add(FakeCompetition(slug="cancer-gpu", files=files, evaluation_metric="Area Under the ROC Curve"))
+    output = tmp_path / "submission.csv"
+    code = main(["run", "https://www.kaggle.com/competitions/cancer-gpu", "--compute", "kaggle-gpu", "--quiet",
+                 "--time-limit", "60", "--output", str(output), "--workdir", str(tmp_path / "work")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert output.exists()
+    pushed = fake_kaggle.calls("SaveKernel")
+    assert pushed, "no attempt was pushed as a kernel"
+    attempts = sorted((tmp_path / "work").glob("attempt-*"))
+    assert len(pushed) == len(attempts)
+
+
+def test_kaggle_gpu_compute_with_a_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "examples/breast-cancer-diagnosis", "--compute", "kaggle-gpu", "--quiet",
+                 "--workdir", str(tmp_path / "w"), "--output", str(tmp_path / "s.csv")])
+    assert code == 2
+    assert "--compute kaggle-gpu needs a Kaggle competition URL" in capsys.readouterr().err
