@@ -16,6 +16,7 @@ import pandas as pd
 from batch_agent.competition import ColumnInfo, ColumnKind, CompetitionProfile, PredictionFormat, TaskType
 from batch_agent.errors import InputError
 from batch_agent.metrics import get_metric, known_metrics, parse_metric
+from batch_agent.submission import normalise_value
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +126,8 @@ def _read_description(data_dir: Path) -> tuple[str, str]:
 
 
 def normalise_id(value: object) -> str:
-    """Ids compare as text, with numeric forms unified ('12', '12.0' and 12 are one id)."""
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return str(int(number)) if number.is_integer() and "e" not in text.lower() else text
+    """Ids and labels compare as text, with numeric forms unified ('12', '12.0' and 12 are one id)."""
+    return normalise_value(str(value))
 
 
 def _id_column(sample: pd.DataFrame, test: pd.DataFrame, sample_name: str) -> str:
