@@ -260,19 +260,22 @@ def _file_mb(path: Path) -> float:
         return 0.0
 
 
-def _reap(pid: int, block: bool) -> tuple[int, float] | None:
-    """(exit code as Popen reports it, peak RSS in MB of the child) once it has exited, else None."""
+def _reap(pid: int, block: bool) -> int | None:
+    """The exit code as Popen reports it once the child has exited, else None.
+
+    Its rusage is not used: ru_maxrss counts the pages the child shared with this (possibly
+    large) process between fork and exec, so it would blame a small program for its parent's memory.
+    """
     try:
-        got, status, usage = os.wait4(pid, 0 if block else os.WNOHANG)
+        got, status = os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
-        return -signal.SIGKILL, 0.0
+        return -signal.SIGKILL
     if got == 0:
         return None
-    # ru_maxrss is in KiB on Linux.
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+    return os.waitstatus_to_exitcode(status)
 
 
-def _terminate(tree: _ProcessTree, *, grace: float) -> tuple[int, float]:
+def _terminate(tree: _ProcessTree, *, grace: float) -> int:
     """Stops the whole tree (SIGTERM, then SIGKILL after ``grace`` seconds) and reaps the child."""
     if grace > 0:
         tree.signal(signal.SIGTERM)
@@ -370,12 +373,11 @@ def run_sandboxed(
         raise
     # Workers the program left behind (daemons, forked pools) must not outlive it.
     tree.signal(signal.SIGKILL)
-    returncode, child_peak = reaped
+    returncode = reaped
     process.returncode = returncode
     seconds = time.monotonic() - started
-    peak = max(polled_peak, child_peak)
-    # A program that died while over the limit between two polls also counts as out of memory.
-    memory_exceeded = killed_for_memory or (returncode != 0 and not timed_out and peak > memory_limit_mb)
+    peak = polled_peak
+    memory_exceeded = killed_for_memory
     result = SandboxResult(
         returncode=returncode,
         seconds=seconds,

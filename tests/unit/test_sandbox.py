@@ -137,6 +137,16 @@ def test_memory_of_child_processes_counts_toward_the_limit(tmp_path: Path) -> No
     assert result.seconds < 15
 
 
+def test_small_program_of_a_large_parent_is_not_blamed_for_the_parents_memory(tmp_path: Path) -> None:
+    ballast = b"\x01" * (400 * 2**20)  # the parent holds 400 MB of resident pages while it starts the child
+    code = "raise SystemExit(3)\n"
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=200)
+    assert len(ballast) > 0
+    assert result.returncode == 3
+    assert not result.memory_exceeded
+    assert result.reason is not None and result.reason.startswith("exited with code 3")
+
+
 def test_program_exiting_non_zero_reports_the_last_log_line(tmp_path: Path) -> None:
     code = "print('loading data')\nraise ValueError('column Age not found')\n"
     result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500)
