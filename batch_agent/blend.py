@@ -10,6 +10,7 @@ best single attempt.
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from pydantic import BaseModel
 
 from batch_agent.competition import CompetitionProfile
 from batch_agent.plan import AttemptResult
-from batch_agent.predictions import cv_score, encode_target, fit_decision, submission_frame
+from batch_agent.predictions import Decision, cv_score, encode_target, fit_decision, submission_frame
 
 MAX_ROUNDS = 25
+_FITTED_AFTER_SELECTION = frozenset({"log_loss", "qwk"})
 # A blend must beat the best single model by more than noise-level rounding to be used.
 MIN_GAIN = 1e-6
 
@@ -34,8 +36,15 @@ class FinalSubmission(BaseModel):
 
 
 def blend_attempts(
-    profile: CompetitionProfile, attempts: list[AttemptResult], outdir: Path, *, higher_is_better: bool
+    profile: CompetitionProfile,
+    attempts: list[AttemptResult],
+    outdir: Path,
+    *,
+    higher_is_better: bool,
+    time_budget: float = 60.0,
 ) -> FinalSubmission:
+    """The best single attempt, or a blend of several when it scores better; stops selecting at ``time_budget``."""
+    started = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
     ranked = sorted(attempts, key=lambda a: a.cv_score or 0.0, reverse=higher_is_better)
     best = ranked[0]
@@ -60,13 +69,18 @@ def blend_attempts(
         return single
 
     def evaluate(pred: np.ndarray) -> float:
-        return cv_score(profile, y, pred, fit_decision(profile, y, pred))
+        # Temperature and cut-point searches are too slow to repeat for every candidate; the
+        # selection compares blends without them and the chosen blend gets its decision fitted below.
+        decision = Decision() if profile.metric in _FITTED_AFTER_SELECTION else fit_decision(profile, y, pred)
+        return cv_score(profile, y, pred, decision)
 
     sign = 1.0 if higher_is_better else -1.0
     chosen: list[str] = []
     current: np.ndarray | None = None
     current_score = -np.inf
     for _ in range(MAX_ROUNDS):
+        if time.monotonic() - started > time_budget:
+            break
         trials = {}
         for name, oof in oofs.items():
             blended = oof if current is None else (current * len(chosen) + oof) / (len(chosen) + 1)
@@ -77,15 +91,16 @@ def blend_attempts(
         chosen.append(name)
         current, current_score = blended, value
     counts = Counter(chosen)
-    blend_score = sign * current_score
+    assert current is not None
+    decision = fit_decision(profile, y, current)
+    blend_score = cv_score(profile, y, current, decision)
     better = (blend_score - best.cv_score) * sign > MIN_GAIN
     if len(counts) < 2 or not better:
         return single
 
     weights = {name: n / len(chosen) for name, n in counts.items()}
     test_pred = sum(w * predictions[name][1] for name, w in weights.items())
-    assert current is not None and isinstance(test_pred, np.ndarray)
-    decision = fit_decision(profile, y, current)
+    assert isinstance(test_pred, np.ndarray)
     frame = submission_frame(profile, test[profile.id_column], test_pred, decision)
     path = outdir / "submission.csv"
     frame.to_csv(path, index=False)

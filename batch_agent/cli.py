@@ -99,15 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cache-dir", type=Path,
                        help="competition folders by slug (DIR/SLUG/train.csv ...), used before Kaggle")
     serve.add_argument("--api-key", help="require this x-api-key header on every route but /health")
+    serve.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
+    serve.add_argument("--batch-slots", type=int, default=2,
+                       help="Batch jobs run at once; the others wait RUNNABLE (default: 2)")
     return parser
 
 
 class _ProgressPrinter:
     """Progress lines on stderr: elapsed time, stage, message."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, start: float) -> None:
         self.quiet = quiet
-        self.start = time.monotonic()
+        self.start = start
 
     def __call__(self, stage: str, message: str) -> None:
         if not self.quiet:
@@ -133,7 +136,7 @@ def _llm_usage(author: ProgramAuthor) -> dict[str, Any] | None:
     return {**author.usage(), "summary": author.summary()}
 
 
-def _run(args: argparse.Namespace, settings: CliSettings) -> int:
+def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int:
     from batch_agent.solve import SolveOptions, solve
 
     output = args.output.expanduser()
@@ -152,7 +155,8 @@ def _run(args: argparse.Namespace, settings: CliSettings) -> int:
         kaggle_slug=slug,
     )
     author = _author(args)
-    result = solve(args.source, output, options, author, progress=_ProgressPrinter(args.quiet))
+    result = solve(args.source, output, options, author, progress=_ProgressPrinter(args.quiet, started),
+                   started=started)
     direction = "higher" if result.higher_is_better else "lower"
     lines = [
         f"submission: {result.output} (valid)",
@@ -251,11 +255,13 @@ def _serve(args: argparse.Namespace) -> int:
               "-d '{\"url\": \"https://www.kaggle.com/competitions/<slug>\"}'", file=sys.stderr)
 
     serve(api_port=args.port, moto_port=args.aws_port, work_dir=args.work_dir,
-          local_cache_dir=args.cache_dir.resolve() if args.cache_dir else None, api_key=args.api_key, ready=ready)
+          local_cache_dir=args.cache_dir.resolve() if args.cache_dir else None, api_key=args.api_key,
+          api_workers=args.api_workers, batch_slots=args.batch_slots, ready=ready)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -265,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         settings = CliSettings()
-        return _run(args, settings)
+        return _run(args, settings, started)
     except SolverError as exc:
         print(f"kaggle-solver: error: {exc}", file=sys.stderr)
         if getattr(args, "json", False):

@@ -22,13 +22,16 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anthropic
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from batch_agent.errors import SolverError
+
+if TYPE_CHECKING:
+    # The SDK takes seconds to import; only runs that call Claude pay for it.
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,8 @@ class CostTally(BaseModel):
 
 def make_client(settings: LLMSettings) -> anthropic.Anthropic:
     """The SDK client for these settings; the key and endpoint come only from the settings."""
+    import anthropic
+
     if not settings.enabled or settings.api_key is None:
         raise LLMAuthError("no Anthropic API key is configured (ANTHROPIC_API_KEY)")
     return anthropic.Anthropic(
@@ -283,6 +288,8 @@ def _create_with_backoff(
     deadline: float | None,
     sleep: Callable[[float], None],
 ) -> Any:
+    import anthropic
+
     for attempt in range(settings.backoff_attempts + 1):
         _check_budget(settings, tally, system, messages, tools)
         timeout = settings.request_timeout
@@ -380,6 +387,8 @@ def _describe_validation_error(err: ValidationError, stop_reason: str | None) ->
 
 def _retry_after(err: anthropic.APIError) -> float | None:
     """Seconds the server asked us to wait (retry-after-ms or retry-after), if it said."""
+    import anthropic
+
     if not isinstance(err, anthropic.APIStatusError):
         return None
     headers = err.response.headers
@@ -401,6 +410,8 @@ def _error_message(err: anthropic.APIStatusError) -> str:
 
 
 def _error_text(err: anthropic.APIError) -> str:
+    import anthropic
+
     if isinstance(err, anthropic.APIStatusError):
         return f"{err.status_code} {_error_message(err)}"
     return type(err).__name__

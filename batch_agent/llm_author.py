@@ -20,9 +20,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anthropic
 from pydantic import BaseModel
 
 from batch_agent import prompts
@@ -30,6 +29,9 @@ from batch_agent.author import ProgramAuthor
 from batch_agent.competition import CompetitionProfile
 from batch_agent.llm import CostTally, LLMError, LLMSettings, call_tool, make_client
 from batch_agent.plan import AttemptResult, Origin, Plan, Program
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from batch_agent.errors import AttemptsExhaustedError, InputError
 from batch_agent.metrics import get_metric
 from batch_agent.plan import AttemptResult, Program
 from batch_agent.profiling import profile_competition
-from batch_agent.sandbox import run_sandboxed
+from batch_agent.sandbox import TERM_GRACE_SECONDS, run_sandboxed
 from batch_agent.source import resolve_source
 from batch_agent.submission import validate_submission
 
@@ -148,9 +148,14 @@ def solve(
     author: ProgramAuthor,
     *,
     progress: Progress = _quiet,
+    started: float | None = None,
 ) -> SolveResult:
-    """Solve the competition at ``source`` and write the best valid submission to ``output``."""
-    started = time.monotonic()
+    """Solve the competition at ``source`` and write the best valid submission to ``output``.
+
+    ``started`` is the ``time.monotonic()`` at which the caller's clock started (the CLI's start-up
+    counts against the time limit too); default: now.
+    """
+    started = time.monotonic() if started is None else started
     deadline = started + options.time_limit
     workdir = (options.workdir or default_workdir(source)).resolve()
 
@@ -188,7 +193,8 @@ def solve(
 
     progress("blend", f"combining {sum(h.ok for h in loop.history)} successful attempts")
     final = blend_attempts(profile, [h for h in loop.history if h.ok], workdir / "final",
-                           higher_is_better=metric.higher_is_better)
+                           higher_is_better=metric.higher_is_better,
+                           time_budget=max(1.0, deadline - time.monotonic() - 1.0))
     problems = validate_submission(final.submission, profile)
     if problems:
         raise AttemptsExhaustedError("the final submission failed validation: " + "; ".join(problems))
@@ -224,7 +230,7 @@ class _Loop:
         self.workdir, self.deadline, self.progress = workdir, deadline, progress
         self.higher_is_better = higher_is_better
         # Finishing (blend, validation, copy) must fit inside the limit too.
-        self.reserve = max(2.0, 0.04 * options.time_limit)
+        self.reserve = max(3.0, 0.05 * options.time_limit)
         self.history: list[AttemptResult] = []
         self.best: tuple[Program, AttemptResult] | None = None
         self.first_valid_at: float | None = None
@@ -269,7 +275,9 @@ class _Loop:
             result = run_attempt_on_kaggle(self.profile, program, attempt_dir, slug=self.options.kaggle_slug,
                                            time_budget=budget, number=number)
         else:
-            result = run_attempt(self.profile, program, attempt_dir, time_budget=remaining, soft_budget=budget,
+            # The hard limit leaves room for the sandbox's SIGTERM grace before the run's own deadline.
+            hard = max(1.0, remaining - TERM_GRACE_SECONDS)
+            result = run_attempt(self.profile, program, attempt_dir, time_budget=hard, soft_budget=budget,
                                  memory_limit_mb=self.options.memory_limit_mb, number=number)
         self.history.append(result)
         if not result.ok:

@@ -20,17 +20,21 @@ Written by kaggle-solver from its {family} template. Run it as
 It writes submission.csv, metrics.json, oof.npy and test_pred.npy to the current directory.
 """
 
-import json
-import sys
+import time
 
-from batch_agent.training import main
+STARTED = time.monotonic()  # the time budget counts the imports below too
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from batch_agent.training import main  # noqa: E402
 
 CONFIG = json.loads(r"""
 {config}
 """)
 
 if __name__ == "__main__":
-    sys.exit(main(CONFIG, sys.argv[1:]))
+    sys.exit(main(CONFIG, sys.argv[1:], started=STARTED))
 '''
 
 

@@ -47,8 +47,8 @@ TEXT_SVD = 8
 class Deadline:
     """Wall-clock budget of this program, so optional work (extra seeds, grid points) stops in time."""
 
-    def __init__(self, seconds: float) -> None:
-        self.start = time.monotonic()
+    def __init__(self, seconds: float, start: float | None = None) -> None:
+        self.start = time.monotonic() if start is None else start
         self.seconds = seconds
 
     def elapsed(self) -> float:
@@ -480,8 +480,11 @@ FAMILIES: dict[str, Callable[..., FitResult]] = {
 # ----------------------------------------------------------------------------- entry point
 
 
-def main(config: dict[str, Any], argv: list[str]) -> int:
-    """Run one template program: train with CV and write the contract's files to the cwd."""
+def main(config: dict[str, Any], argv: list[str], started: float | None = None) -> int:
+    """Run one template program: train with CV and write the contract's files to the cwd.
+
+    ``started`` is when the program began (before its imports), so the time budget covers them.
+    """
     parser = argparse.ArgumentParser(description="kaggle-solver training program")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--time-budget", type=float, default=600.0)
@@ -489,7 +492,7 @@ def main(config: dict[str, Any], argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     warnings.filterwarnings("ignore")
 
-    deadline = Deadline(args.time_budget)
+    deadline = Deadline(args.time_budget, started)
     profile = CompetitionProfile.model_validate(config["profile"])
     spec = ModelSpec.model_validate(config["model"])
     train = pd.read_csv(args.data / profile.train_file, low_memory=False)
