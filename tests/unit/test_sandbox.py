@@ -273,3 +273,12 @@ def test_interrupted_parent_kills_the_program_before_re_raising(tmp_path: Path) 
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, code, time_limit=30, memory_limit_mb=500)
     assert not _alive(int(pid_file.read_text()))
+
+
+def test_openmp_threads_sleep_while_waiting_unless_the_machine_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert safe_environment(home=tmp_path)["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert safe_environment(home=tmp_path)["OMP_WAIT_POLICY"] == "ACTIVE"
