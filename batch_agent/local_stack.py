@@ -20,7 +20,8 @@ execution on, creates the resources the CDK app defines (names from
   is resolved;
 * for speed under load, Step Functions tasks share one boto3 client per service
   instead of building one per call, an ASL definition is parsed once (each execution gets a
-  copy) and Batch ``.sync`` tasks poll with backoff (0.5 s at first, up to 5 s);
+  copy) and a Batch ``.sync`` task waits for the harness to report its job stopped (re-checking
+  every 5 s) instead of polling every 0.5 s;
 * executions are always started with a name (the API names them by job id).
 
 ``serve`` adds the API (uvicorn, another process) on 127.0.0.1:8000. Nothing
@@ -482,22 +483,22 @@ def _install_patches() -> None:
 
     def sync_resolver(self: Any, *args: Any, **kwargs: Any) -> Any:
         # moto polls describe-jobs every 0.5 s per waiting task; with many jobs queued behind the
-        # compute capacity that polling alone saturates the emulator. Back off to 5 s, as a
-        # long-waiting job does not need a faster answer.
+        # compute capacity that polling alone saturates the emulator. The harness knows when a job
+        # stops, so each poll that finds it unfinished waits for that (at most 5 s) instead.
+        env = kwargs.get("env", args[0] if args else None)
+        top = env.stack[-1] if env is not None and env.stack else {}
+        job_id = top.get("JobId") if isinstance(top, dict) else None
         resolve = original_sync_resolver(self, *args, **kwargs)
         if resolve is None:
             return None
-        polls = 0
 
-        def resolve_with_backoff() -> Any:
-            nonlocal polls
+        def resolve_when_stopped() -> Any:
             result = resolve()
-            if result is None:
-                polls += 1
-                time.sleep(min(4.5, 0.1 * 1.3**polls) if polls > 4 else 0)
+            if result is None and job_id and _ACTIVE is not None and _ACTIVE._batch is not None:
+                _ACTIVE._batch.wait_until_stopped(job_id, timeout_s=5.0)
             return result
 
-        return resolve_with_backoff
+        return resolve_when_stopped
 
     def describe_job(self: Any) -> dict[str, Any]:
         # Batch reports the container's exit code in describe-jobs; moto's full description drops it.
@@ -687,13 +688,22 @@ class _LocalBatch:
         self._capacity = threading.BoundedSemaphore(capacity)
         self._lock = threading.Lock()
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopped: dict[str, threading.Event] = {}
         self._closed = False
 
     def running(self) -> int:
         with self._lock:
             return sum(p.poll() is None for p in self._processes.values())
 
+    def wait_until_stopped(self, job_id: str, timeout_s: float) -> None:
+        with self._lock:
+            stopped = self._stopped.get(job_id)
+        if stopped is not None:
+            stopped.wait(timeout_s)
+
     def submit(self, backend: Any, job: Any) -> None:
+        with self._lock:
+            self._stopped[job.job_id] = threading.Event()
         backend._jobs[job.job_id] = job
         job.log_stream_name = job._stream_name
         job.status = "RUNNABLE"
@@ -763,6 +773,9 @@ class _LocalBatch:
             job._mark_stopped(success=code == 0)
             with self._lock:
                 self._processes.pop(job.job_id, None)
+                stopped = self._stopped.pop(job.job_id, None)
+            if stopped is not None:
+                stopped.set()
 
     def close(self) -> None:
         self._closed = True
@@ -788,16 +801,20 @@ def serve(
     work_dir: Path = Path("/tmp/kaggle-solver-stack"),
     local_cache_dir: Path | None = None,
     api_key: str | None = None,
+    api_workers: int = 1,
+    batch_slots: int = 2,
     fresh: bool = False,
     ready: Callable[[EmulatedStack, str], None] | None = None,
 ) -> None:
     """Run the emulated stack and the API until interrupted (Ctrl-C / SIGTERM)."""
     if fresh:
         shutil.rmtree(work_dir, ignore_errors=True)
-    options = StackOptions(port=moto_port, work_dir=work_dir, local_cache_dir=local_cache_dir)
+    options = StackOptions(
+        port=moto_port, work_dir=work_dir, local_cache_dir=local_cache_dir, max_batch_jobs=batch_slots
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with EmulatedStack(options) as stack, stack.api_server(api_port, api_key=api_key) as base:
+    with EmulatedStack(options) as stack, stack.api_server(api_port, api_key=api_key, workers=api_workers) as base:
         if ready:
             ready(stack, base)
         try:

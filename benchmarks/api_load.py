@@ -3,9 +3,9 @@
     python benchmarks/api_load.py --clients 50
     python benchmarks/api_load.py --clients 200 --skip-overhead
 
-Starts the emulated stack (moto on loopback, real Lambda handlers, local Batch
-jobs) and the API under uvicorn, seeds the bundled example competition into
-the S3 cache, then:
+Starts ``kaggle-solver serve`` in its own process (moto on loopback, real
+Lambda handlers, local Batch jobs, the API under uvicorn) with the bundled
+example competition as the local cache, then:
 
 1. overhead: one job on the idle stack, POST → prepare process starts → training
    process starts → SUCCEEDED, against the seconds the training program itself ran;
@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 
-from batch_agent.local_stack import EmulatedStack, StackOptions
+from batch_agent import names
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "breast-cancer-diagnosis"
 SLUG = EXAMPLE.name
@@ -77,7 +79,10 @@ async def _request(
     return response
 
 
-async def _one_client(client: httpx.AsyncClient, samples: Samples, index: int, polls: int, interval: float) -> None:
+async def _one_client(
+    client: httpx.AsyncClient, samples: Samples, index: int, polls: int, interval: float, delay: float
+) -> None:
+    await asyncio.sleep(delay)
     body = {"url": URL, "time_limit": 30, "max_attempts": 1, "idempotency_key": f"load-{time.time_ns()}-{index}"}
     response = await _request(client, samples, "POST /run", "POST", "/run", json=body)
     if response is None or response.status_code != 202:
@@ -88,18 +93,19 @@ async def _one_client(client: httpx.AsyncClient, samples: Samples, index: int, p
         await _request(client, samples, "GET /status", "GET", f"/status/{job_id}")
 
 
-async def run_load(base: str, clients: int, polls: int, interval: float) -> tuple[Samples, float]:
+async def run_load(base: str, clients: int, polls: int, interval: float, ramp_s: float = 0.0) -> tuple[Samples, float]:
     samples = Samples()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
         start = time.perf_counter()
-        await asyncio.gather(*(_one_client(client, samples, i, polls, interval) for i in range(clients)))
+        await asyncio.gather(
+            *(_one_client(client, samples, i, polls, interval, ramp_s * i / clients) for i in range(clients))
+        )
         return samples, time.perf_counter() - start
 
 
-def _batch_started(stack: EmulatedStack, job_name: str) -> float | None:
-    batch = stack.client("batch")
-    for queue in (stack.name("cpu"), stack.name("gpu")):
+def _batch_started(batch: Any, job_name: str) -> float | None:
+    for queue in (names.resource_name("local", names.CPU_QUEUE), names.resource_name("local", names.GPU_QUEUE)):
         for status in ("RUNNING", "SUCCEEDED", "FAILED"):
             for summary in batch.list_jobs(jobQueue=queue, jobStatus=status).get("jobSummaryList", []):
                 if summary["jobName"] == job_name and summary.get("startedAt"):
@@ -107,7 +113,7 @@ def _batch_started(stack: EmulatedStack, job_name: str) -> float | None:
     return None
 
 
-def measure_overhead(stack: EmulatedStack, base: str) -> dict[str, float]:
+def measure_overhead(batch: Any, base: str) -> dict[str, float]:
     """One job on an idle stack: where its wall-clock time goes."""
     with httpx.Client(base_url=base, timeout=30) as client:
         posted = time.time()
@@ -121,8 +127,8 @@ def measure_overhead(stack: EmulatedStack, base: str) -> dict[str, float]:
         done = time.time()
     if status.get("status") != "SUCCEEDED":
         raise RuntimeError(f"the overhead job did not succeed: {status.get('message')}")
-    prepare = _batch_started(stack, f"prepare-{job_id}")
-    train = _batch_started(stack, f"train-{job_id}-1")
+    prepare = _batch_started(batch, f"prepare-{job_id}")
+    train = _batch_started(batch, f"train-{job_id}-1")
     program_seconds = sum(a["seconds"] for a in status["attempts"])
     return {
         "POST → prepare process started (s)": (prepare or done) - posted,
@@ -131,6 +137,20 @@ def measure_overhead(stack: EmulatedStack, base: str) -> dict[str, float]:
         "training program ran (s)": program_seconds,
         "orchestration + process start-up (s)": done - posted - program_seconds,
     }
+
+
+def _wait_until_up(base: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"kaggle-solver serve exited with {server.returncode}")
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the stack did not answer {base}/health within {timeout_s} s")
 
 
 def _free_port() -> int:
@@ -161,15 +181,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     parser.add_argument("--polls", type=int, default=5, help="GET /status calls per client after its POST")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between a client's polls")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        help="seconds over which the clients start, evenly (default 0: all at once, a burst)",
+    )
     parser.add_argument("--skip-overhead", action="store_true", help="only the load test")
+    parser.add_argument(
+        "--batch-capacity",
+        type=int,
+        default=2,
+        help="Batch jobs run at once (default 2); 0 leaves every job RUNNABLE, as a full compute "
+        "environment would, so the API is measured without training processes on the same cores",
+    )
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes (default 2)")
     parser.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
     args = parser.parse_args(argv)
 
+    api_port, aws_port = _free_port(), _free_port()
+    base = f"http://127.0.0.1:{api_port}"
     with tempfile.TemporaryDirectory(prefix="api-load-") as tmp:
-        options = StackOptions(work_dir=Path(tmp), max_lambda_workers=4)
-        with EmulatedStack(options) as stack, stack.api_server(_free_port(), workers=args.api_workers) as base:
-            stack.seed_competition(SLUG, EXAMPLE)
+        # The stack runs as `kaggle-solver serve` in its own process, as `make stack` runs it, so
+        # this load generator does not share a Python interpreter with the emulator.
+        command = [
+            sys.executable,
+            "-m",
+            "batch_agent.cli",
+            "serve",
+            "--port",
+            str(api_port),
+            "--aws-port",
+            str(aws_port),
+            "--work-dir",
+            tmp,
+            "--cache-dir",
+            str(EXAMPLE.parent),
+            "--api-workers",
+            str(args.api_workers),
+            "--batch-slots",
+            str(args.batch_capacity),
+        ]
+        with open(Path(tmp) / "serve.log", "wb") as log:
+            server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_up(base, server)
             load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
             print(
                 f"# API load on the emulated stack, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
@@ -177,15 +233,26 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             result: dict[str, Any] = {}
-            if not args.skip_overhead:
-                overhead = measure_overhead(stack, base)
+            if not args.skip_overhead and args.batch_capacity > 0:
+                batch = boto3.client(
+                    "batch",
+                    endpoint_url=f"http://127.0.0.1:{aws_port}",
+                    region_name="us-east-1",
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                )
+                overhead = measure_overhead(batch, base)
                 result["overhead"] = overhead
                 print("\n## Orchestration overhead (one small job, idle stack)\n")
                 print("| measure | seconds |\n| --- | ---: |")
                 for name, value in overhead.items():
                     print(f"| {name.removesuffix(' (s)')} | {value:.1f} |")
-            samples, wall = asyncio.run(run_load(base, args.clients, args.polls, args.interval))
-            print(f"\n## {args.clients} concurrent clients: POST /run, then {args.polls} × GET /status\n")
+            samples, wall = asyncio.run(run_load(base, args.clients, args.polls, args.interval, args.ramp))
+            print(
+                f"\n## {args.clients} concurrent clients: POST /run, then {args.polls} × GET /status "
+                f"(started over {args.ramp:g} s, Batch capacity {args.batch_capacity}, "
+                f"{args.api_workers} API workers)\n"
+            )
             print(_table(samples, wall))
             if samples.examples:
                 print("\nfirst errors:\n" + "\n".join(samples.examples))
@@ -196,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             }
             if args.json:
                 print(json.dumps(result))
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
     return 0
 
 
