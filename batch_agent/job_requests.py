@@ -182,7 +182,44 @@ def status_view(clients: ApiClients, settings: ApiSettings, record: JobRecord) -
 
 
 def job_status(clients: ApiClients, settings: ApiSettings, job_id: str) -> JobStatusView:
-    return status_view(clients, settings, jobs.require_job(clients.dynamodb, settings.jobs_table, job_id))
+    record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
+    if (
+        record.status not in jobs.TERMINAL_STATUSES
+        and jobs.seconds_since(record.updated_at) >= settings.reconcile_after_s
+    ):
+        record = reconcile_job(clients, settings, record)
+    return status_view(clients, settings, record)
+
+
+def execution_arn(state_machine_arn: str, job_id: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{job_id}"
+
+
+def reconcile_job(clients: ApiClients, settings: ApiSettings, record: JobRecord) -> JobRecord:
+    """Mark FAILED a job whose execution ended (timed out, aborted, failed) or never started.
+
+    The state machine records failures itself; this covers what no Catch can:
+    an execution-level timeout, a manual abort, a crash between recording the
+    job and starting its execution.
+    """
+    try:
+        execution = clients.stepfunctions.describe_execution(
+            executionArn=execution_arn(settings.state_machine_arn, record.job_id)
+        )
+        ended = execution["status"] if execution["status"] in ("FAILED", "TIMED_OUT", "ABORTED") else None
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+        ended = "NOT_STARTED"
+    if ended is None:
+        return record
+    reason = (
+        "the pipeline was never started"
+        if ended == "NOT_STARTED"
+        else f"the pipeline execution ended {ended} without recording a result"
+    )
+    jobs.mark_failed(clients.dynamodb, settings.jobs_table, record.job_id, reason, keep_message=True)
+    return jobs.require_job(clients.dynamodb, settings.jobs_table, record.job_id)
 
 
 def submission_url(clients: ApiClients, settings: ApiSettings, job_id: str) -> str:

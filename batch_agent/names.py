@@ -79,6 +79,7 @@ ENV_STATE_MACHINE_ARN = "KAGGLE_SOLVER_STATE_MACHINE_ARN"  # api
 ENV_API_KEY = "KAGGLE_SOLVER_API_KEY"  # api, local serving only (AWS: API Gateway keys)
 ENV_PRESIGN_EXPIRY_S = "KAGGLE_SOLVER_PRESIGN_EXPIRY_S"  # api
 ENV_JOB_RETENTION_DAYS = "KAGGLE_SOLVER_JOB_RETENTION_DAYS"  # api: TTL of job records (expires_at)
+ENV_RECONCILE_AFTER_S = "KAGGLE_SOLVER_RECONCILE_AFTER_S"  # api: check stale jobs' executions
 ENV_ANTHROPIC_SECRET_ARN = "KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN"  # steps: Claude when set
 ENV_AUTHOR = "KAGGLE_SOLVER_AUTHOR"  # steps: auto | template | claude | module:attr
 ENV_MEMORY_LIMIT_MB = "KAGGLE_SOLVER_MEMORY_LIMIT_MB"  # container: sandbox memory limit

@@ -34,6 +34,9 @@ class ApiSettings(_ServiceSettings):
     max_attempts_limit: int = Field(default=20, ge=1)
     # Job records carry expires_at (epoch seconds, the table's TTL attribute) this many days out; None: kept.
     job_retention_days: int | None = Field(default=None, ge=1)
+    # A job not updated for this long is checked against its execution: one that ended without
+    # recording a result (timed out, aborted) is marked FAILED, so no job stays RUNNING.
+    reconcile_after_s: int = Field(default=120, ge=0)
 
 
 class StepSettings(_ServiceSettings):

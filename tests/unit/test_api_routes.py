@@ -67,6 +67,33 @@ def test_job_records_expire_after_the_configured_retention(settings: ApiSettings
     assert abs(record.expires_at - (time.time() + 7 * 86400)) < 60
 
 
+def test_status_fails_a_job_whose_execution_ended_without_recording_it(settings: ApiSettings) -> None:
+    client = TestClient(create_app(settings.model_copy(update={"reconcile_after_s": 0}), api_clients()))
+    running = client.post("/run", json={"url": URL}).json()["job_id"]
+    aborted = client.post("/run", json={"url": URL}).json()["job_id"]
+    boto3.client("stepfunctions").stop_execution(
+        executionArn=f"{STATE_MACHINE_ARN.replace('stateMachine', 'execution')}:{aborted}"
+    )
+
+    assert client.get(f"/status/{running}").json()["status"] == "QUEUED"
+    status = client.get(f"/status/{aborted}").json()
+    assert status["status"] == "FAILED"
+    assert status["message"] == "the pipeline execution ended ABORTED without recording a result"
+
+
+def test_status_fails_a_job_whose_execution_never_started(settings: ApiSettings) -> None:
+    client = TestClient(create_app(settings.model_copy(update={"reconcile_after_s": 0}), api_clients()))
+    now = jobs.now_iso()
+    orphan = jobs.JobRecord(
+        job_id="orphan", url=URL, competition="titanic", created_at=now, updated_at=now, time_limit=60, max_attempts=1
+    )
+    jobs.create_job(boto3.client("dynamodb"), TABLE, orphan)
+
+    status = client.get("/status/orphan").json()
+
+    assert (status["status"], status["message"]) == ("FAILED", "the pipeline was never started")
+
+
 def test_run_accepts_the_url_as_a_query_parameter(client: TestClient) -> None:
     response = client.post("/run", params={"url": URL})
 
