@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from batch_agent import job_requests
 from batch_agent.errors import InputError
@@ -52,6 +53,7 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
 
     Keyed = Depends(require_key)
 
+    app.add_middleware(_StagePrefix)
     for error, status in _ERROR_STATUS.items():
         app.add_exception_handler(error, _error_handler(status))
     app.add_exception_handler(_Unauthorised, _unauthorised)
@@ -74,7 +76,7 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
         return JobStarted(
             job_id=record.job_id,
             status=record.status,
-            status_url=_public_url(request, f"/status/{record.job_id}"),
+            status_url=str(request.url_for("get_status", job_id=record.job_id)),
         )
 
     @app.get("/status/{job_id}", response_model=JobStatusView, dependencies=[Keyed])
@@ -100,14 +102,23 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
     return app
 
 
-def _public_url(request: Request, path: str) -> str:
-    """The URL a client calls for path: behind API Gateway's default domain the stage is part of it."""
-    event = request.scope.get("aws.event") or {}
-    context = event.get("requestContext") or {}
-    domain, stage = context.get("domainName"), context.get("stage")
-    if domain and stage and str(domain).endswith(".amazonaws.com"):
-        return f"https://{domain}/{stage}{path}"
-    return str(request.base_url).rstrip("/") + path
+class _StagePrefix:
+    """Behind API Gateway's default domain every URL carries the stage: make it the ASGI root_path.
+
+    Then links the app builds (status_url, the OpenAPI URL the /docs page loads)
+    point where a client can reach them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        event = scope.get("aws.event") or {}
+        context = event.get("requestContext") or {}
+        stage, domain = context.get("stage"), str(context.get("domainName") or "")
+        if scope["type"] == "http" and stage and domain.endswith(".amazonaws.com"):
+            scope = {**scope, "root_path": f"/{stage}"}
+        await self.app(scope, receive, send)
 
 
 class _Unauthorised(Exception):

@@ -72,6 +72,17 @@ def test_status_result_and_jobs_events_follow_the_job(handler_module: ModuleType
     assert [j["job_id"] for j in json.loads(listing["body"])["jobs"]] == [job_id]
 
 
+def test_docs_page_loads_the_openapi_document_under_the_stage(handler_module: ModuleType) -> None:
+    event = _event("apigw_rest_get_jobs")
+    event.update(path="/docs", queryStringParameters=None, multiValueQueryStringParameters=None)
+    event["requestContext"]["path"] = "/prod/docs"
+
+    response = handler_module.handler(event, _Context())
+
+    assert response["statusCode"] == 200
+    assert "'/prod/openapi.json'" in response["body"] or '"/prod/openapi.json"' in response["body"]
+
+
 def test_bad_url_event_gives_422_with_the_reason(handler_module: ModuleType) -> None:
     response = handler_module.handler(_event("apigw_rest_post_run_bad_url"), _Context())
 
