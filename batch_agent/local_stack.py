@@ -546,6 +546,12 @@ def _install_patches() -> None:
         _ACTIVE._batch.submit(self.backend, job)
 
     _share_service_clients()
+    # The Batch .sync wait below paces the polls, so the loop's own pause can be short.
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback,
+    )
+
+    state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.1  # type: ignore[misc]
     StateTaskServiceBatch._build_sync_resolver = sync_resolver  # type: ignore[method-assign]
     ExecutionWorker._get_evaluation_entrypoint = evaluation_entrypoint  # type: ignore[method-assign]
     StateTaskServiceBatch._normalise_parameters = normalise_parameters  # type: ignore[method-assign]
