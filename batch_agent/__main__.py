@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucket", required=True, help="artifacts bucket (overrides the settings)")
     parser.add_argument("--attempt", type=int, default=0, help="attempt number (train)")
     args = parser.parse_args(argv)
+    if args.step == "train" and args.attempt < 1:
+        parser.error("train needs --attempt N (N >= 1)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from batch_agent.pipeline_steps import prepare_job, service_clients, train_job
@@ -36,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
             profile = prepare_job(clients, settings, args.job_id)
             log.info("prepared %s: %s, metric %s", args.job_id, profile.task, profile.metric)
         else:
-            if args.attempt < 1:
-                parser.error("train needs --attempt N (N >= 1)")
             result = train_job(clients, settings, args.job_id, args.attempt)
             log.info(
                 "attempt %d: ok=%s cv=%s reason=%s", args.attempt, result.ok, result.cv_score, result.reason
