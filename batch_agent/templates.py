@@ -73,9 +73,11 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
     )
     extra_trees = ModelSpec(name="extra-trees", family="extra_trees",
                             params={"n_estimators": 300 if not large else 100})
+    random_forest = ModelSpec(name="random-forest", family="random_forest",
+                              params={"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 1})
     if large:
         return [lgbm_fast, lgbm, linear]
-    return [lgbm_fast, linear, lgbm, extra_trees, lgbm_shallow]
+    return [lgbm_fast, linear, lgbm, extra_trees, lgbm_shallow, random_forest]
 
 
 def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec) -> str:
