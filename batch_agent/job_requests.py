@@ -69,6 +69,7 @@ class JobStatusView(BaseModel):
     attempts: list[AttemptSummary]
     leaderboard: dict[str, Any] | None = None
     training_seconds: float = 0.0
+    blend_weights: dict[str, float] | None = None
     submission_url: str | None = None
 
 

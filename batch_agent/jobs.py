@@ -63,6 +63,8 @@ class JobRecord(BaseModel):
     leaderboard: dict[str, Any] | None = None
     # Wall-clock seconds the training programs ran, over all attempts.
     training_seconds: float = 0.0
+    # Weights of the blended programs when the published submission is a blend; None: a single attempt.
+    blend_weights: dict[str, float] | None = None
     # Epoch seconds after which DynamoDB's TTL may delete the record; None: kept.
     expires_at: int | None = None
 

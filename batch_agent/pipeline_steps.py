@@ -263,7 +263,60 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
     prefix = artifacts.attempt_key(job_id, attempt, "")
     artifacts.upload_folder(clients.s3, clients.bucket, prefix, attempt_dir, skip_large=True)
     artifacts.put_json(clients.s3, clients.bucket, prefix + "result.json", result.model_dump())
+    if result.ok:
+        try:
+            _blend_so_far(clients, settings, job, profile, result)
+        except (ValueError, OSError, KeyError, IndexError, ArithmeticError) as exc:
+            # A blend is a bonus over the best single attempt; its failure must not fail the attempt.
+            log.warning("blending after attempt %d failed: %s", attempt, exc)
     return result
+
+
+def _blend_so_far(
+    clients: ServiceClients,
+    settings: ContainerSettings,
+    job: JobRecord,
+    profile: CompetitionProfile,
+    latest: AttemptResult,
+) -> None:
+    """Blend every successful attempt so far (as `kaggle-solver run` does); keep the best blend in S3.
+
+    Writes jobs/{id}/blend/{n}/submission.csv and jobs/{id}/blend.json
+    ({"after_attempt", "cv_score", "weights", "submission_key"}) when a blend beats
+    the best single attempt and the blend stored before it.
+    """
+    from batch_agent.blend import blend_attempts
+
+    others = [a for a in job.attempts if a.ok and a.number != latest.number]
+    if not others:
+        return
+    results = [latest]
+    for summary in others:
+        folder = Path(settings.work_dir) / "jobs" / job.job_id / "attempts" / str(summary.number)
+        if not (folder / "oof.npy").exists():
+            artifacts.download_prefix(
+                clients.s3, clients.bucket, artifacts.attempt_key(job.job_id, summary.number, ""), folder
+            )
+        result = _result(clients, job.job_id, summary.number)
+        if result is not None and result.ok:
+            results.append(result.model_copy(update={"workdir": str(folder)}))
+    higher = higher_is_better(profile.metric)
+    outdir = Path(settings.work_dir) / "jobs" / job.job_id / "blend" / str(latest.number)
+    budget = min(60.0, max(5.0, seconds_left(job) - FINISH_RESERVE_SECONDS))
+    final = blend_attempts(profile, results, outdir, higher_is_better=higher, time_budget=budget)
+    if final.name != "blend":
+        return
+    stored = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.job_key(job.job_id, "blend.json"))
+    if stored is not None and (stored["cv_score"] - final.cv_score) * (1 if higher else -1) >= 0:
+        return
+    key = artifacts.job_key(job.job_id, "blend", latest.number, "submission.csv")
+    clients.s3.upload_file(str(final.submission), clients.bucket, key)
+    artifacts.put_json(
+        clients.s3,
+        clients.bucket,
+        artifacts.job_key(job.job_id, "blend.json"),
+        {"after_attempt": latest.number, "cv_score": final.cv_score, "weights": final.weights, "submission_key": key},
+    )
 
 
 # ---------------------------------------------------------------- Lambda steps
@@ -313,7 +366,8 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
             workdir="",
         )
     elif result.ok:
-        problems = _check_submission(clients, job, attempt, validate_submission)
+        key = artifacts.attempt_key(job_id, attempt, "submission.csv")
+        problems = _check_submission(clients, job, key, validate_submission)
         if problems:
             result = result.model_copy(update={"ok": False, "reason": "invalid submission: " + "; ".join(problems)})
     artifacts.put_json(
@@ -350,7 +404,7 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
     return {**_carry(state), "next": next_step}
 
 
-def _check_submission(clients: ServiceClients, job: JobRecord, attempt: int, validate: Any) -> list[str]:
+def _check_submission(clients: ServiceClients, job: JobRecord, key: str, validate: Any) -> list[str]:
     profile = _profile(clients, job.job_id)
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         folder = Path(tmp)
@@ -359,7 +413,6 @@ def _check_submission(clients: ServiceClients, job: JobRecord, attempt: int, val
             target.parent.mkdir(parents=True, exist_ok=True)
             clients.s3.download_file(clients.bucket, artifacts.cache_prefix(job.competition) + name, str(target))
         submission = folder / "submission.csv"
-        key = artifacts.attempt_key(job.job_id, attempt, "submission.csv")
         if not artifacts.exists(clients.s3, clients.bucket, key):
             return ["the program wrote no submission.csv"]
         clients.s3.download_file(clients.bucket, key, str(submission))
@@ -409,21 +462,25 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
         )
         jobs.mark_failed(clients.dynamodb, clients.table, job_id, message)
         return {"job_id": job_id, "status": "FAILED"}
-    key = artifacts.job_key(job_id, "submission.csv")
-    clients.s3.copy_object(
-        Bucket=clients.bucket,
-        Key=key,
-        CopySource={
-            "Bucket": clients.bucket,
-            "Key": artifacts.attempt_key(job_id, best.number, "submission.csv"),
-        },
-    )
+    higher = higher_is_better(profile.metric)
     n_ok = sum(a.ok for a in job.attempts)
+    source = artifacts.attempt_key(job_id, best.number, "submission.csv")
+    cv_score = best.cv_score
     message = (
         f"best CV {profile.metric} {best.cv_score} from attempt {best.number} ({best.program}); "
         f"{n_ok} of {len(job.attempts)} attempts passed"
     )
-    leaderboard = _rank_on_leaderboard(clients, job.competition, best.cv_score, higher_is_better(profile.metric))
+    blend = _usable_blend(clients, job, best, higher)
+    if blend is not None:
+        source, cv_score = blend["submission_key"], float(blend["cv_score"])
+        mix = ", ".join(f"{name} {weight:.2f}" for name, weight in blend["weights"].items())
+        message = (
+            f"best CV {profile.metric} {cv_score} from a blend of {mix} (best single: {best.cv_score}); "
+            f"{n_ok} of {len(job.attempts)} attempts passed"
+        )
+    key = artifacts.job_key(job_id, "submission.csv")
+    clients.s3.copy_object(Bucket=clients.bucket, Key=key, CopySource={"Bucket": clients.bucket, "Key": source})
+    leaderboard = _rank_on_leaderboard(clients, job.competition, cv_score, higher)
     if leaderboard is not None:
         message += f"; {leaderboard.pop('description')}"
     jobs.update_job(
@@ -433,13 +490,31 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
         status="SUCCEEDED",
         stage="done",
         submission_key=key,
-        cv_score=best.cv_score,
+        cv_score=cv_score,
         best_attempt=best.number,
+        blend_weights=blend["weights"] if blend is not None else None,
         leaderboard=leaderboard,
         training_seconds=round(sum(a.seconds for a in job.attempts), 2),
         message=message,
     )
     return {"job_id": job_id, "status": "SUCCEEDED"}
+
+
+def _usable_blend(clients: ServiceClients, job: JobRecord, best: AttemptSummary, higher: bool) -> dict[str, Any] | None:
+    """The stored blend when it beats the best single attempt and its submission passes validation."""
+    from batch_agent.submission import validate_submission
+
+    blend = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.job_key(job.job_id, "blend.json"))
+    if blend is None or best.cv_score is None:
+        return None
+    if (float(blend["cv_score"]) - best.cv_score) * (1 if higher else -1) <= 0:
+        return None
+    problems = _check_submission(clients, job, blend["submission_key"], validate_submission)
+    if problems:
+        log.warning("blend submission rejected: %s", "; ".join(problems))
+        return None
+    result: dict[str, Any] = blend
+    return result
 
 
 def _rank_on_leaderboard(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import socket
 import sys
 import time
@@ -104,6 +105,26 @@ def test_job_runs_end_to_end_and_its_presigned_submission_is_valid(
     assert [a["number"] for a in logs["attempts"]] == [1] and logs["attempts"][0]["ok"] is True
     listed = api.get("/jobs", params={"status": "SUCCEEDED"}).json()["jobs"]
     assert job_id in [j["job_id"] for j in listed]
+
+
+def test_successful_attempts_are_blended_when_the_blend_scores_better(stack: EmulatedStack, api: httpx.Client) -> None:
+    job_id = _start(api, max_attempts=3, time_limit=120)
+
+    status = _wait(api, job_id)
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    singles = [a["cv_score"] for a in status["attempts"] if a["ok"]]
+    assert len(singles) == 3
+    assert status["cv_score"] >= max(singles)  # roc_auc: higher is better
+    s3 = stack.client("s3")
+    published = s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/submission.csv")["Body"].read()
+    if status["blend_weights"] is None:
+        assert status["cv_score"] == max(singles)
+    else:
+        assert len(status["blend_weights"]) >= 2 and "blend of" in status["message"]
+        blend = json.loads(s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/blend.json")["Body"].read())
+        assert blend["cv_score"] == status["cv_score"] > max(singles)
+        assert published == s3.get_object(Bucket=stack.bucket, Key=blend["submission_key"])["Body"].read()
 
 
 def test_program_that_fails_once_is_repaired_and_the_job_succeeds(stack: EmulatedStack, api: httpx.Client) -> None:
