@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+
+from botocore.exceptions import ClientError
 
 from batch_agent.errors import SolverError
 
@@ -27,24 +30,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("train needs --attempt N (N >= 1)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from batch_agent.pipeline_steps import prepare_job, service_clients, train_job
+    from batch_agent.pipeline_steps import prepare_job, record_compute, service_clients, train_job
     from batch_agent.service_settings import ContainerSettings
 
     settings = ContainerSettings(artifacts_bucket=args.bucket)  # type: ignore[call-arg]
     clients = service_clients(settings.jobs_table, settings.artifacts_bucket)
     log = logging.getLogger("batch_agent")
+    started = time.monotonic()
     try:
         if args.step == "prepare":
             profile = prepare_job(clients, settings, args.job_id)
             log.info("prepared %s: %s, metric %s", args.job_id, profile.task, profile.metric)
         else:
             result = train_job(clients, settings, args.job_id, args.attempt)
-            log.info(
-                "attempt %d: ok=%s cv=%s reason=%s", args.attempt, result.ok, result.cv_score, result.reason
-            )
+            log.info("attempt %d: ok=%s cv=%s reason=%s", args.attempt, result.ok, result.cv_score, result.reason)
     except SolverError as exc:
         log.error("%s failed: %s", args.step, exc)
         return 1
+    finally:
+        try:
+            record_compute(clients, settings, args.job_id, time.monotonic() - started)
+        except ClientError as exc:
+            log.warning("could not record the compute time: %s", exc)
     return 0
 
 

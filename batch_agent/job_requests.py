@@ -70,6 +70,11 @@ class JobStatusView(BaseModel):
     leaderboard: dict[str, Any] | None = None
     training_seconds: float = 0.0
     blend_weights: dict[str, float] | None = None
+    llm_usage: dict[str, Any] | None = None
+    compute_seconds: float = 0.0
+    compute_cost_usd: float = 0.0
+    # compute_cost_usd + the LLM's cost; None while neither is priced.
+    cost_usd: float | None = None
     submission_url: str | None = None
 
 
@@ -177,9 +182,17 @@ def status_view(clients: ApiClients, settings: ApiSettings, record: JobRecord) -
             filename=f"{record.competition}-submission.csv",
         )
     return JobStatusView(
-        **record.model_dump(include=set(JobStatusView.model_fields) - {"submission_url"}),
+        **record.model_dump(include=set(JobStatusView.model_fields) - {"submission_url", "cost_usd"}),
+        cost_usd=_cost(record),
         submission_url=url,
     )
+
+
+def _cost(record: JobRecord) -> float | None:
+    llm = float((record.llm_usage or {}).get("cost_usd") or 0.0)
+    if not llm and not record.compute_cost_usd:
+        return None
+    return round(llm + record.compute_cost_usd, 4)
 
 
 def job_status(clients: ApiClients, settings: ApiSettings, job_id: str) -> JobStatusView:
@@ -274,7 +287,6 @@ def list_job_page(
             raise
         raise InputError("cursor is not one this API returned") from exc
     # Listing pages carry no presigned URLs: each would be a signature nobody asked for.
-    views = [
-        JobStatusView(**r.model_dump(include=set(JobStatusView.model_fields) - {"submission_url"})) for r in records
-    ]
+    fields = set(JobStatusView.model_fields) - {"submission_url", "cost_usd"}
+    views = [JobStatusView(**r.model_dump(include=fields), cost_usd=_cost(r)) for r in records]
     return JobPage(jobs=views, next_cursor=next_cursor)

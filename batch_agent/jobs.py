@@ -63,6 +63,11 @@ class JobRecord(BaseModel):
     leaderboard: dict[str, Any] | None = None
     # Wall-clock seconds the training programs ran, over all attempts.
     training_seconds: float = 0.0
+    # ClaudeAuthor.usage() after the last LLM step: tokens, cost, fallback reason; None: templates only.
+    llm_usage: dict[str, Any] | None = None
+    # Batch job wall-clock (prepare + train) and its price when the container knows its hourly rate.
+    compute_seconds: float = 0.0
+    compute_cost_usd: float = 0.0
     # Weights of the blended programs when the published submission is a blend; None: a single attempt.
     blend_weights: dict[str, float] | None = None
     # Epoch seconds after which DynamoDB's TTL may delete the record; None: kept.
@@ -185,6 +190,24 @@ def update_job(dynamodb: Any, table: str, job_id: str, *, only_if_running: bool 
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False
         raise
+
+
+def add_to_job(dynamodb: Any, table: str, job_id: str, **amounts: float) -> None:
+    """Add to numeric fields (atomic, whatever the status: accounting of a step that already ran)."""
+    names_, values = {}, {}
+    parts = []
+    for i, (key, amount) in enumerate(amounts.items()):
+        names_[f"#a{i}"] = key
+        values[f":a{i}"] = _SERIALIZER.serialize(_to_dynamo(float(amount)))
+        parts.append(f"#a{i} :a{i}")
+    dynamodb.update_item(
+        TableName=table,
+        Key={"job_id": {"S": job_id}},
+        UpdateExpression="ADD " + ", ".join(parts),
+        ConditionExpression="attribute_exists(job_id)",
+        ExpressionAttributeNames=names_,
+        ExpressionAttributeValues=values,
+    )
 
 
 def mark_stage(dynamodb: Any, table: str, job_id: str, stage: str, **fields: Any) -> bool:

@@ -130,8 +130,12 @@ def best_attempt(attempts: list[AttemptSummary], higher: bool) -> AttemptSummary
 # ---------------------------------------------------------------- authors
 
 
-def author_for(settings: StepSettings) -> ProgramAuthor:
-    """The program author the settings name: Claude when a key is configured (auto), templates otherwise."""
+def author_for(settings: StepSettings, job: JobRecord | None = None) -> ProgramAuthor:
+    """The program author the settings name: Claude when a key is configured (auto), templates otherwise.
+
+    A Claude author resumes the job's LLM usage (tally, cost ceiling, fallback) from
+    its record, so the ceiling holds across steps in separate Lambda invocations.
+    """
     choice = settings.author
     if ":" in choice:
         module, _, attr = choice.partition(":")
@@ -141,10 +145,16 @@ def author_for(settings: StepSettings) -> ProgramAuthor:
     if choice == "claude" or (choice == "auto" and settings.anthropic_secret_arn):
         if not settings.anthropic_secret_arn:
             raise SolverError("author 'claude' needs KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN")
-        return _claude_author(_secret_string(settings.anthropic_secret_arn))
+        return _claude_author(_secret_string(settings.anthropic_secret_arn), job)
     from batch_agent.templates import TemplateAuthor
 
     return TemplateAuthor()
+
+
+def _record_llm_usage(clients: ServiceClients, job_id: str, author: ProgramAuthor) -> None:
+    usage = getattr(author, "usage", None)
+    if callable(usage):
+        jobs.update_job(clients.dynamodb, clients.table, job_id, llm_usage=usage())
 
 
 def _secret_string(secret_arn: str) -> str:
@@ -156,14 +166,19 @@ def _secret_string(secret_arn: str) -> str:
     return value.strip()
 
 
-def _claude_author(api_key: str) -> ProgramAuthor:
+def _claude_author(api_key: str, job: JobRecord | None) -> ProgramAuthor:
     from pydantic import SecretStr
 
     from batch_agent.llm import LLMSettings
-    from batch_agent.llm_author import ClaudeAuthor
+    from batch_agent.llm_author import resume_author
     from batch_agent.templates import TemplateAuthor
 
-    return ClaudeAuthor(LLMSettings(api_key=SecretStr(api_key)), fallback=TemplateAuthor())
+    return resume_author(
+        LLMSettings(api_key=SecretStr(api_key)),
+        fallback=TemplateAuthor(),
+        usage=job.llm_usage if job else None,
+        seconds_left=seconds_left(job) if job else None,
+    )
 
 
 # ---------------------------------------------------------------- competition files
@@ -214,6 +229,14 @@ def _save_leaderboard(clients: ServiceClients, slug: str) -> None:
         log.info("no leaderboard snapshot for %s: %s", slug, exc)
         return
     artifacts.put_json(clients.s3, clients.bucket, artifacts.leaderboard_key(slug), snapshot.model_dump(mode="json"))
+
+
+def record_compute(clients: ServiceClients, settings: ContainerSettings, job_id: str, seconds: float) -> None:
+    """Add one Batch job's wall-clock (and its price, when the container knows its rate) to the job."""
+    amounts = {"compute_seconds": round(seconds, 2)}
+    if settings.usd_per_hour is not None:
+        amounts["compute_cost_usd"] = round(seconds * settings.usd_per_hour / 3600, 6)
+    jobs.add_to_job(clients.dynamodb, clients.table, job_id, **amounts)
 
 
 def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: str) -> CompetitionProfile:
@@ -327,7 +350,9 @@ def plan_step(clients: ServiceClients, settings: StepSettings, state: dict[str, 
     job = _job(clients, job_id)
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "plan", message="planning")
     profile = _profile(clients, job_id)
-    plan = author_for(settings).plan(profile, float(job.time_limit))
+    author = author_for(settings, job)
+    plan = author.plan(profile, float(job.time_limit))
+    _record_llm_usage(clients, job_id, author)
     if job.compute in ("cpu", "gpu"):
         plan = plan.model_copy(update={"compute": job.compute})
     artifacts.put_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "plan.json"), plan.model_dump())
@@ -338,7 +363,9 @@ def plan_step(clients: ServiceClients, settings: StepSettings, state: dict[str, 
 def generate_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
     job_id = state["job_id"]
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "generate", message="writing the training program")
-    programs = author_for(settings).draft(_profile(clients, job_id), _plan(clients, job_id))
+    author = author_for(settings, _job(clients, job_id))
+    programs = author.draft(_profile(clients, job_id), _plan(clients, job_id))
+    _record_llm_usage(clients, job_id, author)
     if not programs:
         raise SolverError("the author wrote no program for this competition")
     _save_program(clients, job_id, 1, programs[0])
@@ -426,7 +453,7 @@ def repair_step(clients: ServiceClients, settings: StepSettings, state: dict[str
     job = _job(clients, job_id)
     failed = state.get("next") == "repair"
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "repair" if failed else "improve", attempt=attempt)
-    author = author_for(settings)
+    author = author_for(settings, job)
     profile = _profile(clients, job_id)
     queue = _queue(clients, job_id)
     program: Program | None = None
@@ -442,6 +469,7 @@ def repair_step(clients: ServiceClients, settings: StepSettings, state: dict[str
         if best is not None:
             history = [r for r in (_result(clients, job_id, a.number) for a in job.attempts) if r is not None]
             program = author.improve(profile, _plan(clients, job_id), _program(clients, job_id, best.number), history)
+    _record_llm_usage(clients, job_id, author)
     if program is None:
         return {**_carry(state), "next": "finish"}
     _save_program(clients, job_id, attempt + 1, program)

@@ -57,3 +57,5 @@ class ContainerSettings(_ServiceSettings):
     # A folder holding competitions by slug ({dir}/{slug}/train.csv ...), checked
     # before the S3 cache; lets a machine run offline with files filled by hand.
     local_cache_dir: str | None = None
+    # What one job of this definition costs per hour (instance or Fargate price); None: not priced.
+    usd_per_hour: float | None = Field(default=None, ge=0)

@@ -18,13 +18,35 @@ import pytest
 from batch_agent import names
 from batch_agent.competition import CompetitionProfile
 from batch_agent.local_stack import EmulatedStack, StackOptions
+from batch_agent.prompts import PLAN_TOOL, PROGRAM_TOOL
 from batch_agent.submission import validate_submission
+from tests.fakes.anthropic_server import FakeAnthropic, fake_anthropic, tool_reply, usage
+
+__all__ = ["fake_anthropic"]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "breast-cancer-diagnosis"
 SLUG = "breast-cancer-diagnosis"
 URL = f"https://www.kaggle.com/competitions/{SLUG}"
 AUTHORS = "tests.integration.service_authors"
 AUTHOR_STEPS = (names.PLAN_FUNCTION, names.GENERATE_FUNCTION, names.REPAIR_FUNCTION)
+USD_PER_HOUR = 0.36
+CLAUDE_PROGRAM = """\
+import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument("--data")
+parser.add_argument("--time-budget", type=float)
+args = parser.parse_args()
+# writes submission.csv and metrics.json
+"""
+CLAUDE_PLAN: dict[str, Any] = {
+    "approach": "LightGBM on the raw measurements.",
+    "features": [],
+    "validation": "stratified 5-fold on the diagnosis",
+    "n_folds": 5,
+    "models": [{"family": "lightgbm", "reason": "tabular"}],
+    "compute": "cpu",
+    "draft_time_fraction": 0.5,
+}
 
 
 def _free_port() -> int:
@@ -36,7 +58,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedStack]:
-    options = StackOptions(work_dir=tmp_path_factory.mktemp("stack"), memory_limit_mb=2048)
+    options = StackOptions(
+        work_dir=tmp_path_factory.mktemp("stack"),
+        memory_limit_mb=2048,
+        container_environment={names.ENV_USD_PER_HOUR: str(USD_PER_HOUR)},
+    )
     with EmulatedStack(options) as emulated:
         emulated.seed_competition(SLUG, EXAMPLE)
         yield emulated
@@ -105,6 +131,51 @@ def test_job_runs_end_to_end_and_its_presigned_submission_is_valid(
     assert [a["number"] for a in logs["attempts"]] == [1] and logs["attempts"][0]["ok"] is True
     listed = api.get("/jobs", params={"status": "SUCCEEDED"}).json()["jobs"]
     assert job_id in [j["job_id"] for j in listed]
+    # prepare + one train job ran, each priced at the container's hourly rate; no LLM in this job.
+    assert status["compute_seconds"] > status["attempts"][0]["seconds"]
+    assert status["compute_cost_usd"] == pytest.approx(status["compute_seconds"] * USD_PER_HOUR / 3600, rel=1e-3)
+    assert status["cost_usd"] == pytest.approx(status["compute_cost_usd"], abs=1e-4)
+    assert status["llm_usage"] is None
+
+
+def test_steps_use_claude_when_an_anthropic_key_secret_is_configured(
+    stack: EmulatedStack, api: httpx.Client, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.responder = lambda request: tool_reply(
+        PLAN_TOOL if request.tool_name == PLAN_TOOL else PROGRAM_TOOL,
+        CLAUDE_PLAN if request.tool_name == PLAN_TOOL else {"summary": "s", "code": CLAUDE_PROGRAM},
+        usage_fields=usage(1000, 200),
+    )
+    secret_arn = stack.client("secretsmanager").create_secret(
+        Name=f"anthropic-{time.time_ns()}", SecretString="sk-service-test"
+    )["ARN"]
+    llm_env = {
+        names.ENV_ANTHROPIC_SECRET_ARN: secret_arn,
+        "ANTHROPIC_BASE_URL": fake_anthropic.url,
+        "KAGGLE_SOLVER_LLM_SDK_MAX_RETRIES": "0",
+        "KAGGLE_SOLVER_LLM_BACKOFF_ATTEMPTS": "0",
+    }
+    for step in AUTHOR_STEPS:
+        stack.set_step_environment(step, llm_env)
+    try:
+        job_id = _start(api, max_attempts=1)
+        status = _wait(api, job_id)
+    finally:
+        for step in AUTHOR_STEPS:
+            stack.set_step_environment(step, {key: "" for key in llm_env})
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    assert len(fake_anthropic.calls(PLAN_TOOL)) == 1 and len(fake_anthropic.calls(PROGRAM_TOOL)) == 1
+    assert any("sk-service-test" in value for value in fake_anthropic.calls(PLAN_TOOL)[0].headers.values())
+    llm = status["llm_usage"]
+    assert (llm["calls"], llm["llm_used"], llm.get("fallback_reason")) == (2, True, None)
+    assert llm["cost_usd"] > 0
+    assert status["cost_usd"] == pytest.approx(llm["cost_usd"] + status["compute_cost_usd"], abs=1e-4)
+    s3 = stack.client("s3")
+    plan = json.loads(s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/plan.json")["Body"].read())
+    queue = json.loads(s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/queue.json")["Body"].read())
+    assert plan["source"] == "llm"
+    assert "llm-draft" in [p["origin"] for p in queue]
 
 
 def test_successful_attempts_are_blended_when_the_blend_scores_better(stack: EmulatedStack, api: httpx.Client) -> None:
