@@ -155,14 +155,19 @@ def test_steps_use_claude_when_an_anthropic_key_secret_is_configured(
         "KAGGLE_SOLVER_LLM_SDK_MAX_RETRIES": "0",
         "KAGGLE_SOLVER_LLM_BACKOFF_ATTEMPTS": "0",
     }
+    lam = stack.client("lambda")
+    saved = {
+        step: lam.get_function_configuration(FunctionName=stack.name(step))["Environment"]["Variables"]
+        for step in AUTHOR_STEPS
+    }
     for step in AUTHOR_STEPS:
         stack.set_step_environment(step, llm_env)
     try:
         job_id = _start(api, max_attempts=1)
         status = _wait(api, job_id)
     finally:
-        for step in AUTHOR_STEPS:
-            stack.set_step_environment(step, {key: "" for key in llm_env})
+        for step, variables in saved.items():
+            lam.update_function_configuration(FunctionName=stack.name(step), Environment={"Variables": variables})
 
     assert status["status"] == "SUCCEEDED", status["message"]
     assert len(fake_anthropic.calls(PLAN_TOOL)) == 1 and len(fake_anthropic.calls(PROGRAM_TOOL)) == 1
