@@ -31,13 +31,17 @@ API_TIMEOUT = cdk.Duration.seconds(29)  # API Gateway's own integration limit
 
 
 def api_environment(
-    *, bucket: s3.IBucket, table: dynamodb.ITableV2, state_machine: sfn.IStateMachine
+    *, bucket: s3.IBucket, table: dynamodb.ITableV2, state_machine: sfn.IStateMachine, retention_days: int
 ) -> dict[str, str]:
-    """The variables ApiSettings reads. No KAGGLE_SOLVER_API_KEY: in AWS the usage plan checks keys."""
+    """The variables ApiSettings reads. No KAGGLE_SOLVER_API_KEY: in AWS the usage plan checks keys.
+
+    Job records expire (the table's TTL) when the artifacts they link to do.
+    """
     return {
         names.ENV_JOBS_TABLE: table.table_name,
         names.ENV_ARTIFACTS_BUCKET: bucket.bucket_name,
         names.ENV_STATE_MACHINE_ARN: state_machine.state_machine_arn,
+        names.ENV_JOB_RETENTION_DAYS: str(retention_days),
     }
 
 
@@ -66,7 +70,8 @@ class ServiceApi(Construct):
             handler=names.API_HANDLER,
             code=code,
             layer=layer,
-            environment=api_environment(bucket=bucket, table=table, state_machine=state_machine),
+            environment=api_environment(bucket=bucket, table=table, state_machine=state_machine,
+                                        retention_days=settings.artifact_expiry_days),
             timeout=API_TIMEOUT,
             memory_mib=512,
         )

@@ -68,6 +68,10 @@ class DeploymentSettings(BaseModel):
     gpu_job_memory_mib: int = Field(default=14336, ge=512)
     # Wall-clock limit of one training attempt; Batch kills the job after it.
     job_timeout_minutes: int = Field(ge=5, le=24 * 60)
+    # Price of one job-hour, for the cost each run reports (us-east-1 list prices, November 2026):
+    # Fargate 4 vCPU + 16 GiB ≈ $0.23 on demand, ≈ $0.07 on spot; g5.xlarge ≈ $1.01 on demand, ≈ $0.40 spot.
+    cpu_job_usd_per_hour: float = Field(default=0.23, ge=0)
+    gpu_job_usd_per_hour: float = Field(default=1.01, ge=0)
 
     # API Gateway usage plan for the one API key.
     api_rate_limit: float = Field(gt=0)
@@ -118,6 +122,8 @@ ENVIRONMENTS: dict[str, DeploymentSettings] = {
         gpu_spot=True,
         gpu_instance_types=("g5.xlarge", "g6.xlarge"),
         job_timeout_minutes=60,
+        cpu_job_usd_per_hour=0.07,
+        gpu_job_usd_per_hour=0.40,
         api_rate_limit=2,
         api_burst_limit=5,
         api_quota_per_day=100,

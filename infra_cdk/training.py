@@ -55,12 +55,15 @@ def container_image(dockerfile: str) -> ecs.ContainerImage:
     return ecs.ContainerImage.from_asset(str(REPO_ROOT), file=dockerfile, exclude=IMAGE_EXCLUDES)
 
 
-def container_environment(*, bucket: s3.IBucket, table: dynamodb.ITableV2, memory_mib: int) -> dict[str, str]:
+def container_environment(
+    *, bucket: s3.IBucket, table: dynamodb.ITableV2, memory_mib: int, usd_per_hour: float
+) -> dict[str, str]:
     """The variables ContainerSettings reads, plus where the Kaggle client keeps its config."""
     return {
         names.ENV_JOBS_TABLE: table.table_name,
         names.ENV_ARTIFACTS_BUCKET: bucket.bucket_name,
         names.ENV_MEMORY_LIMIT_MB: str(memory_mib - SANDBOX_HEADROOM_MIB),
+        names.ENV_USD_PER_HOUR: str(usd_per_hour),
         "KAGGLE_CONFIG_DIR": KAGGLE_CONFIG_DIR,
     }
 
@@ -172,7 +175,8 @@ class TrainingCompute(Construct):
                 cpu=settings.cpu_job_vcpus,
                 memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
                 command=names.BATCH_COMMAND,
-                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib),
+                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
+                                                  usd_per_hour=settings.cpu_job_usd_per_hour),
                 secrets=kaggle_secrets(kaggle_secret),
                 job_role=self.job_role,
                 # No NAT: a Fargate task pulls its image through its public IP.
@@ -230,7 +234,8 @@ class TrainingCompute(Construct):
                 memory=cdk.Size.mebibytes(settings.gpu_job_memory_mib),
                 gpu=1,
                 command=names.BATCH_COMMAND,
-                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.gpu_job_memory_mib),
+                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.gpu_job_memory_mib,
+                                                  usd_per_hour=settings.gpu_job_usd_per_hour),
                 secrets=kaggle_secrets(kaggle_secret),
                 job_role=self.job_role,
                 logging=ecs.LogDriver.aws_logs(stream_prefix="gpu", log_group=self.log_group),

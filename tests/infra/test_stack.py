@@ -362,8 +362,10 @@ def test_every_log_group_keeps_logs_as_long_as_the_environment_says(
 def test_lambda_variables_are_the_names_their_settings_read(synthesized: dict[str, Synthesized], env: str) -> None:
     synth, settings = synthesized[env], ENVIRONMENTS[env]
     api_read, api_required = settings_variables(ApiSettings)
-    api_variables = set(function_environment(synth, names.API_FUNCTION))
-    assert api_required <= api_variables <= api_read
+    api_environment = function_environment(synth, names.API_FUNCTION)
+    assert api_required <= set(api_environment) <= api_read
+    # Job records expire with the artifacts they link to.
+    assert api_environment[names.ENV_JOB_RETENTION_DAYS] == str(settings.artifact_expiry_days)
 
     step_read, step_required = settings_variables(StepSettings)
     for base_name in names.STEP_HANDLERS:
@@ -379,11 +381,15 @@ def test_batch_container_variables_are_the_names_its_settings_and_the_kaggle_cli
 ) -> None:
     synth, settings = synthesized[env], ENVIRONMENTS[env]
     read, required = settings_variables(ContainerSettings)
-    bases = [names.CPU_JOB_DEFINITION] + ([names.GPU_JOB_DEFINITION] if settings.gpu_enabled else [])
-    for base_name in bases:
+    prices = {names.CPU_JOB_DEFINITION: settings.cpu_job_usd_per_hour}
+    if settings.gpu_enabled:
+        prices[names.GPU_JOB_DEFINITION] = settings.gpu_job_usd_per_hour
+    for base_name, price in prices.items():
         container = job_definition(synth, base_name)["ContainerProperties"]
         variables = {v["Name"]: v["Value"] for v in container["Environment"]}
         assert required <= set(variables) <= read | {"KAGGLE_CONFIG_DIR"}
+        # Each run's reported cost prices its Batch time at its queue's rate.
+        assert float(variables[names.ENV_USD_PER_HOUR]) == price
         assert variables["KAGGLE_CONFIG_DIR"] == KAGGLE_CONFIG_DIR
         assert {s["Name"] for s in container["Secrets"]} == {"KAGGLE_USERNAME", "KAGGLE_KEY"}
 
