@@ -41,6 +41,7 @@ Folds = list[tuple[np.ndarray, np.ndarray]]
 # instead of one-hot (linear) or native categorical (LightGBM), which overfit them.
 HIGH_CARDINALITY = 64
 TEXT_TOKENS = 24
+FOREST_MAX_ROWS = 50_000
 TEXT_SVD = 8
 
 
@@ -453,6 +454,10 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     X_arr, X_test_arr = X.fillna(fill).fillna(0).to_numpy(), X_test.fillna(fill).fillna(0).to_numpy()
     extra = spec.family == "extra_trees"
     params: dict[str, Any] = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5, "n_jobs": 2}
+    if len(X_arr) > FOREST_MAX_ROWS:
+        # Each tree sees a bootstrap sample of at most FOREST_MAX_ROWS rows: deep trees on all rows of a
+        # large table cost minutes, and averaging many trees on samples loses little.
+        params.update(bootstrap=True, max_samples=FOREST_MAX_ROWS / len(X_arr))
     params.update(spec.params)
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
