@@ -10,30 +10,16 @@ meet the same refusal.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 from batch_agent.competition import CompetitionProfile
 from batch_agent.kaggle_api import KaggleOptions, run_kernel
 from batch_agent.plan import AttemptResult, Program
-from batch_agent.submission import validate_submission
+from batch_agent.solve import SOFT_BUDGET_FRACTION, check_outputs
 
-# The program is told a little less than the session allows, as in the local sandbox.
-SOFT_BUDGET_FRACTION = 0.8
 # Kernels wait in Kaggle's queue before they start; allow for it on top of the budget.
 QUEUE_ALLOWANCE_S = 900.0
 _LOG_TAIL_CHARS = 4000
-
-
-def _cv_score(path: Path) -> float | None:
-    try:
-        value = json.loads(path.read_text()).get("cv_score")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def run_attempt_on_kaggle(
@@ -75,17 +61,4 @@ def run_attempt_on_kaggle(
     if kernel.status != "complete":
         result.reason = f"Kaggle kernel {kernel.ref} {kernel.status}: {kernel.failure_message or 'no message'}"
         return result
-    submission = attempt_dir / "submission.csv"
-    if not submission.is_file():
-        result.reason = f"Kaggle kernel {kernel.ref} finished without writing submission.csv"
-        return result
-    problems = validate_submission(submission, profile)
-    if problems:
-        result.reason = "invalid submission: " + "; ".join(problems)
-        return result
-    cv = _cv_score(attempt_dir / "metrics.json")
-    if cv is None:
-        result.reason = "metrics.json is missing or has no finite cv_score"
-        return result
-    result.ok, result.cv_score = True, cv
-    return result
+    return check_outputs(profile, result, ran=f"Kaggle kernel {kernel.ref}")

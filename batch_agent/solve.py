@@ -110,15 +110,24 @@ def run_attempt(
     if not outcome.ok:
         result.reason = outcome.reason
         return result
-    submission = attempt_dir / "submission.csv"
+    return check_outputs(profile, result, ran="the program")
+
+
+def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: str) -> AttemptResult:
+    """Judge what a finished program left in ``result.workdir``: a valid submission and a CV score.
+
+    ``ran`` names what ran it, for the message when nothing was written ("the program", "Kaggle kernel X").
+    """
+    folder = Path(result.workdir)
+    submission = folder / "submission.csv"
     if not submission.is_file():
-        result.reason = "the program exited without writing submission.csv"
+        result.reason = f"{ran} finished without writing submission.csv"
         return result
     problems = validate_submission(submission, profile)
     if problems:
         result.reason = "invalid submission: " + "; ".join(problems)
         return result
-    cv = _read_cv_score(attempt_dir / "metrics.json")
+    cv = _read_cv_score(folder / "metrics.json")
     if cv is None:
         result.reason = "metrics.json is missing or has no finite cv_score"
         return result
