@@ -404,7 +404,7 @@ def _forest_oof_predictions(model: Any, X: np.ndarray, target: np.ndarray, folds
     from sklearn.base import clone
 
     wanted = int(model.n_estimators)
-    probe_trees = min(25, wanted)
+    probe_trees = min(10, wanted)
     tr, va = folds[0]
     first = clone(model).set_params(n_estimators=probe_trees, warm_start=True)
     started = time.monotonic()
