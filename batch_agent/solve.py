@@ -12,11 +12,12 @@ import json
 import math
 import shutil
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -24,13 +25,15 @@ from batch_agent.author import ProgramAuthor
 from batch_agent.competition import CompetitionProfile
 from batch_agent.errors import AttemptsExhaustedError, InputError
 from batch_agent.metrics import get_metric
-from batch_agent.plan import AttemptResult, Program
+from batch_agent.plan import AttemptResult, Plan, Program
 from batch_agent.profiling import profile_competition
 from batch_agent.sandbox import TERM_GRACE_SECONDS, run_sandboxed
 from batch_agent.source import resolve_source
 from batch_agent.submission import validate_submission
+from batch_agent.templates import TemplateAuthor
 
 Progress = Callable[[str, str], None]
+T = TypeVar("T")
 # An attempt needs at least this long to start Python, read the data and fit one model.
 MIN_ATTEMPT_SECONDS = 6.0
 # Programs get a soft budget below their hard limit, so they wrap up instead of being killed.
@@ -182,18 +185,23 @@ def solve(
         f"{profile.n_train} train / {profile.n_test} test rows, {len(profile.features)} features",
     )
 
-    plan = author.plan(profile, options.time_limit)
-    if options.compute in ("cpu", "gpu"):
-        plan.compute = options.compute
-    elif options.compute == "kaggle-gpu":
-        if options.kaggle_slug is None:
-            raise InputError("--compute kaggle-gpu needs a Kaggle competition URL as the source")
-        plan.compute = "gpu"
+    if options.compute == "kaggle-gpu" and options.kaggle_slug is None:
+        raise InputError("--compute kaggle-gpu needs a Kaggle competition URL as the source")
+    loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better)
+    if author.name == TemplateAuthor.name:
+        plan, drafts = _plan_and_draft(author, profile, options)
+    else:
+        # A model-backed author spends its first seconds, or minutes, planning and drafting. The fastest
+        # template trains meanwhile, so the first valid submission does not wait for the model.
+        templates = TemplateAuthor()
+        starter = templates.draft(profile, templates.plan(profile, options.time_limit))[0]
+        drafting = _InBackground(lambda: _plan_and_draft(author, profile, options))
+        loop._attempt(starter, n_waiting=1)
+        plan, drafts = drafting.result()
+        drafts = [d for d in drafts if not (d.origin == "template" and d.name == starter.name)]
     (workdir / "plan.json").write_text(plan.model_dump_json(indent=2))
     progress("plan", plan.approach)
-
-    loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better)
-    loop.run(deque(author.draft(profile, plan)), plan)
+    loop.run(deque(drafts), plan)
     if loop.best is None:
         last = loop.history[-1].reason if loop.history else "no time to run any program"
         raise AttemptsExhaustedError(f"every attempt failed ({len(loop.history)} attempts); last error: {last}")
@@ -228,6 +236,40 @@ def solve(
     )
     (workdir / "summary.json").write_text(result.model_dump_json(indent=2))
     return result
+
+
+def _plan_and_draft(
+    author: ProgramAuthor, profile: CompetitionProfile, options: SolveOptions
+) -> tuple[Plan, list[Program]]:
+    plan = author.plan(profile, options.time_limit)
+    if options.compute in ("cpu", "gpu"):
+        plan.compute = options.compute
+    elif options.compute == "kaggle-gpu":
+        plan.compute = "gpu"
+    return plan, author.draft(profile, plan)
+
+
+class _InBackground(Generic[T]):
+    """One call on a daemon thread (an interrupted run must not wait for it), its outcome collected later."""
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], T]) -> None:
+        try:
+            self._value = call()
+        except BaseException as exc:  # handed to the caller of result(), in its own thread
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 class _Loop:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -320,3 +321,27 @@ def test_claudes_program_finds_no_credentials_in_the_sandbox(
     assert found["env"] == {}
     assert not {".aws", ".kaggle", "kaggle.json", ".anthropic"} & set(found["home"])
     assert "parent-secret" not in snooper.log_tail
+
+
+def test_fastest_template_trains_while_claude_plans_and_drafts(
+    fake_anthropic: FakeAnthropic, competition: Path, tmp_path: Path
+) -> None:
+    scripted = by_tool(
+        {
+            PLAN_TOOL: [tool_reply(PLAN_TOOL, PLAN_INPUT)],
+            PROGRAM_TOOL: [tool_reply(PROGRAM_TOOL, {"summary": "parity feature", "code": PARITY})],
+        }
+    )
+
+    def slow_model(request: Recorded) -> Reply:
+        time.sleep(6.0)  # a model that takes its time over each answer
+        return scripted(request)
+
+    fake_anthropic.responder = slow_model
+    author = claude(fake_anthropic, FirstTemplateOnly())
+    result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, max_attempts=2), author)
+
+    assert [(h.program, h.origin) for h in result.history] == [("lgbm-fast", "template"), (result.history[1].program,
+                                                                                            "llm-draft")]
+    assert result.first_valid_seconds is not None and result.first_valid_seconds < 6.0
+    assert author.tally.calls == 2
