@@ -196,7 +196,7 @@ def solve(
         templates = TemplateAuthor()
         starter = templates.draft(profile, templates.plan(profile, options.time_limit))[0]
         drafting = _InBackground(lambda: _plan_and_draft(author, profile, options))
-        loop._attempt(starter, n_waiting=1)
+        loop.attempt(starter, n_waiting=1)
         plan, drafts = drafting.result()
         drafts = [d for d in drafts if not (d.origin == "template" and d.name == starter.name)]
     (workdir / "plan.json").write_text(plan.model_dump_json(indent=2))
@@ -301,7 +301,7 @@ class _Loop:
                 if improved is None:
                     return
                 program = improved
-            result = self._attempt(program, n_waiting=len(queue) + 1)
+            result = self.attempt(program, n_waiting=len(queue) + 1)
             if result.ok:
                 continue
             if repairs < self.options.max_repairs and self.remaining() >= MIN_ATTEMPT_SECONDS:
@@ -311,7 +311,7 @@ class _Loop:
                     self.progress("repair", f"{program.name} → {fixed.name}")
                     queue.appendleft(fixed)
 
-    def _attempt(self, program: Program, n_waiting: int) -> AttemptResult:
+    def attempt(self, program: Program, n_waiting: int) -> AttemptResult:
         number = len(self.history) + 1
         remaining = self.remaining()
         # The first success matters most: it gets all the time there is. Later attempts are asked to
