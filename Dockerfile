@@ -1,6 +1,6 @@
 # The Batch container for CPU jobs: `python -m batch_agent prepare|train --job-id ID --bucket B --attempt N`.
 # Build context: the repository root (see .dockerignore). The job definition supplies the command
-# (batch_agent.names.BATCH_COMMAND), the KAGGLE_SOLVER_* settings and the Kaggle credentials.
+# (batch_agent.service.names.BATCH_COMMAND), the KAGGLE_SOLVER_* settings and the Kaggle credentials.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,7 +25,7 @@ COPY batch_agent ./batch_agent
 COPY lambdas ./lambdas
 COPY statemachine ./statemachine
 RUN pip install --no-deps . \
-    && python -c "import batch_agent.pipeline_steps, batch_agent.solve, lightgbm, sklearn"
+    && python -c "import batch_agent.service.pipeline_steps, batch_agent.solver.solve, lightgbm, sklearn"
 
 # Training programs run as this unprivileged user; scratch space lives in /tmp.
 RUN useradd --create-home --uid 10001 solver \

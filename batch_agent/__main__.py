@@ -16,7 +16,7 @@ import time
 
 from botocore.exceptions import ClientError
 
-from batch_agent.errors import SolverError
+from batch_agent.solver.errors import SolverError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("train needs --attempt N (N >= 1)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from batch_agent.pipeline_steps import prepare_job, record_compute, service_clients, train_job
-    from batch_agent.service_settings import ContainerSettings
+    from batch_agent.service.pipeline_steps import prepare_job, record_compute, service_clients, train_job
+    from batch_agent.service.settings import ContainerSettings
 
     settings = ContainerSettings(artifacts_bucket=args.bucket)  # type: ignore[call-arg]
     clients = service_clients(settings.jobs_table, settings.artifacts_bucket)

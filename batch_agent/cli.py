@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from batch_agent.author import ProgramAuthor
-from batch_agent.errors import InputError, SolverError
+from batch_agent.solver.author import ProgramAuthor
+from batch_agent.solver.errors import InputError, SolverError
 
 
 class CliSettings(BaseSettings):
@@ -119,9 +119,9 @@ class _ProgressPrinter:
 
 def _author(args: argparse.Namespace) -> ProgramAuthor:
     """Claude with the templates as candidates and fallback, or the templates alone with --no-llm."""
-    from batch_agent.llm import LLMSettings
-    from batch_agent.llm_author import choose_author
-    from batch_agent.templates import TemplateAuthor
+    from batch_agent.llm.author import choose_author
+    from batch_agent.llm.calls import LLMSettings
+    from batch_agent.solver.templates import TemplateAuthor
 
     llm_settings = LLMSettings() if args.max_cost is None else LLMSettings(max_cost_usd=args.max_cost)
     return choose_author(llm_settings, no_llm=args.no_llm, fallback=TemplateAuthor())
@@ -129,7 +129,7 @@ def _author(args: argparse.Namespace) -> ProgramAuthor:
 
 def _llm_usage(author: ProgramAuthor) -> dict[str, Any] | None:
     """Tokens, cost and any fallback of a Claude author, with a one-line summary; None for templates alone."""
-    from batch_agent.llm_author import ClaudeAuthor
+    from batch_agent.llm.author import ClaudeAuthor
 
     if not isinstance(author, ClaudeAuthor):
         return None
@@ -137,7 +137,7 @@ def _llm_usage(author: ProgramAuthor) -> dict[str, Any] | None:
 
 
 def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int:
-    from batch_agent.solve import SolveOptions, solve
+    from batch_agent.solver.solve import SolveOptions, solve
 
     output = args.output.expanduser()
     if not output.parent.exists():
@@ -197,11 +197,11 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
 
 def _competition_of(source: str) -> str | None:
     """The competition slug when SOURCE is a Kaggle URL, else None (a folder or zip)."""
-    from batch_agent.source import is_url
+    from batch_agent.solver.source import is_url
 
     if not is_url(source):
         return None
-    from batch_agent.kaggle_api import competition_slug
+    from batch_agent.kaggle.client import competition_slug
 
     return competition_slug(source)
 
@@ -210,9 +210,9 @@ def _kaggle_report(
     slug: str, cv_score: float, higher_is_better: bool, metric: str, submit: bool, output: Path
 ) -> list[str]:
     """Where the CV score would land on the leaderboard and, with --submit, the public score."""
-    from batch_agent.kaggle_api import estimate_rank
-    from batch_agent.kaggle_api import submit as submit_to_kaggle
-    from batch_agent.leaderboard import describe_rank
+    from batch_agent.kaggle.client import estimate_rank
+    from batch_agent.kaggle.client import submit as submit_to_kaggle
+    from batch_agent.kaggle.leaderboard import describe_rank
 
     lines = []
     estimate = estimate_rank(slug, cv_score, higher_is_better)
@@ -235,9 +235,9 @@ def _kaggle_report(
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from batch_agent.kaggle_api import competition_slug, download_leaderboard
-    from batch_agent.leaderboard import summarize_leaderboard
-    from batch_agent.source import is_url
+    from batch_agent.kaggle.client import competition_slug, download_leaderboard
+    from batch_agent.kaggle.leaderboard import summarize_leaderboard
+    from batch_agent.solver.source import is_url
 
     slug = competition_slug(args.competition) if is_url(args.competition) else args.competition.strip().lower()
     entries = download_leaderboard(slug)
@@ -246,7 +246,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from batch_agent.local_stack import EmulatedStack, serve
+    from batch_agent.local.stack import EmulatedStack, serve
 
     def ready(stack: EmulatedStack, base: str) -> None:
         print(f"emulated AWS: {stack.endpoint} (AWS_ENDPOINT_URL for the aws CLI and boto3)", file=sys.stderr)

@@ -37,7 +37,7 @@ from typing import Any
 import boto3
 import httpx
 
-from batch_agent import names
+from batch_agent.service import names
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "breast-cancer-diagnosis"
 SLUG = EXAMPLE.name

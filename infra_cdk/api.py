@@ -11,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from batch_agent import names
+from batch_agent.service import names
 from infra_cdk.environments import DeploymentSettings
 from infra_cdk.functions import ServiceFunction
 from infra_cdk.storage import log_retention, removal_policy

@@ -45,7 +45,7 @@ class DeploymentSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Resource names are "{prefix}-kaggle-solver-{base}" (batch_agent.names.resource_name).
+    # Resource names are "{prefix}-kaggle-solver-{base}" (batch_agent.service.names.resource_name).
     prefix: str = Field(pattern=r"^[a-z][a-z0-9]{1,11}$")
     # None: the account and region of the credentials the CDK CLI runs with.
     account: str | None = Field(default=None, pattern=r"^\d{12}$")

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from batch_agent import names
+from batch_agent.service import names
 from infra_cdk.environments import DeploymentSettings
 from infra_cdk.lambda_bundle import ARCHITECTURE, RUNTIME
 from infra_cdk.storage import log_retention, removal_policy

@@ -18,8 +18,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from batch_agent import names
-from batch_agent.state_machine import ASL_PATH, definition_substitutions
+from batch_agent.service import names
+from batch_agent.service.state_machine import ASL_PATH, definition_substitutions
 from infra_cdk.environments import DeploymentSettings
 from infra_cdk.functions import ServiceFunction
 from infra_cdk.storage import log_retention, removal_policy

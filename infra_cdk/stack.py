@@ -9,7 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from batch_agent import names
+from batch_agent.service import names
 from infra_cdk.api import ServiceApi
 from infra_cdk.environments import DeploymentSettings
 from infra_cdk.lambda_bundle import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code

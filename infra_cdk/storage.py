@@ -8,7 +8,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from batch_agent import names
+from batch_agent.service import names
 from infra_cdk.environments import LOG_RETENTION_DAYS, DeploymentSettings
 
 # Epoch seconds after which DynamoDB deletes a job record; the runtime writes it

@@ -19,7 +19,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from batch_agent import names
+from batch_agent.service import names
 from infra_cdk.environments import DeploymentSettings
 from infra_cdk.lambda_bundle import REPO_ROOT
 from infra_cdk.storage import log_retention, removal_policy

@@ -37,21 +37,21 @@ import urllib3
 from pydantic import BaseModel, ConfigDict, Field
 from requests.adapters import HTTPAdapter
 
-from batch_agent.errors import InputError
-from batch_agent.leaderboard import (
+from batch_agent.kaggle.leaderboard import (
     LeaderboardEntry,
     LeaderboardSnapshot,
     RankEstimate,
     infer_higher_is_better,
     rank_score,
 )
+from batch_agent.solver.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _CHUNK = 1 << 16
 _LEADERBOARD_PAGE = 100
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 _KAGGLE_HOSTS = {"kaggle.com", "www.kaggle.com"}
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$|^[a-z0-9]$", re.IGNORECASE)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.kaggle_api import KaggleOptions, run_kernel
-from batch_agent.plan import AttemptResult, Program
-from batch_agent.solve import SOFT_BUDGET_FRACTION, check_outputs
+from batch_agent.kaggle.client import KaggleOptions, run_kernel
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, Program
+from batch_agent.solver.solve import SOFT_BUDGET_FRACTION, check_outputs
 
 # Kernels wait in Kaggle's queue before they start; allow for it on top of the budget.
 QUEUE_ALLOWANCE_S = 900.0

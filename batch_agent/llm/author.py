@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from batch_agent import prompts
-from batch_agent.author import ProgramAuthor
-from batch_agent.competition import CompetitionProfile
-from batch_agent.llm import CostTally, LLMError, LLMSettings, call_tool, make_client
-from batch_agent.plan import AttemptResult, Origin, Plan, Program
+from batch_agent.llm import prompts
+from batch_agent.llm.calls import CostTally, LLMError, LLMSettings, call_tool, make_client
+from batch_agent.solver.author import ProgramAuthor
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, Origin, Plan, Program
 
 if TYPE_CHECKING:
     import anthropic

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from batch_agent.errors import SolverError
+from batch_agent.solver.errors import SolverError
 
 if TYPE_CHECKING:
     # The SDK takes seconds to import; only runs that call Claude pay for it.

@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-import batch_agent.plan as plan_module
-from batch_agent.competition import CompetitionProfile
-from batch_agent.errors import InputError
-from batch_agent.llm import tool_definition
-from batch_agent.metrics import get_metric
-from batch_agent.plan import AttemptResult, Plan, Program
+import batch_agent.solver.plan as plan_module
+from batch_agent.llm.calls import tool_definition
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.errors import InputError
+from batch_agent.solver.metrics import get_metric
+from batch_agent.solver.plan import AttemptResult, Plan, Program
 
 # Bounds on what goes into a prompt, so a huge description or log cannot blow the context.
 MAX_DESCRIPTION_CHARS = 20_000
@@ -288,7 +288,7 @@ def history_table(history: list[AttemptResult]) -> str:
 
 TEMPLATE_NOTE = """\
 This program is a template: it calls the product's training library
-(batch_agent.training.main) with the inline CONFIG. CONFIG["model"] is one model:
+(batch_agent.solver.training.main) with the inline CONFIG. CONFIG["model"] is one model:
 family (lightgbm, linear, extra_trees, random_forest or knn), params (LightGBM
 parameters plus n_rounds and early_stopping; extra/random forest n_estimators;
 linear strengths), seeds (averaged) and features. You may change CONFIG, or replace
@@ -301,7 +301,7 @@ def improve_messages(
 ) -> list[dict[str, Any]]:
     score = f"{best_score:.6g}" if best_score is not None else "unknown"
     tried_text = "\n".join(f"- {t}" for t in tried) or "- (none yet)"
-    template_note = TEMPLATE_NOTE + "\n" if "batch_agent.training" in best.code else ""
+    template_note = TEMPLATE_NOTE + "\n" if "batch_agent.solver.training" in best.code else ""
     return _user(
         f"The best program so far is {best.name!r} with CV {metric} = {score} "
         f"({metric_direction(metric)}).\n\n"

@@ -1,4 +1,4 @@
-"""A warm Lambda container for the emulated stack: ``python -m batch_agent.local_lambda HANDLER``.
+"""A warm Lambda container for the emulated stack: ``python -m batch_agent.local.lambda_worker HANDLER``.
 
 Imports the handler once (the cold start), then answers one invocation per line:
 reads ``{"event": ...}`` on stdin and writes ``{"ok": true, "payload": ...}`` or

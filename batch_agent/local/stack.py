@@ -2,14 +2,14 @@
 
 ``EmulatedStack`` starts moto's server in this process with state-machine
 execution on, creates the resources the CDK app defines (names from
-``batch_agent.names``, the same ASL), and closes the gaps moto leaves
+``batch_agent.service.names``, the same ASL), and closes the gaps moto leaves
 (DESIGN.md §4):
 
 * Step Functions' Batch integration passes ``JobName``-style parameters to boto3
   unchanged: they are normalised to the API's camelCase (and the response back
   to PascalCase, as Step Functions returns it);
 * a Lambda invoke without Docker does not run the function: here it runs the
-  function's real handler in a warm worker process (``batch_agent.local_lambda``)
+  function's real handler in a warm worker process (``batch_agent.local.lambda_worker``)
   with the function's environment and ``AWS_ENDPOINT_URL`` pointing at the emulator;
 * a Batch job without Docker is marked SUCCEEDED at once: here the job
   definition's command (with its ``Ref::`` parameters filled) runs as a local
@@ -53,14 +53,14 @@ from typing import Any
 
 import boto3
 
-from batch_agent import names
-from batch_agent.state_machine import local_arns, render_definition
+from batch_agent.service import names
+from batch_agent.service.state_machine import local_arns, render_definition
 
 log = logging.getLogger(__name__)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account: Lambda roles must live in it
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MOTO_VERSION = "5.2.5"
 
 # Variables a local Batch job or Lambda worker inherits from this process (never secrets of other services).
@@ -320,7 +320,7 @@ class EmulatedStack:
 
     def seed_competition(self, slug: str, folder: Path) -> int:
         """Fill the S3 cache for a slug from a local folder, as a user would for offline use."""
-        from batch_agent.artifacts import cache_prefix, upload_folder
+        from batch_agent.service.artifacts import cache_prefix, upload_folder
 
         return len(upload_folder(self.client("s3"), self.bucket, cache_prefix(slug), folder))
 
@@ -638,7 +638,7 @@ class _LambdaWorkers:
         )
         log_file = open(self.log_dir / f"lambda-{fn.function_name}.log", "ab")  # noqa: SIM115 - lives with the worker
         process = subprocess.Popen(
-            [sys.executable, "-m", "batch_agent.local_lambda", fn.handler],
+            [sys.executable, "-m", "batch_agent.local.lambda_worker", fn.handler],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log_file,

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batch_agent import names
+from batch_agent.service import names
 
 # Files a program writes that are not worth keeping in S3 above this size.
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024

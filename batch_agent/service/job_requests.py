@@ -20,11 +20,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
-from batch_agent import artifacts, jobs
-from batch_agent.errors import InputError, SolverError
-from batch_agent.jobs import AttemptSummary, JobRecord, JobStatus
-from batch_agent.kaggle_api import competition_slug
-from batch_agent.service_settings import ApiSettings
+from batch_agent.kaggle.client import competition_slug
+from batch_agent.service import artifacts, jobs
+from batch_agent.service.jobs import AttemptSummary, JobRecord, JobStatus
+from batch_agent.service.settings import ApiSettings
+from batch_agent.solver.errors import InputError, SolverError
 
 # Job ids made from an idempotency key: the same key always names the same job.
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("7b0f5d1e-2f43-4c8e-9a52-5f0d7c1b9e21")

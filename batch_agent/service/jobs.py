@@ -19,7 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from batch_agent import names
+from batch_agent.service import names
 
 JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from batch_agent.errors import SolverError
-from batch_agent.leaderboard import LeaderboardSnapshot, RankEstimate
+from batch_agent.kaggle.leaderboard import LeaderboardSnapshot, RankEstimate
+from batch_agent.solver.errors import SolverError
 
 if TYPE_CHECKING:
-    from batch_agent.kaggle_api import KaggleOptions
+    from batch_agent.kaggle.client import KaggleOptions
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def sync_leaderboards(
     One competition's failure (rules, not found, Kaggle down) is reported and the
     others still sync; the previous snapshot stays in place.
     """
-    from batch_agent.kaggle_api import fetch_leaderboard_snapshot
+    from batch_agent.kaggle.client import fetch_leaderboard_snapshot
 
     outcome: dict[str, str] = {}
     for slug in sorted(set(slugs)):

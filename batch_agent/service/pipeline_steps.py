@@ -24,13 +24,13 @@ from typing import Any
 
 import boto3
 
-from batch_agent import artifacts, jobs
-from batch_agent.author import ProgramAuthor
-from batch_agent.competition import CompetitionProfile
-from batch_agent.errors import SolverError
-from batch_agent.jobs import AttemptSummary, JobRecord
-from batch_agent.plan import AttemptResult, Plan, Program
-from batch_agent.service_settings import ContainerSettings, StepSettings
+from batch_agent.service import artifacts, jobs
+from batch_agent.service.jobs import AttemptSummary, JobRecord
+from batch_agent.service.settings import ContainerSettings, StepSettings
+from batch_agent.solver.author import ProgramAuthor
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.errors import SolverError
+from batch_agent.solver.plan import AttemptResult, Plan, Program
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def seconds_left(job: JobRecord) -> float:
 
 
 def higher_is_better(metric: str) -> bool:
-    from batch_agent.metrics import get_metric
+    from batch_agent.solver.metrics import get_metric
 
     try:
         return get_metric(metric).higher_is_better
@@ -146,7 +146,7 @@ def author_for(settings: StepSettings, job: JobRecord | None = None) -> ProgramA
         if not settings.anthropic_secret_arn:
             raise SolverError("author 'claude' needs KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN")
         return _claude_author(_secret_string(settings.anthropic_secret_arn), job)
-    from batch_agent.templates import TemplateAuthor
+    from batch_agent.solver.templates import TemplateAuthor
 
     return TemplateAuthor()
 
@@ -169,9 +169,9 @@ def _secret_string(secret_arn: str) -> str:
 def _claude_author(api_key: str, job: JobRecord | None) -> ProgramAuthor:
     from pydantic import SecretStr
 
-    from batch_agent.llm import LLMSettings
-    from batch_agent.llm_author import resume_author
-    from batch_agent.templates import TemplateAuthor
+    from batch_agent.llm.author import resume_author
+    from batch_agent.llm.calls import LLMSettings
+    from batch_agent.solver.templates import TemplateAuthor
 
     return resume_author(
         LLMSettings(api_key=SecretStr(api_key)),
@@ -206,7 +206,7 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     if artifacts.download_prefix(clients.s3, clients.bucket, prefix, folder) == 0:
-        from batch_agent.kaggle_api import download_competition
+        from batch_agent.kaggle.client import download_competition
 
         downloaded = Path(download_competition(slug, folder))
         artifacts.upload_folder(clients.s3, clients.bucket, prefix, downloaded)
@@ -221,7 +221,7 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
 
 def _save_leaderboard(clients: ServiceClients, slug: str) -> None:
     """Best effort: a snapshot of the public leaderboard, so finish can rank the CV score without Kaggle."""
-    from batch_agent.kaggle_api import KaggleOptions, fetch_leaderboard_snapshot
+    from batch_agent.kaggle.client import KaggleOptions, fetch_leaderboard_snapshot
 
     try:
         snapshot = fetch_leaderboard_snapshot(slug, options=KaggleOptions(max_attempts=2))
@@ -244,7 +244,7 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
     job = _job(clients, job_id)
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data")
     try:
-        from batch_agent.profiling import profile_competition
+        from batch_agent.solver.profiling import profile_competition
 
         data_dir = fetch_competition(clients, settings, job.competition)
         profile = profile_competition(data_dir)
@@ -264,7 +264,7 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
 
 def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int) -> AttemptResult:
     """Run attempt n's program in the sandbox and store its result and files under attempts/{n}/."""
-    from batch_agent.solve import run_attempt
+    from batch_agent.solver.solve import run_attempt
 
     job = _job(clients, job_id)
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "train", attempt=attempt, message="training")
@@ -308,7 +308,7 @@ def _blend_so_far(
     ({"after_attempt", "cv_score", "weights", "submission_key"}) when a blend beats
     the best single attempt and the blend stored before it.
     """
-    from batch_agent.blend import blend_attempts
+    from batch_agent.solver.blend import blend_attempts
 
     others = [a for a in job.attempts if a.ok and a.number != latest.number]
     if not others:
@@ -375,7 +375,7 @@ def generate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
 
 def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
     """Check the attempt's submission against the competition, record the attempt, decide what comes next."""
-    from batch_agent.submission import validate_submission
+    from batch_agent.solver.submission import validate_submission
 
     job_id, attempt = state["job_id"], int(state["attempt"])
     job = _job(clients, job_id)
@@ -530,7 +530,7 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
 
 def _usable_blend(clients: ServiceClients, job: JobRecord, best: AttemptSummary, higher: bool) -> dict[str, Any] | None:
     """The stored blend when it beats the best single attempt and its submission passes validation."""
-    from batch_agent.submission import validate_submission
+    from batch_agent.solver.submission import validate_submission
 
     blend = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.job_key(job.job_id, "blend.json"))
     if blend is None or best.cv_score is None:
@@ -548,7 +548,7 @@ def _usable_blend(clients: ServiceClients, job: JobRecord, best: AttemptSummary,
 def _rank_on_leaderboard(
     clients: ServiceClients, slug: str, score: float | None, higher: bool
 ) -> dict[str, Any] | None:
-    from batch_agent.leaderboard import LeaderboardSnapshot, describe_rank
+    from batch_agent.kaggle.leaderboard import LeaderboardSnapshot, describe_rank
 
     data = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.leaderboard_key(slug))
     if data is None or score is None:

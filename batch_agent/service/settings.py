@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from batch_agent.names import ENV_PREFIX
+from batch_agent.service.names import ENV_PREFIX
 
 
 class _ServiceSettings(BaseSettings):

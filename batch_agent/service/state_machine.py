@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from batch_agent import names
+from batch_agent.service import names
 
-ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "pipeline.asl.json"
+ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json"
 
 PLACEHOLDERS: tuple[str, ...] = (
     "PlanFunctionArn",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.plan import AttemptResult, Plan, Program
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, Plan, Program
 
 
 class ProgramAuthor(Protocol):

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.plan import AttemptResult
-from batch_agent.predictions import Decision, cv_score, encode_target, fit_decision, submission_frame
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult
+from batch_agent.solver.predictions import Decision, cv_score, encode_target, fit_decision, submission_frame
 
 MAX_ROUNDS = 25
 _FITTED_AFTER_SELECTION = frozenset({"log_loss", "qwk"})

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from batch_agent.errors import InputError
+from batch_agent.solver.errors import InputError
 
 Needs = Literal["score", "label", "value", "top_k"]
 TaskFamily = Literal["classification", "regression"]

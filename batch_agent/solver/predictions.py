@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.profiling import normalise_id
-from batch_agent.scoring import score
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.profiling import normalise_id
+from batch_agent.solver.scoring import score
 
 EPS = 1e-15
 _TEMPERATURES = np.exp(np.linspace(np.log(0.4), np.log(2.5), 41))

@@ -13,10 +13,10 @@ from typing import Literal
 
 import pandas as pd
 
-from batch_agent.competition import ColumnInfo, ColumnKind, CompetitionProfile, PredictionFormat, TaskType
-from batch_agent.errors import InputError
-from batch_agent.metrics import get_metric, known_metrics, parse_metric
-from batch_agent.submission import normalise_value
+from batch_agent.solver.competition import ColumnInfo, ColumnKind, CompetitionProfile, PredictionFormat, TaskType
+from batch_agent.solver.errors import InputError
+from batch_agent.solver.metrics import get_metric, known_metrics, parse_metric
+from batch_agent.solver.submission import normalise_value
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn import metrics as skm
 
-from batch_agent.metrics import get_metric, metric_k
+from batch_agent.solver.metrics import get_metric, metric_k
 
 LOG_LOSS_EPS = 1e-15
 

@@ -21,16 +21,16 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from batch_agent.author import ProgramAuthor
-from batch_agent.competition import CompetitionProfile
-from batch_agent.errors import AttemptsExhaustedError, InputError
-from batch_agent.metrics import get_metric
-from batch_agent.plan import AttemptResult, Plan, Program
-from batch_agent.profiling import profile_competition
-from batch_agent.sandbox import TERM_GRACE_SECONDS, run_sandboxed
-from batch_agent.source import resolve_source
-from batch_agent.submission import validate_submission
-from batch_agent.templates import TemplateAuthor
+from batch_agent.solver.author import ProgramAuthor
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.errors import AttemptsExhaustedError, InputError
+from batch_agent.solver.metrics import get_metric
+from batch_agent.solver.plan import AttemptResult, Plan, Program
+from batch_agent.solver.profiling import profile_competition
+from batch_agent.solver.sandbox import TERM_GRACE_SECONDS, run_sandboxed
+from batch_agent.solver.source import resolve_source
+from batch_agent.solver.submission import validate_submission
+from batch_agent.solver.templates import TemplateAuthor
 
 Progress = Callable[[str, str], None]
 T = TypeVar("T")
@@ -206,7 +206,7 @@ def solve(
         last = loop.history[-1].reason if loop.history else "no time to run any program"
         raise AttemptsExhaustedError(f"every attempt failed ({len(loop.history)} attempts); last error: {last}")
 
-    from batch_agent.blend import blend_attempts
+    from batch_agent.solver.blend import blend_attempts
 
     progress("blend", f"combining {sum(h.ok for h in loop.history)} successful attempts")
     final = blend_attempts(profile, [h for h in loop.history if h.ok], workdir / "final",
@@ -320,7 +320,7 @@ class _Loop:
         self.progress("train", f"attempt {number}: {program.name} ({program.origin}), budget {budget:.0f} s")
         attempt_dir = self.workdir / f"attempt-{number:02d}-{_slug(program.name)}"
         if self.options.compute == "kaggle-gpu" and self.options.kaggle_slug is not None:
-            from batch_agent.kaggle_compute import run_attempt_on_kaggle
+            from batch_agent.kaggle.kernel_attempts import run_attempt_on_kaggle
 
             # Kaggle errors (quota, rules, credentials) propagate: every later attempt would hit them too.
             result = run_attempt_on_kaggle(self.profile, program, attempt_dir, slug=self.options.kaggle_slug,

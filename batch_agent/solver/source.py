@@ -7,7 +7,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from batch_agent.errors import InputError
+from batch_agent.solver.errors import InputError
 
 _URL = re.compile(r"^(https?://|www\.|kaggle\.com/)", re.IGNORECASE)
 
@@ -25,7 +25,7 @@ def resolve_source(
 ) -> Path:
     """The folder holding the competition's files; downloads (through the cache) for a URL."""
     if is_url(source):
-        from batch_agent.kaggle_api import competition_slug, download_competition
+        from batch_agent.kaggle.client import competition_slug, download_competition
 
         slug = competition_slug(source)
         (workdir / "data").mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from batch_agent.competition import CompetitionProfile
+from batch_agent.solver.competition import CompetitionProfile
 
 # Cells as wide as a long text field must not make the csv module give up.
 csv.field_size_limit(2**31 - 1)

@@ -1,7 +1,7 @@
 """The rule-based planner and template program writer: the author used when no LLM is configured.
 
 Plans are chosen from the profile alone (size, feature kinds, metric); programs
-are a JSON config plus a call into ``batch_agent.training``. Stdlib + pydantic:
+are a JSON config plus a call into ``batch_agent.solver.training``. Stdlib + pydantic:
 the plan/generate/repair Lambdas import this module.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.plan import AttemptResult, ModelSpec, Plan, Program
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, ModelSpec, Plan, Program
 
 _PROGRAM = '''"""Training program for "{title}" ({metric}), model "{name}".
 
@@ -27,7 +27,7 @@ STARTED = time.monotonic()  # the time budget counts the imports below too
 import json  # noqa: E402
 import sys  # noqa: E402
 
-from batch_agent.training import main  # noqa: E402
+from batch_agent.solver.training import main  # noqa: E402
 
 CONFIG = json.loads(r"""
 {config}

@@ -4,7 +4,7 @@ A template program is a config plus a call to :func:`main`. It builds features,
 trains one model family with the plan's cross-validation folds, scores the
 out-of-fold predictions with the competition's metric, and writes
 submission.csv, metrics.json, oof.npy and test_pred.npy into its working
-directory (the contract in ``batch_agent/plan.py``).
+directory (the contract in ``batch_agent/solver/plan.py``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.plan import ModelSpec
-from batch_agent.predictions import (
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import ModelSpec
+from batch_agent.solver.predictions import (
     Decision,
     cv_score,
     encode_target,

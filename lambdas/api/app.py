@@ -1,4 +1,4 @@
-"""The HTTP API: FastAPI routes that parse a request and call one function of batch_agent.job_requests.
+"""The HTTP API: FastAPI routes that parse a request and call one function of batch_agent.service.job_requests.
 
 Served by the API Gateway Lambda through Mangum (``handler.py``) and locally by
 uvicorn (``kaggle-solver serve``): ``uvicorn --factory lambdas.api.app:create_app``.
@@ -14,9 +14,8 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from batch_agent import job_requests
-from batch_agent.errors import InputError
-from batch_agent.job_requests import (
+from batch_agent.service import job_requests
+from batch_agent.service.job_requests import (
     ApiClients,
     JobLogs,
     JobNotReadyError,
@@ -26,8 +25,9 @@ from batch_agent.job_requests import (
     JobStatusView,
     RunRequest,
 )
-from batch_agent.jobs import JobNotFoundError
-from batch_agent.service_settings import ApiSettings
+from batch_agent.service.jobs import JobNotFoundError
+from batch_agent.service.settings import ApiSettings
+from batch_agent.solver.errors import InputError
 
 _ERROR_STATUS: dict[type[Exception], int] = {
     InputError: 422,

@@ -11,9 +11,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match
 from pydantic_settings import BaseSettings
 
-from batch_agent import names
-from batch_agent.service_settings import ApiSettings, ContainerSettings, StepSettings
-from batch_agent.state_machine import ASL_PATH, PLACEHOLDERS
+from batch_agent.service import names
+from batch_agent.service.settings import ApiSettings, ContainerSettings, StepSettings
+from batch_agent.service.state_machine import ASL_PATH, PLACEHOLDERS
 from infra_cdk.environments import ENVIRONMENTS, DeploymentSettings, settings_for
 from infra_cdk.nag import AWS_REQUIRED_STAR_ACTIONS
 from infra_cdk.pipeline import LLM_STEPS
@@ -231,7 +231,7 @@ def test_api_key_is_required_on_run(synthesized: dict[str, Synthesized], env: st
 def test_api_gateway_routes_are_the_fastapi_routes(synthesized: dict[str, Synthesized]) -> None:
     from fastapi.routing import APIRoute
 
-    from batch_agent.job_requests import ApiClients
+    from batch_agent.service.job_requests import ApiClients
     from lambdas.api.app import create_app
 
     settings = ApiSettings(jobs_table="t", artifacts_bucket="b", state_machine_arn="arn:aws:states:::x")
@@ -459,7 +459,7 @@ def test_runtime_code_never_imports_the_cdk() -> None:
 
 
 def test_local_environment_uses_the_emulated_stack_names(synthesized: dict[str, Synthesized]) -> None:
-    from batch_agent.local_stack import StackOptions
+    from batch_agent.local.stack import StackOptions
 
     prefix = StackOptions().prefix
     synth = synthesized["local"]

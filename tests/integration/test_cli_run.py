@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from batch_agent import cli
-from batch_agent.plan import Program
-from batch_agent.templates import TemplateAuthor
+from batch_agent.solver.plan import Program
+from batch_agent.solver.templates import TemplateAuthor
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "breast-cancer-diagnosis"

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent.errors import InputError
-from batch_agent.kaggle_api import (
+from batch_agent.kaggle.client import (
     KaggleAuthError,
     KaggleNotFoundError,
     KaggleOptions,
@@ -19,6 +18,7 @@ from batch_agent.kaggle_api import (
     competition_metadata,
     download_competition,
 )
+from batch_agent.solver.errors import InputError
 from tests.fakes.kaggle_server import RULES_MESSAGE, FakeCompetition, FakeKaggle, fake_kaggle
 
 __all__ = ["fake_kaggle"]

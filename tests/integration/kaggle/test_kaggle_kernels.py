@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.kaggle_api import (
+from batch_agent.kaggle.client import (
     KaggleOptions,
     KaggleQuotaError,
     KaggleRulesNotAcceptedError,
     run_kernel,
 )
-from batch_agent.kaggle_compute import run_attempt_on_kaggle
-from batch_agent.plan import Program
+from batch_agent.kaggle.kernel_attempts import run_attempt_on_kaggle
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import Program
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 
 __all__ = ["fake_kaggle"]
@@ -29,7 +29,7 @@ PROGRAM = """
 import argparse, json
 from pathlib import Path
 
-import batch_agent.leaderboard as lb
+import batch_agent.kaggle.leaderboard as lb
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--data")
@@ -81,7 +81,7 @@ def test_kernel_runs_program_on_gpu_and_brings_back_submission_and_log(
     assert result.log is not None
     log = result.log.read_text()
     assert "kaggle-solver: data in" in log
-    assert "scratch/batch_agent/leaderboard.py" in log  # the program imported the bundled package
+    assert "scratch/batch_agent/kaggle/leaderboard.py" in log  # the program imported the bundled package
     push = fake_kaggle.calls("SaveKernel")[0].body
     assert push["competitionDataSources"] == ["gpu-comp"]
     assert push["enableGpu"] is True and push["machineShape"] == "NvidiaTeslaT4"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent.kaggle_api import (
+from batch_agent.kaggle.client import (
     KaggleAuthError,
     KaggleOptions,
     KaggleQuotaError,

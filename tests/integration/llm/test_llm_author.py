@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from batch_agent.competition import ColumnInfo, CompetitionProfile
-from batch_agent.llm import LLMSettings
-from batch_agent.llm_author import ClaudeAuthor, resume_author
-from batch_agent.plan import AttemptResult, Program
-from batch_agent.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL
-from batch_agent.templates import TemplateAuthor
+from batch_agent.llm.author import ClaudeAuthor, resume_author
+from batch_agent.llm.calls import LLMSettings
+from batch_agent.llm.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, Program
+from batch_agent.solver.templates import TemplateAuthor
 from tests.fakes.anthropic_server import FakeAnthropic, error_reply, fake_anthropic, tool_reply, usage
 
 __all__ = ["fake_anthropic"]

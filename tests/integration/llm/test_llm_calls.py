@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from batch_agent.llm import (
+from batch_agent.llm.calls import (
     CostTally,
     LLMAuthError,
     LLMBudgetError,
@@ -18,7 +18,7 @@ from batch_agent.llm import (
     call_tool,
     make_client,
 )
-from batch_agent.prompts import PLAN_TOOL, PlanOutput, all_tools
+from batch_agent.llm.prompts import PLAN_TOOL, PlanOutput, all_tools
 from tests.fakes.anthropic_server import (
     FakeAnthropic,
     Recorded,

@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from batch_agent.author import ProgramAuthor
 from batch_agent.cli import main
-from batch_agent.competition import CompetitionProfile
-from batch_agent.llm import LLMSettings
-from batch_agent.llm_author import ClaudeAuthor
-from batch_agent.plan import AttemptResult, Plan, Program
-from batch_agent.profiling import profile_competition
-from batch_agent.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL
-from batch_agent.solve import SolveOptions, solve
-from batch_agent.submission import validate_submission
-from batch_agent.templates import TemplateAuthor
+from batch_agent.llm.author import ClaudeAuthor
+from batch_agent.llm.calls import LLMSettings
+from batch_agent.llm.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL
+from batch_agent.solver.author import ProgramAuthor
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, Plan, Program
+from batch_agent.solver.profiling import profile_competition
+from batch_agent.solver.solve import SolveOptions, solve
+from batch_agent.solver.submission import validate_submission
+from batch_agent.solver.templates import TemplateAuthor
 from tests.fakes.anthropic_server import (
     FakeAnthropic,
     Recorded,

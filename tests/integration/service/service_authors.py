@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.plan import AttemptResult, Plan, Program
-from batch_agent.templates import TemplateAuthor
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, Plan, Program
+from batch_agent.solver.templates import TemplateAuthor
 
 BROKEN_CODE = "raise RuntimeError('deliberate failure in the first program')\n"
 

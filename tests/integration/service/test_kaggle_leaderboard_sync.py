@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batch_agent.kaggle_api import KaggleOptions
-from batch_agent.leaderboard_sync import load_snapshot, snapshot_key, stored_rank, sync_leaderboards
+from batch_agent.kaggle.client import KaggleOptions
+from batch_agent.service.leaderboard_sync import load_snapshot, snapshot_key, stored_rank, sync_leaderboards
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 
 __all__ = ["fake_kaggle"]

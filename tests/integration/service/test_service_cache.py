@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent import artifacts
-from batch_agent.errors import InputError
-from batch_agent.local_stack import EmulatedStack, StackOptions
-from batch_agent.pipeline_steps import ServiceClients, fetch_competition
-from batch_agent.service_settings import ContainerSettings
+from batch_agent.local.stack import EmulatedStack, StackOptions
+from batch_agent.service import artifacts
+from batch_agent.service.pipeline_steps import ServiceClients, fetch_competition
+from batch_agent.service.settings import ContainerSettings
+from batch_agent.solver.errors import InputError
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 
 __all__ = ["fake_kaggle"]

@@ -15,19 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
-from batch_agent import names
-from batch_agent.competition import CompetitionProfile
-from batch_agent.local_stack import EmulatedStack, StackOptions
-from batch_agent.prompts import PLAN_TOOL, PROGRAM_TOOL
-from batch_agent.submission import validate_submission
+from batch_agent.llm.prompts import PLAN_TOOL, PROGRAM_TOOL
+from batch_agent.local.stack import EmulatedStack, StackOptions
+from batch_agent.service import names
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.submission import validate_submission
 from tests.fakes.anthropic_server import FakeAnthropic, fake_anthropic, tool_reply, usage
 
 __all__ = ["fake_anthropic"]
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "breast-cancer-diagnosis"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "breast-cancer-diagnosis"
 SLUG = "breast-cancer-diagnosis"
 URL = f"https://www.kaggle.com/competitions/{SLUG}"
-AUTHORS = "tests.integration.service_authors"
+AUTHORS = "tests.integration.service.service_authors"
 AUTHOR_STEPS = (names.PLAN_FUNCTION, names.GENERATE_FUNCTION, names.REPAIR_FUNCTION)
 USD_PER_HOUR = 0.36
 CLAUDE_PROGRAM = """\

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent import artifacts, jobs
-from batch_agent.competition import CompetitionProfile
-from batch_agent.jobs import AttemptSummary, JobRecord
-from batch_agent.local_stack import EmulatedStack, StackOptions
-from batch_agent.pipeline_steps import ServiceClients, _save_leaderboard, failure_message, finish_step
-from batch_agent.service_settings import StepSettings
+from batch_agent.local.stack import EmulatedStack, StackOptions
+from batch_agent.service import artifacts, jobs
+from batch_agent.service.jobs import AttemptSummary, JobRecord
+from batch_agent.service.pipeline_steps import ServiceClients, _save_leaderboard, failure_message, finish_step
+from batch_agent.service.settings import StepSettings
+from batch_agent.solver.competition import CompetitionProfile
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 
 __all__ = ["fake_kaggle"]

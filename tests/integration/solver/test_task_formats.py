@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch_agent.profiling import profile_competition
-from batch_agent.submission import validate_submission
+from batch_agent.solver.profiling import profile_competition
+from batch_agent.solver.submission import validate_submission
 
 N_TRAIN, N_TEST = 400, 100
 Builder = Callable[[np.random.Generator, pd.DataFrame], tuple[pd.DataFrame, list[str], str]]

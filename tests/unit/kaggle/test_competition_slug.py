@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from batch_agent.errors import InputError
-from batch_agent.kaggle_api import competition_slug
+from batch_agent.kaggle.client import competition_slug
+from batch_agent.solver.errors import InputError
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batch_agent.leaderboard import (
+from batch_agent.kaggle.leaderboard import (
     LeaderboardEntry,
     LeaderboardSnapshot,
     infer_higher_is_better,

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import boto3
 from moto import mock_aws
 
-from batch_agent.local_stack import ACCOUNT, REGION, jobs_table_definition
-from batch_agent.service_settings import ApiSettings
-from batch_agent.state_machine import local_arns, render_definition
+from batch_agent.local.stack import ACCOUNT, REGION, jobs_table_definition
+from batch_agent.service.settings import ApiSettings
+from batch_agent.service.state_machine import local_arns, render_definition
 
 TABLE = "unit-kaggle-solver-jobs"
 BUCKET = "unit-kaggle-solver-artifacts"

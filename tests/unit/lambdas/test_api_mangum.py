@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from batch_agent import names
-from tests.unit.api_backend import AWS_ENV, BUCKET, STATE_MACHINE_ARN, TABLE, api_backend
+from batch_agent.service import names
+from tests.unit.lambdas.api_backend import AWS_ENV, BUCKET, STATE_MACHINE_ARN, TABLE, api_backend
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def _event(name: str, job_id: str = "") -> dict[str, Any]:

@@ -9,11 +9,11 @@ import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from batch_agent import jobs
-from batch_agent.job_requests import api_clients
-from batch_agent.service_settings import ApiSettings
+from batch_agent.service import jobs
+from batch_agent.service.job_requests import api_clients
+from batch_agent.service.settings import ApiSettings
 from lambdas.api.app import create_app
-from tests.unit.api_backend import AWS_ENV, BUCKET, STATE_MACHINE_ARN, TABLE, api_backend
+from tests.unit.lambdas.api_backend import AWS_ENV, BUCKET, STATE_MACHINE_ARN, TABLE, api_backend
 
 URL = "https://www.kaggle.com/competitions/titanic"
 

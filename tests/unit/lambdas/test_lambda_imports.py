@@ -6,16 +6,16 @@ import json
 import subprocess
 import sys
 
-from batch_agent import names
+from batch_agent.service import names
 
 HEAVY = ("pandas", "numpy", "sklearn", "lightgbm", "scipy")
 # Imported lazily by the step Lambdas at run time (authors, validation, metric direction).
 LAZY_STEP_IMPORTS = (
-    "batch_agent.templates",
-    "batch_agent.llm_author",
-    "batch_agent.submission",
-    "batch_agent.metrics",
-    "batch_agent.leaderboard",
+    "batch_agent.solver.templates",
+    "batch_agent.llm.author",
+    "batch_agent.solver.submission",
+    "batch_agent.solver.metrics",
+    "batch_agent.kaggle.leaderboard",
 )
 
 
@@ -50,4 +50,4 @@ def test_api_handler_loads_no_numeric_library() -> None:
 
 
 def test_the_check_sees_a_heavy_import() -> None:
-    assert _heavy_modules_after_importing(["batch_agent.profiling"]) != []
+    assert _heavy_modules_after_importing(["batch_agent.solver.profiling"]) != []

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from batch_agent.competition import ColumnInfo, CompetitionProfile
-from batch_agent.plan import AttemptResult, Program
-from batch_agent.prompts import (
+from batch_agent.llm.prompts import (
     MAX_DESCRIPTION_CHARS,
     ImprovementOutput,
     ModelChoice,
@@ -21,6 +19,8 @@ from batch_agent.prompts import (
     repair_messages,
     system_blocks,
 )
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
+from batch_agent.solver.plan import AttemptResult, Program
 
 CONTRACT_CODE = (
     "import argparse\np = argparse.ArgumentParser()\np.add_argument('--data')\np.add_argument('--time-budget')\n"
@@ -103,7 +103,7 @@ def test_code_that_does_not_parse_is_rejected_with_its_line() -> None:
 def test_first_draft_must_follow_the_contract_but_changes_need_not_repeat_it() -> None:
     with pytest.raises(ValidationError, match=r"never mentions 'metrics\.json'"):
         ProgramOutput(summary="s", code="import argparse  # --data --time-budget submission.csv\n")
-    template_like = "from batch_agent.training import main\nmain({}, [])\n"
+    template_like = "from batch_agent.solver.training import main\nmain({}, [])\n"
     assert ImprovementOutput(change="more seeds", code=template_like).code == template_like
 
 
@@ -150,7 +150,7 @@ def test_repair_prompt_shows_code_reason_and_only_the_log_tail() -> None:
 
 def test_improving_a_template_explains_its_config() -> None:
     best = Program(
-        name="lgbm", code="from batch_agent.training import main\nCONFIG = {}\n", origin="template"
+        name="lgbm", code="from batch_agent.solver.training import main\nCONFIG = {}\n", origin="template"
     )
     history = [
         AttemptResult(

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.llm import CostTally, LLMAuthError, LLMSettings, make_client
-from batch_agent.llm_author import ClaudeAuthor, choose_author
-from batch_agent.templates import TemplateAuthor
+from batch_agent.llm.author import ClaudeAuthor, choose_author
+from batch_agent.llm.calls import CostTally, LLMAuthError, LLMSettings, make_client
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.templates import TemplateAuthor
 
 
 def test_settings_read_the_anthropic_variables_and_prefixed_overrides(
@@ -100,7 +100,7 @@ def test_no_llm_switch_returns_the_template_author() -> None:
 
 def test_lambda_modules_load_without_numeric_libraries() -> None:
     code = (
-        "import sys, batch_agent.llm, batch_agent.prompts, batch_agent.llm_author\n"
+        "import sys, batch_agent.llm.calls, batch_agent.llm.prompts, batch_agent.llm.author\n"
         "heavy = [m for m in ('pandas', 'numpy', 'sklearn', 'lightgbm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

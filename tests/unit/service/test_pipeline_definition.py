@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from batch_agent import names
-from batch_agent.state_machine import (
+from batch_agent.service import names
+from batch_agent.service.state_machine import (
     ASL_PATH,
     FUNCTION_PLACEHOLDERS,
     PLACEHOLDERS,

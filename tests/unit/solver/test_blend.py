@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from batch_agent.blend import blend_attempts
-from batch_agent.competition import CompetitionProfile
-from batch_agent.plan import AttemptResult
-from batch_agent.predictions import cv_score, decide, fit_decision
+from batch_agent.solver.blend import blend_attempts
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult
+from batch_agent.solver.predictions import cv_score, decide, fit_decision
 
 N_TRAIN, N_TEST = 400, 50
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from batch_agent.errors import InputError
-from batch_agent.metrics import METRICS, get_metric, known_metrics, metric_k, parse_metric
+from batch_agent.solver.errors import InputError
+from batch_agent.solver.metrics import METRICS, get_metric, known_metrics, metric_k, parse_metric
 
 REQUIRED = [
     "roc_auc", "gini", "log_loss", "accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "mcc",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.predictions import cv_score, decide, fit_decision, submission_frame
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.predictions import cv_score, decide, fit_decision, submission_frame
 
 
 def profile(**changes: object) -> CompetitionProfile:

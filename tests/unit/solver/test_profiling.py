@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch_agent.errors import InputError
-from batch_agent.profiling import profile_competition
+from batch_agent.solver.errors import InputError
+from batch_agent.solver.profiling import profile_competition
 
 AUC_TEXT = "## Evaluation\n\nSubmissions are evaluated on the area under the ROC curve.\n"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.sandbox import SandboxResult, run_sandboxed, safe_environment
-from batch_agent.submission import validate_submission
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.sandbox import SandboxResult, run_sandboxed, safe_environment
+from batch_agent.solver.submission import validate_submission
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the sandbox needs Linux /proc")
 

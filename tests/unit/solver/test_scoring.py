@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from batch_agent.errors import InputError
-from batch_agent.metrics import METRICS
-from batch_agent.scoring import _SCORERS, is_better, score
+from batch_agent.solver.errors import InputError
+from batch_agent.solver.metrics import METRICS
+from batch_agent.solver.scoring import _SCORERS, is_better, score
 
 RNG = np.random.default_rng(0)
 N = 200

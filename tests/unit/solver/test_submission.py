@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from batch_agent.competition import CompetitionProfile
-from batch_agent.submission import normalise_value, validate_submission
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.submission import normalise_value, validate_submission
 
 
 def _write(path: Path, text: str) -> Path:
@@ -233,7 +233,7 @@ def test_ids_and_labels_are_normalised_numerically(raw: str, canonical: str) -> 
 
 def test_validator_metric_registry_and_sandbox_load_without_numeric_libraries() -> None:
     code = (
-        "import sys, batch_agent.submission, batch_agent.metrics, batch_agent.sandbox\n"
+        "import sys, batch_agent.solver.submission, batch_agent.solver.metrics, batch_agent.solver.sandbox\n"
         "print(sorted(m for m in ('numpy', 'pandas', 'sklearn', 'lightgbm') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

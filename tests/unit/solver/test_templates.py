@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from batch_agent.competition import ColumnInfo, CompetitionProfile
-from batch_agent.plan import AttemptResult
-from batch_agent.templates import TemplateAuthor, _config_of
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
+from batch_agent.solver.plan import AttemptResult
+from batch_agent.solver.templates import TemplateAuthor, _config_of
 
 
 def profile(n_train: int = 1000, n_features: int = 8) -> CompetitionProfile:
