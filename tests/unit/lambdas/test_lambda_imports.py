@@ -19,11 +19,11 @@ LAZY_STEP_IMPORTS = (
 )
 
 
-def _heavy_modules_after_importing(modules: list[str]) -> list[str]:
+def _heavy_modules_after_importing(modules: list[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
     code = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))))\n"
     )
     env = {
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -47,6 +47,12 @@ def test_step_handlers_and_what_they_import_lazily_load_no_numeric_library() -> 
 
 def test_api_handler_loads_no_numeric_library() -> None:
     assert _heavy_modules_after_importing([names.API_HANDLER.rsplit(".", 1)[0]]) == []
+
+
+def test_api_handler_loads_no_http_or_kaggle_client() -> None:
+    # The API reads a slug from a URL; that must not cost the official client's import at cold start.
+    http_and_kaggle = ("requests", "kaggle", "kagglesdk", "anthropic")
+    assert _heavy_modules_after_importing([names.API_HANDLER.rsplit(".", 1)[0]], http_and_kaggle) == []
 
 
 def test_the_check_sees_a_heavy_import() -> None:
