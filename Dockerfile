@@ -25,7 +25,7 @@ COPY batch_agent ./batch_agent
 COPY lambdas ./lambdas
 COPY statemachine ./statemachine
 RUN pip install --no-deps . \
-    && python -c "import batch_agent.service.pipeline_steps, batch_agent.solver.solve, lightgbm, sklearn"
+    && python -c "import batch_agent.service.steps.prepare, batch_agent.service.steps.train, batch_agent.solver.solve, lightgbm, sklearn"
 
 # Training programs run as this unprivileged user; scratch space lives in /tmp.
 RUN useradd --create-home --uid 10001 solver \

@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("train needs --attempt N (N >= 1)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from batch_agent.service.pipeline_steps import prepare_job, record_compute, service_clients, train_job
     from batch_agent.service.settings import ContainerSettings
+    from batch_agent.service.steps.context import service_clients
+    from batch_agent.service.steps.prepare import prepare_job, record_compute
+    from batch_agent.service.steps.train import train_job
 
     settings = ContainerSettings(artifacts_bucket=args.bucket)  # type: ignore[call-arg]
     clients = service_clients(settings.jobs_table, settings.artifacts_bucket)

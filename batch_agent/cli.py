@@ -11,14 +11,19 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.errors import InputError, SolverError
+
+if TYPE_CHECKING:
+    from batch_agent.solver.competition import CompetitionProfile
+    from batch_agent.solver.plan import AttemptResult, Program
+    from batch_agent.solver.solve import Download, RemoteAttempt
 
 
 class CliSettings(BaseSettings):
@@ -136,6 +141,26 @@ def _llm_usage(author: ProgramAuthor) -> dict[str, Any] | None:
     return {**author.usage(), "summary": author.summary()}
 
 
+def _kaggle_download(cache_dir: Path) -> Download:
+    def download(url: str, into: Path, progress: Callable[[str], None]) -> Path:
+        from batch_agent.kaggle.download import download_competition
+        from batch_agent.kaggle.urls import competition_slug
+
+        return download_competition(competition_slug(url), into, cache_dir=cache_dir, progress=progress)
+
+    return download
+
+
+def _kaggle_kernel_attempt(slug: str) -> RemoteAttempt:
+    def attempt(profile: CompetitionProfile, program: Program, attempt_dir: Path, budget: float,
+                number: int) -> AttemptResult:
+        from batch_agent.kaggle.kernel_attempts import run_attempt_on_kaggle
+
+        return run_attempt_on_kaggle(profile, program, attempt_dir, slug=slug, time_budget=budget, number=number)
+
+    return attempt
+
+
 def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int:
     from batch_agent.solver.solve import SolveOptions, solve
 
@@ -149,14 +174,13 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
         time_limit=args.time_limit,
         metric=args.metric,
         workdir=args.workdir,
-        cache_dir=settings.cache_dir,
         memory_limit_mb=settings.memory_limit_mb,
         compute=args.compute,
-        kaggle_slug=slug,
     )
     author = _author(args)
     result = solve(args.source, output, options, author, progress=_ProgressPrinter(args.quiet, started),
-                   started=started)
+                   started=started, download=_kaggle_download(settings.cache_dir),
+                   remote_attempt=_kaggle_kernel_attempt(slug) if slug is not None else None)
     direction = "higher" if result.higher_is_better else "lower"
     lines = [
         f"submission: {result.output} (valid)",
@@ -201,7 +225,7 @@ def _competition_of(source: str) -> str | None:
 
     if not is_url(source):
         return None
-    from batch_agent.kaggle.client import competition_slug
+    from batch_agent.kaggle.urls import competition_slug
 
     return competition_slug(source)
 
@@ -210,9 +234,9 @@ def _kaggle_report(
     slug: str, cv_score: float, higher_is_better: bool, metric: str, submit: bool, output: Path
 ) -> list[str]:
     """Where the CV score would land on the leaderboard and, with --submit, the public score."""
-    from batch_agent.kaggle.client import estimate_rank
-    from batch_agent.kaggle.client import submit as submit_to_kaggle
     from batch_agent.kaggle.leaderboard import describe_rank
+    from batch_agent.kaggle.leaderboard_download import estimate_rank
+    from batch_agent.kaggle.submit import submit as submit_to_kaggle
 
     lines = []
     estimate = estimate_rank(slug, cv_score, higher_is_better)
@@ -235,8 +259,9 @@ def _kaggle_report(
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from batch_agent.kaggle.client import competition_slug, download_leaderboard
     from batch_agent.kaggle.leaderboard import summarize_leaderboard
+    from batch_agent.kaggle.leaderboard_download import download_leaderboard
+    from batch_agent.kaggle.urls import competition_slug
     from batch_agent.solver.source import is_url
 
     slug = competition_slug(args.competition) if is_url(args.competition) else args.competition.strip().lower()
@@ -246,7 +271,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from batch_agent.local.stack import EmulatedStack, serve
+    from batch_agent.local.serve import serve
+    from batch_agent.local.stack import EmulatedStack
 
     def ready(stack: EmulatedStack, base: str) -> None:
         print(f"emulated AWS: {stack.endpoint} (AWS_ENDPOINT_URL for the aws CLI and boto3)", file=sys.stderr)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batch_agent.kaggle.client import KaggleOptions, run_kernel
+from batch_agent.kaggle.client import KaggleOptions
+from batch_agent.kaggle.kernels import run_kernel
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, Program
 from batch_agent.solver.solve import SOFT_BUDGET_FRACTION, check_outputs

@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
-from batch_agent.kaggle.client import competition_slug
+from batch_agent.kaggle.urls import competition_slug
 from batch_agent.service import artifacts, jobs
 from batch_agent.service.jobs import AttemptSummary, JobRecord, JobStatus
 from batch_agent.service.settings import ApiSettings

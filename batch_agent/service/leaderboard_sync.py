@@ -47,7 +47,7 @@ def sync_leaderboards(
     One competition's failure (rules, not found, Kaggle down) is reported and the
     others still sync; the previous snapshot stays in place.
     """
-    from batch_agent.kaggle.client import fetch_leaderboard_snapshot
+    from batch_agent.kaggle.leaderboard_download import fetch_leaderboard_snapshot
 
     outcome: dict[str, str] = {}
     for slug in sorted(set(slugs)):

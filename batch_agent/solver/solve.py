@@ -33,6 +33,10 @@ from batch_agent.solver.submission import validate_submission
 from batch_agent.solver.templates import TemplateAuthor
 
 Progress = Callable[[str, str], None]
+# Fetches a competition URL into a folder and returns the folder with its files (the CLI passes Kaggle's).
+Download = Callable[[str, Path, Callable[[str], None]], Path]
+# Runs one program elsewhere (a Kaggle kernel): (profile, program, attempt folder, time budget, number).
+RemoteAttempt = Callable[[CompetitionProfile, Program, Path, float, int], AttemptResult]
 T = TypeVar("T")
 # An attempt needs at least this long to start Python, read the data and fit one model.
 MIN_ATTEMPT_SECONDS = 6.0
@@ -44,13 +48,11 @@ class SolveOptions(BaseModel):
     time_limit: float = 300.0
     metric: str | None = None
     workdir: Path | None = None
-    cache_dir: Path | None = None
     memory_limit_mb: int = 8192
     max_attempts: int = 20
     max_repairs: int = 2
-    # "auto" keeps the plan's choice; "kaggle-gpu" runs each program as a private Kaggle kernel.
+    # "auto" keeps the plan's choice; "kaggle-gpu" runs each program through solve()'s remote_attempt.
     compute: Literal["auto", "cpu", "gpu", "kaggle-gpu"] = "auto"
-    kaggle_slug: str | None = None
 
 
 class SolveResult(BaseModel):
@@ -161,6 +163,8 @@ def solve(
     *,
     progress: Progress = _quiet,
     started: float | None = None,
+    download: Download | None = None,
+    remote_attempt: RemoteAttempt | None = None,
 ) -> SolveResult:
     """Solve the competition at ``source`` and write the best valid submission to ``output``.
 
@@ -172,7 +176,7 @@ def solve(
     workdir = (options.workdir or default_workdir(source)).resolve()
 
     progress("prepare", f"reading {source}")
-    data_dir = resolve_source(source, workdir, cache_dir=options.cache_dir,
+    data_dir = resolve_source(source, workdir, download=download,
                               progress=lambda message: progress("download", message))
     workdir.mkdir(parents=True, exist_ok=True)
     profile = profile_competition(data_dir, metric=options.metric)
@@ -185,9 +189,9 @@ def solve(
         f"{profile.n_train} train / {profile.n_test} test rows, {len(profile.features)} features",
     )
 
-    if options.compute == "kaggle-gpu" and options.kaggle_slug is None:
+    if options.compute == "kaggle-gpu" and remote_attempt is None:
         raise InputError("--compute kaggle-gpu needs a Kaggle competition URL as the source")
-    loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better)
+    loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better, remote_attempt)
     if author.name == TemplateAuthor.name:
         plan, drafts = _plan_and_draft(author, profile, options)
     else:
@@ -276,8 +280,10 @@ class _Loop:
     """Draft, repair and improve while the time limit allows, remembering the best attempt."""
 
     def __init__(self, profile: CompetitionProfile, options: SolveOptions, author: ProgramAuthor,
-                 workdir: Path, deadline: float, progress: Progress, higher_is_better: bool) -> None:
+                 workdir: Path, deadline: float, progress: Progress, higher_is_better: bool,
+                 remote_attempt: RemoteAttempt | None = None) -> None:
         self.profile, self.options, self.author = profile, options, author
+        self.remote_attempt = remote_attempt
         self.workdir, self.deadline, self.progress = workdir, deadline, progress
         self.higher_is_better = higher_is_better
         # Finishing (blend, validation, copy) must fit inside the limit too.
@@ -319,12 +325,9 @@ class _Loop:
         budget = remaining if self.best is None else min(remaining, max(remaining / n_waiting * 1.5, 20.0))
         self.progress("train", f"attempt {number}: {program.name} ({program.origin}), budget {budget:.0f} s")
         attempt_dir = self.workdir / f"attempt-{number:02d}-{_slug(program.name)}"
-        if self.options.compute == "kaggle-gpu" and self.options.kaggle_slug is not None:
-            from batch_agent.kaggle.kernel_attempts import run_attempt_on_kaggle
-
+        if self.options.compute == "kaggle-gpu" and self.remote_attempt is not None:
             # Kaggle errors (quota, rules, credentials) propagate: every later attempt would hit them too.
-            result = run_attempt_on_kaggle(self.profile, program, attempt_dir, slug=self.options.kaggle_slug,
-                                           time_budget=budget, number=number)
+            result = self.remote_attempt(self.profile, program, attempt_dir, budget, number)
         else:
             # The hard limit leaves room for the sandbox's SIGTERM grace before the run's own deadline.
             hard = max(1.0, remaining - TERM_GRACE_SECONDS)

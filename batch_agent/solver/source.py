@@ -20,16 +20,15 @@ def resolve_source(
     source: str,
     workdir: Path,
     *,
-    cache_dir: Path | None = None,
+    download: Callable[[str, Path, Callable[[str], None]], Path] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """The folder holding the competition's files; downloads (through the cache) for a URL."""
+    """The folder holding the competition's files; ``download`` fetches a URL (the CLI passes Kaggle's)."""
     if is_url(source):
-        from batch_agent.kaggle.client import competition_slug, download_competition
-
-        slug = competition_slug(source)
+        if download is None:
+            raise InputError(f"{source}: URLs need a downloader; give a competition folder instead")
         (workdir / "data").mkdir(parents=True, exist_ok=True)
-        return download_competition(slug, workdir / "data", cache_dir=cache_dir, progress=progress)
+        return download(source, workdir / "data", progress or (lambda _message: None))
     path = Path(source).expanduser()
     if path.is_dir():
         return path

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from batch_agent.service.pipeline_steps import ServiceClients, service_clients
 from batch_agent.service.settings import StepSettings
+from batch_agent.service.steps.context import ServiceClients, service_clients
 
 SETTINGS = StepSettings()  # type: ignore[call-arg]  # fields come from the environment
 CLIENTS: ServiceClients = service_clients(SETTINGS.jobs_table, SETTINGS.artifacts_bucket)

@@ -1,10 +1,10 @@
-"""State machine task 'fail': see batch_agent.service.pipeline_steps.fail_step."""
+"""State machine task 'fail': see batch_agent.service.steps.finish.fail_step."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from batch_agent.service.pipeline_steps import fail_step
+from batch_agent.service.steps.finish import fail_step
 from lambdas.steps._runtime import CLIENTS, SETTINGS
 
 

@@ -1,10 +1,10 @@
-"""State machine task 'finish': see batch_agent.service.pipeline_steps.finish_step."""
+"""State machine task 'finish': see batch_agent.service.steps.finish.finish_step."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from batch_agent.service.pipeline_steps import finish_step
+from batch_agent.service.steps.finish import finish_step
 from lambdas.steps._runtime import CLIENTS, SETTINGS
 
 

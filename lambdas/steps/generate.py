@@ -1,10 +1,10 @@
-"""State machine task 'generate': see batch_agent.service.pipeline_steps.generate_step."""
+"""State machine task 'generate': see batch_agent.service.steps.generate.generate_step."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from batch_agent.service.pipeline_steps import generate_step
+from batch_agent.service.steps.generate import generate_step
 from lambdas.steps._runtime import CLIENTS, SETTINGS
 
 

@@ -1,10 +1,10 @@
-"""State machine task 'plan': see batch_agent.service.pipeline_steps.plan_step."""
+"""State machine task 'plan': see batch_agent.service.steps.plan.plan_step."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from batch_agent.service.pipeline_steps import plan_step
+from batch_agent.service.steps.plan import plan_step
 from lambdas.steps._runtime import CLIENTS, SETTINGS
 
 

@@ -1,10 +1,10 @@
-"""State machine task 'repair': see batch_agent.service.pipeline_steps.repair_step."""
+"""State machine task 'repair': see batch_agent.service.steps.repair.repair_step."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from batch_agent.service.pipeline_steps import repair_step
+from batch_agent.service.steps.repair import repair_step
 from lambdas.steps._runtime import CLIENTS, SETTINGS
 
 

@@ -1,10 +1,10 @@
-"""State machine task 'validate': see batch_agent.service.pipeline_steps.validate_step."""
+"""State machine task 'validate': see batch_agent.service.steps.validate.validate_step."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from batch_agent.service.pipeline_steps import validate_step
+from batch_agent.service.steps.validate import validate_step
 from lambdas.steps._runtime import CLIENTS, SETTINGS
 
 

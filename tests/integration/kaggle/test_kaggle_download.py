@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent.kaggle.client import (
+from batch_agent.kaggle.client import KaggleOptions
+from batch_agent.kaggle.download import competition_metadata, download_competition
+from batch_agent.kaggle.errors import (
     KaggleAuthError,
     KaggleNotFoundError,
-    KaggleOptions,
     KaggleRateLimitError,
     KaggleRulesNotAcceptedError,
-    competition_metadata,
-    download_competition,
 )
 from batch_agent.solver.errors import InputError
 from tests.fakes.kaggle_server import RULES_MESSAGE, FakeCompetition, FakeKaggle, fake_kaggle

@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent.kaggle.client import (
-    KaggleOptions,
-    KaggleQuotaError,
-    KaggleRulesNotAcceptedError,
-    run_kernel,
-)
+from batch_agent.kaggle.client import KaggleOptions
+from batch_agent.kaggle.errors import KaggleQuotaError, KaggleRulesNotAcceptedError
 from batch_agent.kaggle.kernel_attempts import run_attempt_on_kaggle
+from batch_agent.kaggle.kernels import run_kernel
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.plan import Program
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle

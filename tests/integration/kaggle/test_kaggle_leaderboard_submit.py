@@ -6,16 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from batch_agent.kaggle.client import (
-    KaggleAuthError,
-    KaggleOptions,
-    KaggleQuotaError,
-    KaggleRulesNotAcceptedError,
-    download_leaderboard,
-    estimate_rank,
-    fetch_leaderboard_snapshot,
-    submit,
-)
+from batch_agent.kaggle.client import KaggleOptions
+from batch_agent.kaggle.errors import KaggleAuthError, KaggleQuotaError, KaggleRulesNotAcceptedError
+from batch_agent.kaggle.leaderboard_download import download_leaderboard, estimate_rank, fetch_leaderboard_snapshot
+from batch_agent.kaggle.submit import submit
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 
 __all__ = ["fake_kaggle"]

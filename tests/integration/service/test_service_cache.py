@@ -9,8 +9,9 @@ import pytest
 
 from batch_agent.local.stack import EmulatedStack, StackOptions
 from batch_agent.service import artifacts
-from batch_agent.service.pipeline_steps import ServiceClients, fetch_competition
 from batch_agent.service.settings import ContainerSettings
+from batch_agent.service.steps.context import ServiceClients
+from batch_agent.service.steps.prepare import fetch_competition
 from batch_agent.solver.errors import InputError
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 

@@ -10,8 +10,10 @@ import pytest
 from batch_agent.local.stack import EmulatedStack, StackOptions
 from batch_agent.service import artifacts, jobs
 from batch_agent.service.jobs import AttemptSummary, JobRecord
-from batch_agent.service.pipeline_steps import ServiceClients, _save_leaderboard, failure_message, finish_step
 from batch_agent.service.settings import StepSettings
+from batch_agent.service.steps.context import ServiceClients
+from batch_agent.service.steps.finish import failure_message, finish_step
+from batch_agent.service.steps.prepare import _save_leaderboard
 from batch_agent.solver.competition import CompetitionProfile
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_agent.kaggle.client import competition_slug
+from batch_agent.kaggle.urls import competition_slug
 from batch_agent.solver.errors import InputError
 
 

@@ -1,0 +1,205 @@
+"""The gaps moto 5.2.5 leaves, closed by patches installed once per process (see stack.py).
+
+The patched Lambda invoke and Batch job completion hand work to the harness attached with
+attach: warm Lambda workers and the local Batch runner.
+"""
+
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batch_agent.local.batch_runner import LocalBatch
+    from batch_agent.local.lambda_workers import LambdaWorkers
+
+import copy
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_HARNESS: Harness | None = None
+_PATCHED = False
+
+
+@dataclass
+class Harness:
+    """What the patched moto hands its work to: warm Lambda workers and the local Batch runner."""
+
+    workers: LambdaWorkers
+    batch: LocalBatch
+
+
+def attach(harness: Harness) -> None:
+    global _HARNESS
+    if _HARNESS is not None:
+        raise RuntimeError("an emulated stack is already running in this process")
+    _HARNESS = harness
+
+
+def detach() -> None:
+    global _HARNESS
+    _HARNESS = None
+
+
+def _camel(key: str) -> str:
+    return key[:1].lower() + key[1:]
+
+
+def _pascal(key: str) -> str:
+    return key[:1].upper() + key[1:]
+
+
+# Values whose keys belong to the user (Batch job parameters, tags): never renamed.
+_OPAQUE_KEYS = {"Parameters", "Tags", "parameters", "tags"}
+
+
+def _rename_keys(value: Any, rename: Callable[[str], str]) -> Any:
+    if isinstance(value, dict):
+        return {rename(k): (v if k in _OPAQUE_KEYS else _rename_keys(v, rename)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename_keys(v, rename) for v in value]
+    return value
+
+
+def install_patches() -> None:
+    global _PATCHED
+    if _PATCHED:
+        return
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.batch.models import BatchBackend, Job
+    from moto.batch_simple.models import BatchSimpleBackend
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    original_invoke = LambdaSimpleBackend.invoke
+    original_finish = BatchSimpleBackend._mark_job_as_finished
+    original_get_definition = BatchBackend.get_job_definition
+
+    original_describe = Job.describe
+    original_sync_resolver = StateTaskServiceBatch._build_sync_resolver
+    original_entrypoint = ExecutionWorker._get_evaluation_entrypoint
+    parsed: dict[str, Any] = {}
+    parsed_lock = threading.Lock()
+
+    def evaluation_entrypoint(self: Any) -> Any:
+        # Parsing the ASL costs ~40 ms of CPU per execution under the GIL; a copy of one parse costs ~2 ms.
+        definition = self._evaluation_details.state_machine_details.definition
+        with parsed_lock:
+            if definition not in parsed:
+                parsed[definition] = original_entrypoint(self)
+            return copy.deepcopy(parsed[definition])
+
+    def sync_resolver(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # moto polls describe-jobs every 0.5 s per waiting task; with many jobs queued behind the
+        # compute capacity that polling alone saturates the emulator. The harness knows when a job
+        # stops, so each poll that finds it unfinished waits for that (at most 5 s) instead.
+        env = kwargs.get("env", args[0] if args else None)
+        top = env.stack[-1] if env is not None and env.stack else {}
+        job_id = top.get("JobId") if isinstance(top, dict) else None
+        resolve = original_sync_resolver(self, *args, **kwargs)
+        if resolve is None:
+            return None
+
+        def resolve_when_stopped() -> Any:
+            result = resolve()
+            if result is None and job_id and _HARNESS is not None:
+                _HARNESS.batch.wait_until_stopped(job_id, timeout_s=5.0)
+            return result
+
+        return resolve_when_stopped
+
+    def describe_job(self: Any) -> dict[str, Any]:
+        # Batch reports the container's exit code in describe-jobs; moto's full description drops it.
+        result: dict[str, Any] = original_describe(self)
+        if self.exit_code is not None and isinstance(result.get("container"), dict):
+            result["container"]["exitCode"] = self.exit_code
+        return result
+
+    def get_job_definition(self: Any, identifier: str) -> Any:
+        # Batch accepts a job definition ARN without its revision (the latest active one); moto does not.
+        found = original_get_definition(self, identifier)
+        if found is None and identifier.startswith("arn:") and "job-definition/" in identifier:
+            tail = identifier.split("job-definition/", 1)[1]
+            if ":" not in tail:
+                found = self.get_job_definition_by_name(tail)
+        return found
+
+    def normalise_parameters(self: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        renamed = _rename_keys(parameters, _camel)
+        parameters.clear()
+        parameters.update(renamed)
+
+    def normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(response, dict):
+            renamed = _rename_keys(response, _pascal)
+            response.clear()
+            response.update(renamed)
+
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes | str | None:
+        if _HARNESS is None:
+            return original_invoke(self, function_name, qualifier, body, headers, response_headers)
+        fn = self.get_function(function_name, qualifier)
+        payload, errored = _HARNESS.workers.invoke(fn, body)
+        if errored:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        response_headers["Content-Length"] = str(len(payload))
+        return payload
+
+    def mark_job(self: Any, include_start_attempt: bool, job: Any) -> None:
+        if _HARNESS is None:
+            original_finish(self, include_start_attempt, job)
+            return
+        _HARNESS.batch.submit(self.backend, job)
+
+    _share_service_clients()
+    # The Batch .sync wait below paces the polls, so the loop's own pause can be short.
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback,
+    )
+
+    state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.1  # type: ignore[misc]
+    StateTaskServiceBatch._build_sync_resolver = sync_resolver  # type: ignore[method-assign]
+    ExecutionWorker._get_evaluation_entrypoint = evaluation_entrypoint  # type: ignore[method-assign]
+    StateTaskServiceBatch._normalise_parameters = normalise_parameters  # type: ignore[method-assign]
+    StateTaskServiceBatch._normalise_response = normalise_response  # type: ignore[method-assign]
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+    BatchSimpleBackend._mark_job_as_finished = mark_job  # type: ignore[method-assign]
+    BatchBackend.get_job_definition = get_job_definition  # type: ignore[method-assign]
+    Job.describe = describe_job  # type: ignore[method-assign]
+    _PATCHED = True
+
+
+def _share_service_clients() -> None:
+    """Step Functions tasks build a new boto3 client per call (~20 ms of CPU each); share one per service."""
+    import importlib
+
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+    cache: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def shared_client(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service)
+        with lock:
+            if key not in cache:
+                cache[key] = original(region=region, service=service, state_credentials=state_credentials)
+            return cache[key]
+
+    users = [
+        "state_task.lambda_eval_utils",
+        "state_task.service.state_task_service_batch",
+        "state_task.service.state_task_service_aws_sdk",
+        "state_task.service.state_task_service_dynamodb",
+        "state_task.service.state_task_service_sfn",
+    ]
+    for name in users:
+        module = importlib.import_module(f"moto.stepfunctions.parser.asl.component.state.exec.{name}")
+        module.boto_client_for = shared_client  # type: ignore[attr-defined]
+

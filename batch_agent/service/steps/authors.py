@@ -1,0 +1,70 @@
+"""Which author writes a job's programs (Claude when its secret holds a key, templates otherwise), and its usage."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import boto3
+
+from batch_agent.service import jobs
+from batch_agent.service.jobs import JobRecord
+from batch_agent.service.settings import StepSettings
+from batch_agent.service.steps.context import ServiceClients, seconds_left
+from batch_agent.solver.author import ProgramAuthor
+from batch_agent.solver.errors import SolverError
+
+# ---------------------------------------------------------------- authors
+
+
+def author_for(settings: StepSettings, job: JobRecord | None = None) -> ProgramAuthor:
+    """The program author the settings name: Claude when a key is configured (auto), templates otherwise.
+
+    A Claude author resumes the job's LLM usage (tally, cost ceiling, fallback) from
+    its record, so the ceiling holds across steps in separate Lambda invocations.
+    """
+    choice = settings.author
+    if ":" in choice:
+        module, _, attr = choice.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        author: ProgramAuthor = factory()
+        return author
+    if choice == "claude" or (choice == "auto" and settings.anthropic_secret_arn):
+        if not settings.anthropic_secret_arn:
+            raise SolverError("author 'claude' needs KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN")
+        return _claude_author(_secret_string(settings.anthropic_secret_arn), job)
+    from batch_agent.solver.templates import TemplateAuthor
+
+    return TemplateAuthor()
+
+
+def record_llm_usage(clients: ServiceClients, job_id: str, author: ProgramAuthor) -> None:
+    usage = getattr(author, "usage", None)
+    if callable(usage):
+        jobs.update_job(clients.dynamodb, clients.table, job_id, llm_usage=usage())
+
+
+def _secret_string(secret_arn: str) -> str:
+    value: str = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    # The secret holds the bare key or {"api_key": "..."}.
+    if value.lstrip().startswith("{"):
+        data = json.loads(value)
+        value = str(data.get("api_key") or data.get("ANTHROPIC_API_KEY") or "")
+    return value.strip()
+
+
+def _claude_author(api_key: str, job: JobRecord | None) -> ProgramAuthor:
+    from pydantic import SecretStr
+
+    from batch_agent.llm.author import resume_author
+    from batch_agent.llm.calls import LLMSettings
+    from batch_agent.solver.templates import TemplateAuthor
+
+    return resume_author(
+        LLMSettings(api_key=SecretStr(api_key)),
+        fallback=TemplateAuthor(),
+        usage=job.llm_usage if job else None,
+        seconds_left=seconds_left(job) if job else None,
+    )
+
+

@@ -1,0 +1,98 @@
+"""The prepare step (a Batch job): competition files into the S3 cache, the profile, the leaderboard snapshot."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from batch_agent.service import artifacts, jobs
+from batch_agent.service.settings import ContainerSettings
+from batch_agent.service.steps.context import COMPLETE_MARKER, ServiceClients, load_job
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.errors import SolverError
+
+# ---------------------------------------------------------------- competition files
+
+log = logging.getLogger(__name__)
+
+
+def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug: str) -> Path:
+    """A local folder with the competition's files: a local cache, else the S3 cache, else Kaggle.
+
+    A Kaggle download is uploaded to ``cache/{slug}/`` so later jobs on the same
+    competition (on any machine) skip the download.
+    """
+    prefix = artifacts.cache_prefix(slug)
+    if settings.local_cache_dir:
+        local = (Path(settings.local_cache_dir) / slug).resolve()
+        if local.is_dir() and any(local.iterdir()):
+            # The Lambda steps read the competition from S3: make sure it is there too.
+            if not artifacts.list_keys(clients.s3, clients.bucket, prefix, limit=1):
+                artifacts.upload_folder(clients.s3, clients.bucket, prefix, local)
+            return local
+    folder = Path(settings.work_dir) / "cache" / slug
+    # The marker sits beside the folder: inside it, profiling would list it as a competition file.
+    marker = folder.with_name(slug + COMPLETE_MARKER)
+    if marker.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    if artifacts.download_prefix(clients.s3, clients.bucket, prefix, folder) == 0:
+        from batch_agent.kaggle.download import download_competition
+
+        downloaded = Path(download_competition(slug, folder))
+        artifacts.upload_folder(clients.s3, clients.bucket, prefix, downloaded)
+        if downloaded != folder:
+            return downloaded
+    marker.touch()
+    return folder
+
+
+# ---------------------------------------------------------------- Batch steps
+
+
+def _save_leaderboard(clients: ServiceClients, slug: str) -> None:
+    """Best effort: a snapshot of the public leaderboard, so finish can rank the CV score without Kaggle."""
+    from batch_agent.kaggle.client import KaggleOptions
+    from batch_agent.kaggle.leaderboard_download import fetch_leaderboard_snapshot
+
+    try:
+        snapshot = fetch_leaderboard_snapshot(slug, options=KaggleOptions(max_attempts=2))
+    except (SolverError, ValueError, OSError) as exc:
+        log.info("no leaderboard snapshot for %s: %s", slug, exc)
+        return
+    artifacts.put_json(clients.s3, clients.bucket, artifacts.leaderboard_key(slug), snapshot.model_dump(mode="json"))
+
+
+def record_compute(clients: ServiceClients, settings: ContainerSettings, job_id: str, seconds: float) -> None:
+    """Add one Batch job's wall-clock (and its price, when the container knows its rate) to the job."""
+    amounts = {"compute_seconds": round(seconds, 2)}
+    if settings.usd_per_hour is not None:
+        amounts["compute_cost_usd"] = round(seconds * settings.usd_per_hour / 3600, 6)
+    jobs.add_to_job(clients.dynamodb, clients.table, job_id, **amounts)
+
+
+def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: str) -> CompetitionProfile:
+    """Fetch the competition and write jobs/{id}/profile.json. A SolverError marks the job FAILED."""
+    job = load_job(clients, job_id)
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data")
+    try:
+        from batch_agent.solver.profiling import profile_competition
+
+        data_dir = fetch_competition(clients, settings, job.competition)
+        profile = profile_competition(data_dir)
+    except SolverError as exc:
+        jobs.mark_failed(clients.dynamodb, clients.table, job_id, str(exc))
+        raise
+    artifacts.put_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "profile.json"), profile.model_dump())
+    _save_leaderboard(clients, job.competition)
+    jobs.update_job(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        message=f"{profile.task} on {profile.n_train} rows, metric {profile.metric}",
+    )
+    return profile
+
+

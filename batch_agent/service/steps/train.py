@@ -1,0 +1,109 @@
+"""The train step (a Batch job): run one attempt's program, store its outputs, blend what succeeded so far."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from batch_agent.service import artifacts, jobs
+from batch_agent.service.jobs import JobRecord
+from batch_agent.service.settings import ContainerSettings
+from batch_agent.service.steps.context import (
+    FINISH_RESERVE_SECONDS,
+    MIN_ATTEMPT_SECONDS,
+    ServiceClients,
+    higher_is_better,
+    load_job,
+    load_profile,
+    load_program,
+    load_result,
+    seconds_left,
+)
+from batch_agent.service.steps.prepare import fetch_competition
+from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.plan import AttemptResult
+
+log = logging.getLogger(__name__)
+
+
+def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int) -> AttemptResult:
+    """Run attempt n's program in the sandbox and store its result and files under attempts/{n}/."""
+    from batch_agent.solver.solve import run_attempt
+
+    job = load_job(clients, job_id)
+    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "train", attempt=attempt, message="training")
+    data_dir = fetch_competition(clients, settings, job.competition)
+    profile = load_profile(clients, job_id, data_dir)
+    program = load_program(clients, job_id, attempt)
+    attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
+    shutil.rmtree(attempt_dir, ignore_errors=True)
+    attempt_dir.mkdir(parents=True)
+    budget = max(seconds_left(job) - FINISH_RESERVE_SECONDS, MIN_ATTEMPT_SECONDS)
+    result = run_attempt(
+        profile,
+        program,
+        attempt_dir,
+        time_budget=budget,
+        memory_limit_mb=settings.memory_limit_mb,
+        number=attempt,
+    )
+    prefix = artifacts.attempt_key(job_id, attempt, "")
+    artifacts.upload_folder(clients.s3, clients.bucket, prefix, attempt_dir, skip_large=True)
+    artifacts.put_json(clients.s3, clients.bucket, prefix + "result.json", result.model_dump())
+    if result.ok:
+        try:
+            _blend_so_far(clients, settings, job, profile, result)
+        except (ValueError, OSError, KeyError, IndexError, ArithmeticError) as exc:
+            # A blend is a bonus over the best single attempt; its failure must not fail the attempt.
+            log.warning("blending after attempt %d failed: %s", attempt, exc)
+    return result
+
+
+def _blend_so_far(
+    clients: ServiceClients,
+    settings: ContainerSettings,
+    job: JobRecord,
+    profile: CompetitionProfile,
+    latest: AttemptResult,
+) -> None:
+    """Blend every successful attempt so far (as `kaggle-solver run` does); keep the best blend in S3.
+
+    Writes jobs/{id}/blend/{n}/submission.csv and jobs/{id}/blend.json
+    ({"after_attempt", "cv_score", "weights", "submission_key"}) when a blend beats
+    the best single attempt and the blend stored before it.
+    """
+    from batch_agent.solver.blend import blend_attempts
+
+    others = [a for a in job.attempts if a.ok and a.number != latest.number]
+    if not others:
+        return
+    results = [latest]
+    for summary in others:
+        folder = Path(settings.work_dir) / "jobs" / job.job_id / "attempts" / str(summary.number)
+        if not (folder / "oof.npy").exists():
+            artifacts.download_prefix(
+                clients.s3, clients.bucket, artifacts.attempt_key(job.job_id, summary.number, ""), folder
+            )
+        result = load_result(clients, job.job_id, summary.number)
+        if result is not None and result.ok:
+            results.append(result.model_copy(update={"workdir": str(folder)}))
+    higher = higher_is_better(profile.metric)
+    outdir = Path(settings.work_dir) / "jobs" / job.job_id / "blend" / str(latest.number)
+    budget = min(60.0, max(5.0, seconds_left(job) - FINISH_RESERVE_SECONDS))
+    final = blend_attempts(profile, results, outdir, higher_is_better=higher, time_budget=budget)
+    if final.name != "blend":
+        return
+    stored = artifacts.get_json_or_none(clients.s3, clients.bucket, artifacts.job_key(job.job_id, "blend.json"))
+    if stored is not None and (stored["cv_score"] - final.cv_score) * (1 if higher else -1) >= 0:
+        return
+    key = artifacts.job_key(job.job_id, "blend", latest.number, "submission.csv")
+    clients.s3.upload_file(str(final.submission), clients.bucket, key)
+    artifacts.put_json(
+        clients.s3,
+        clients.bucket,
+        artifacts.job_key(job.job_id, "blend.json"),
+        {"after_attempt": latest.number, "cv_score": final.cv_score, "weights": final.weights, "submission_key": key},
+    )
+
+
