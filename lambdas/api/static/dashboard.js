@@ -21,11 +21,12 @@
 
   function askForKey(message) {
     var dialog = document.getElementById("key-dialog");
+    if (dialog.open) return; // polls keep failing while it is open: never wipe what is being typed
     var input = document.getElementById("key-input");
     input.value = apiKey();
     dialog.querySelector("p").textContent = message ||
       "This API asks for a key (the x-api-key header). It is kept in this browser's storage only.";
-    if (typeof dialog.showModal === "function" && !dialog.open) dialog.showModal();
+    if (typeof dialog.showModal === "function") dialog.showModal();
   }
 
   document.getElementById("key-form").addEventListener("submit", function (event) {
@@ -130,20 +131,25 @@
       if (listState.cursors[listState.page + 1]) { listState.page += 1; load(); }
     });
 
+    var latest = 0;
+
     function load() {
+      // Paging while a poll is in flight: only the newest request may paint and keep the cursors.
+      var request = ++latest;
+      clearTimeout(timer);
       var params = "limit=" + PAGE_SIZE;
       var cursor = listState.cursors[listState.page];
       if (cursor) params += "&cursor=" + encodeURIComponent(cursor);
       if (listState.status) params += "&status=" + encodeURIComponent(listState.status);
       api("GET", "jobs?" + params).then(function (page) {
-        if (mine !== generation) return;
+        if (mine !== generation || request !== latest) return;
         listState.cursors = listState.cursors.slice(0, listState.page + 1);
         if (page.next_cursor) listState.cursors.push(page.next_cursor);
         paint(page.jobs);
         showNotice("");
         poll(load);
       }, function (error) {
-        if (mine !== generation) return;
+        if (mine !== generation || request !== latest) return;
         showNotice("Could not load the jobs: " + error.message);
         poll(load);
       });
@@ -399,7 +405,7 @@
       '<label for="run-time">Time limit (seconds)</label><input id="run-time" name="time_limit" type="number" min="10" placeholder="the deployment\'s default">' +
       '<label for="run-attempts">Attempts at most</label><input id="run-attempts" name="max_attempts" type="number" min="1" placeholder="the deployment\'s default">' +
       '<label for="run-compute">Compute</label><select id="run-compute" name="compute"><option>auto</option><option>cpu</option><option>gpu</option></select>' +
-      '<label for="run-key">Idempotency key</label><input id="run-key" name="idempotency_key" pattern="[\\w.:\\-]+" maxlength="128">' +
+      '<label for="run-key">Idempotency key</label><input id="run-key" name="idempotency_key" maxlength="128">' +
       '<div class="hint">optional: the same key always names the same job, so a repeated submit starts nothing new</div>' +
       '<p><button class="primary" type="submit" id="run-submit">Start</button> <span id="run-result"></span></p></form>';
     var form = document.getElementById("run-form");
