@@ -95,8 +95,9 @@ document.getElementById("chart").innerHTML = scoreChartSvg(
 
 
 def _json_for_script(value: Any) -> str:
-    # Inside <script>, "</" would end the element: JSON allows escaping the slash.
-    return json.dumps(value).replace("</", "<\\/")
+    # Inside <script>, "</script" would end the element and "<!--" change how it is parsed: JSON may
+    # spell every angle bracket and ampersand as a \u escape, so none reaches the HTML parser.
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _card(label: str, value: str) -> str:
