@@ -70,7 +70,8 @@ def render_report(
     chart_points = [
         {k: attempt.get(k) for k in ("number", "program", "ok", "cv_score", "seconds", "reason")} for attempt in history
     ]
-    options = {"higherIsBetter": higher, "width": 760, "height": 280}
+    options = {"higherIsBetter": higher, "width": 760, "height": 280, "finalScore": summary.get("cv_score"),
+               "finalLabel": f"submission ({summary.get('best', '')})"}
     title = f"kaggle-solver report: {summary.get('competition', '')}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -10,7 +10,8 @@
   var STYLE =
     "<style>.chart-axes line{stroke:#888}.chart-axes text,.chart-empty{font:11px sans-serif;fill:#555}" +
     ".best-line{stroke:#1a8a5a;stroke-width:2}.attempt-point{fill:#2f5fc4}" +
-    ".attempt-failed{stroke:#c33;stroke-width:2}</style>";
+    ".attempt-failed{stroke:#c33;stroke-width:2}.final-line{stroke:#b86e00;stroke-width:1.5;stroke-dasharray:6 4}" +
+    ".final-label{font:11px sans-serif;fill:#b86e00}</style>";
 
   function esc(text) {
     return String(text).replace(/[&<>"']/g, function (c) {
@@ -25,7 +26,8 @@
     return String(+value.toPrecision(4));
   }
 
-  // attempts: [{number, program, ok, cv_score, seconds}]; options: {higherIsBetter, width, height}.
+  // attempts: [{number, program, ok, cv_score, seconds}];
+  // options: {higherIsBetter, width, height, finalScore, finalLabel}.
   function scoreChartSvg(attempts, options) {
     options = options || {};
     var width = options.width || 640;
@@ -54,7 +56,11 @@
       return parts.join("");
     }
     var xMax = Math.max(elapsed, 1);
+    // The submitted score (a blend can beat every attempt) as a dashed line of its own.
+    var final = options.finalScore;
+    var hasFinal = typeof final === "number" && isFinite(final);
     var ys = points.map(function (p) { return p.y; });
+    if (hasFinal && ys.length) ys.push(final);
     var yMin = ys.length ? Math.min.apply(null, ys) : 0;
     var yMax = ys.length ? Math.max.apply(null, ys) : 1;
     if (yMax - yMin < 1e-12) {
@@ -98,6 +104,11 @@
       });
       path.push("L" + sx(xMax).toFixed(1) + "," + sy(best).toFixed(1));
       parts.push('<path class="best-line" fill="none" d="' + path.join(" ") + '"/>');
+    }
+    if (hasFinal && points.length) {
+      parts.push('<line class="final-line" x1="' + pad.left + '" x2="' + (pad.left + plotW) + '" y1="' + sy(final).toFixed(1) +
+        '" y2="' + sy(final).toFixed(1) + '"/><text class="final-label" text-anchor="end" x="' + (pad.left + plotW - 4) +
+        '" y="' + (sy(final) - 5).toFixed(1) + '">' + esc((options.finalLabel || "submission") + " " + niceNumber(final)) + "</text>");
     }
     points.forEach(function (p) {
       parts.push(

@@ -208,7 +208,8 @@
 
   function renderJob(jobId) {
     var mine = generation;
-    var extras = { logs: null, attemptRoute: null, history: undefined, open: {} };
+    // What the page learnt besides the status; kept here because each poll repaints the page.
+    var extras = { logs: null, attemptRoute: null, history: undefined, open: {}, action: { text: "", error: false } };
     view.innerHTML = '<p class="muted">Loading job ' + esc(jobId) + "…</p>";
 
     function load() {
@@ -257,6 +258,7 @@
     function paint(job) {
       lastJob = job;
       var running = RUNNING[job.status];
+      if (!running && !extras.action.error) extras.action.text = "";
       var llm = job.llm_usage || {};
       var tokens = llm.total_tokens || ((llm.input_tokens || 0) + (llm.output_tokens || 0));
       var download = job.submission_url
@@ -267,7 +269,7 @@
         '<p class="muted wrap">' + esc(job.message) + "</p>" +
         '<div class="toolbar" id="actions">' +
         (running ? '<button type="button" class="danger" id="cancel">Cancel job</button>' : "") +
-        '<span id="action-result"></span></div>' +
+        '<span id="action-result"' + (extras.action.error ? ' class="error"' : "") + ">" + esc(extras.action.text) + "</span></div>" +
         '<div class="cards">' +
         card("Best CV score", score(job.cv_score), "best-score") +
         card("Stage", running ? esc(job.stage) + (job.attempt ? " · attempt " + job.attempt + "/" + job.max_attempts : "") : esc(job.stage)) +
@@ -278,7 +280,7 @@
         card("Compute", esc(job.compute)) +
         "</div>" +
         '<h2>Scores over time</h2><div class="chart" id="chart">' +
-        window.scoreChartSvg(job.attempts, { higherIsBetter: higherIsBetter(job) }) + "</div>" +
+        window.scoreChartSvg(job.attempts, { higherIsBetter: higherIsBetter(job), finalScore: job.cv_score, finalLabel: "best" }) + "</div>" +
         "<h2>Attempts</h2>" + attemptsTable(job) +
         '<h2>Leaderboard</h2><div id="leaderboard"></div>' +
         '<h2>Logs</h2><div id="logs"><p class="muted">' + (job.attempts.length ? "loading…" : "no attempt has run yet") + "</p></div>" +
@@ -377,19 +379,19 @@
     }
 
     function cancelJob(job) {
-      var out = document.getElementById("action-result");
       if (!window.confirm("Cancel the job on " + job.competition + "?")) return;
-      var button = document.getElementById("cancel");
-      button.disabled = true;
+      document.getElementById("cancel").disabled = true;
       api("DELETE", "jobs/" + encodeURIComponent(jobId)).then(function () {
-        out.textContent = "Cancelling…";
+        extras.action = { text: "Cancelling…", error: false };
         load();
       }, function (error) {
-        button.disabled = false;
-        out.className = "error";
-        out.textContent = error.status === 405 || error.status === 404
-          ? "This API cannot cancel jobs (DELETE /jobs/{id} answered " + error.status + ")."
-          : "Could not cancel: " + error.message;
+        // 405, or the framework's bare 404 for a path it has no route for: an API without cancelling.
+        var noRoute = error.status === 405 || (error.status === 404 && error.message === "Not Found");
+        extras.action = {
+          text: noRoute ? "This API cannot cancel jobs (DELETE /jobs/{id} answered " + error.status + ")." : "Could not cancel: " + error.message,
+          error: true,
+        };
+        if (lastJob) paint(lastJob);
       });
     }
 

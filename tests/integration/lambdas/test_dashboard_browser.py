@@ -158,6 +158,7 @@ def test_following_a_job_shows_its_attempts_chart_rank_logs_and_download_link(
     assert page.locator("#chart circle.attempt-point").count() == 2
     assert page.locator("#chart path.attempt-failed").count() == 1
     assert page.locator("#chart path.best-line").count() == 1
+    assert "best 0.992" in (page.locator("#chart text.final-label").text_content() or "")
     rows = page.locator("#attempts tbody tr")
     assert rows.count() == 3
     assert "template" in rows.nth(0).inner_text()
@@ -346,6 +347,7 @@ def test_report_html_opens_from_disk_and_draws_the_chart(tmp_path: Path, page: A
     # Lower is better: the best-so-far line steps down to catboost's 0.38.
     best_line = page.locator("#chart path.best-line").get_attribute("d")
     assert best_line is not None and best_line.count("L") >= 3
+    assert page.locator("#chart text.final-label").text_content() == "submission (blend) 0.37"
     assert page.locator("#attempts tbody tr").count() == 3
     assert "</script><b id=broken>" in page.locator("#attempts tbody tr").nth(1).inner_text()
     assert page.locator("#broken").count() == 0
