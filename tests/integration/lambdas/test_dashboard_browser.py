@@ -15,14 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from batch_agent.local.stack import EmulatedStack, StackOptions
 from batch_agent.service import jobs
 from batch_agent.service.jobs import AttemptSummary
 from batch_agent.solver.report import write_report
 from tests.integration.lambdas.dashboard_jobs import SUBMISSION_CSV, put_attempt_logs, put_finished_job, put_job
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -70,7 +69,7 @@ def base_url(stack: EmulatedStack) -> Iterator[str]:
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
