@@ -162,6 +162,7 @@ def _kaggle_kernel_attempt(slug: str) -> RemoteAttempt:
 
 
 def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int:
+    from batch_agent.solver.report import REPORT_NAME, write_report
     from batch_agent.solver.solve import SolveOptions, solve
 
     output = args.output.expanduser()
@@ -192,9 +193,12 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
     llm_usage = _llm_usage(author)
     if llm_usage is not None:
         lines.append(f"LLM: {llm_usage['summary']}")
-    if slug is not None:
-        lines.extend(_kaggle_report(slug, result.cv_score, result.higher_is_better, result.metric, args.submit,
-                                    output))
+    kaggle_lines = (_kaggle_report(slug, result.cv_score, result.higher_is_better, result.metric, args.submit,
+                                   output) if slug is not None else [])
+    lines.extend(kaggle_lines)
+    report = write_report(result.model_dump(mode="json"), Path(result.workdir) / REPORT_NAME,
+                          notes=kaggle_lines, llm_usage=llm_usage)
+    lines.append(f"report: {report}")
     if not args.json or not args.quiet:
         print("\n".join(lines))
     if args.json:
@@ -210,6 +214,7 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
             "output": result.output,
             "best": result.best,
             "workdir": result.workdir,
+            "report": str(report),
         }
         if llm_usage is not None:
             summary["llm"] = llm_usage

@@ -19,7 +19,11 @@ from infra_cdk.storage import log_retention, removal_policy
 STAGE_NAME = "v1"
 # The FastAPI app's routes (lambdas/api/app.py), each (path, method, API key required).
 # Unknown paths never reach the Lambda; tests/infra checks this list against the app.
+# The dashboard's page and files carry no secret: they load without a key and send the key the
+# user gives the page with each API call.
 ROUTES: tuple[tuple[str, str, bool], ...] = (
+    ("/", "GET", False),
+    ("/static/{name}", "GET", False),
     ("/health", "GET", False),
     ("/run", "POST", True),
     ("/status/{job_id}", "GET", True),

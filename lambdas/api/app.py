@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from functools import cache
+from html import escape
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from batch_agent.service import job_requests
@@ -28,6 +31,15 @@ from batch_agent.service.job_requests import (
 from batch_agent.service.jobs import JobNotFoundError
 from batch_agent.service.settings import ApiSettings
 from batch_agent.solver.errors import InputError
+from batch_agent.solver.report import SCORE_CHART_JS
+
+_STATIC = Path(__file__).resolve().parent / "static"
+# The dashboard's files, by the name the page asks for; the chart is the one report.html inlines.
+_ASSETS: dict[str, tuple[Path, str]] = {
+    "dashboard.js": (_STATIC / "dashboard.js", "text/javascript; charset=utf-8"),
+    "dashboard.css": (_STATIC / "dashboard.css", "text/css; charset=utf-8"),
+    "score_chart.js": (SCORE_CHART_JS, "text/javascript; charset=utf-8"),
+}
 
 _ERROR_STATUS: dict[type[Exception], int] = {
     InputError: 422,
@@ -57,6 +69,19 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
     for error, status in _ERROR_STATUS.items():
         app.add_exception_handler(error, _error_handler(status))
     app.add_exception_handler(_Unauthorised, _unauthorised)
+
+    # The dashboard: static files with no secret in them, so no key; the page sends the key the
+    # user gives it (kept in the browser's storage) with each API call.
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(request: Request) -> HTMLResponse:
+        base = str(request.scope.get("root_path") or "").rstrip("/") + "/"
+        return HTMLResponse(_asset_text("index.html").replace("__BASE__", escape(base)), headers=_NO_CACHE)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_asset(name: str) -> Response:
+        if name not in _ASSETS:
+            return JSONResponse({"detail": f"no file {name}"}, status_code=404)
+        return Response(_asset_text(name), media_type=_ASSETS[name][1], headers=_NO_CACHE)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -100,6 +125,16 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
         return job_requests.list_job_page(clients, settings, status=status, limit=limit, cursor=cursor)
 
     return app
+
+
+# Revalidate on each load, so a deployment's new page is never mixed with an old script.
+_NO_CACHE = {"cache-control": "no-cache"}
+
+
+@cache
+def _asset_text(name: str) -> str:
+    path = _ASSETS[name][0] if name in _ASSETS else _STATIC / name
+    return path.read_text(encoding="utf-8")
 
 
 class _StagePrefix:

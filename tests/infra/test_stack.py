@@ -265,7 +265,7 @@ def test_api_gateway_routes_are_the_fastapi_routes(synthesized: dict[str, Synthe
         if not props.get("ApiKeyRequired"):
             keyless.add(path)
     assert gateway_routes == fastapi_routes
-    assert keyless == {"/health"}
+    assert keyless == {"/health", "/", "/static/{name}"}
 
 
 @pytest.mark.parametrize("env", ALL_ENVIRONMENTS)

@@ -42,6 +42,9 @@ def test_run_on_the_bundled_example_writes_a_valid_submission_and_json_summary(t
     assert summary["seconds"] <= 25 * 1.1
     assert summary["attempts"] >= 1
     assert "attempt 1" in proc.stderr and "CV" in proc.stderr
+    report = Path(summary["report"])
+    assert report == tmp_path / "work" / "report.html"
+    assert "scoreChartSvg" in report.read_text() and "malignant" in report.read_text()
     with output.open() as handle:
         rows = list(csv.DictReader(handle))
     with (EXAMPLE / "test.csv").open() as handle:
