@@ -173,6 +173,8 @@ def stream_events(message: dict[str, Any], *, error: dict[str, Any] | None = Non
     """A message as the Messages API streams it; ``error`` breaks the stream off after the first block."""
     content = list(message.get("content") or [])
     final_usage = dict(message.get("usage") or usage())
+    start: dict[str, Any]
+    delta: dict[str, Any]
     start_usage = {**final_usage, "output_tokens": 1}
     yield {"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}}
     for index, block in enumerate(content):
