@@ -64,7 +64,7 @@ class Recorded:
         tool_names = [t["name"] for t in self.body.get("tools", [])]
         text = _text_of(self.body.get("messages", [])[-1:])
         asked = [name for name in tool_names if name in text]
-        return asked[-1] if asked else None
+        return max(asked, key=text.rfind) if asked else None
 
     @property
     def prompt_text(self) -> str:

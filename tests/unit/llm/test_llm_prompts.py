@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from batch_agent.llm.prompts import (
     MAX_DESCRIPTION_CHARS,
+    ChangeRecord,
     ImprovementOutput,
     ModelChoice,
     PlanOutput,
@@ -157,7 +158,8 @@ def test_improving_a_template_explains_its_config() -> None:
             number=1, program="lgbm", origin="template", ok=True, cv_score=0.1234567, seconds=12, workdir="/w"
         )
     ]
-    (message,) = improve_messages("rmsle", best, 0.1234567, history, ["more seeds"])
+    changes = [ChangeRecord(program="lgbm", kind="improve", change="more seeds")]
+    (message,) = improve_messages("rmsle", best, 0.1234567, history, changes)
     assert "CV rmsle = 0.123457 (lower is better)" in message["content"]
     assert 'CONFIG["model"]' in message["content"]
-    assert "- more seeds" in message["content"]
+    assert "- more seeds (improve, lgbm): CV 0.123457" in message["content"]
