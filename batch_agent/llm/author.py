@@ -212,6 +212,8 @@ class ClaudeAuthor:
     def summary(self) -> str:
         """One line for the CLI summary: who wrote the programs, tokens and cost, and any fallback."""
         spent = self.tally.summary()
+        if self.failed_calls:
+            spent += f"; {self.failed_calls} calls failed (the last: {self.last_error})"
         if self.fallback_reason is None:
             return f"Claude ({self.settings.model}): {spent}"
         fell_back = f"fell back from Claude to the templates because {self.fallback_reason}"

@@ -132,6 +132,7 @@ def test_each_fault_costs_only_its_call_and_claude_writes_the_next_program(
     assert (author.failed_calls, author.consecutive_failures) == (1, 0)
     assert fake_anthropic.requests[-1].tool_name == PROGRAM_TOOL
     assert "Claude (" in author.summary() and "fell back" not in author.summary()
+    assert "1 calls failed (the last: LLM" in author.summary()
 
 
 def test_a_request_too_large_is_sent_again_without_preview_and_with_a_shorter_context(
