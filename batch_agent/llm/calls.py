@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -412,7 +413,7 @@ def _create_with_backoff(
             no_time = deadline is not None and deadline - time.monotonic() < settings.min_call_seconds
             if timeouts >= settings.timeout_retries or no_time:
                 raise LLMTimeoutError(
-                    f"the {tool_name} request timed out {timeouts + 1} times (limit {timeout:.0f} s)"
+                    f"the {tool_name} request timed out {timeouts + 1} times (limit {timeout:.3g} s)"
                 ) from err
             timeouts += 1
             log.warning("Anthropic request for %s timed out; sending it again", tool_name)
@@ -456,10 +457,26 @@ def _send(
     if not settings.stream:
         return requester.messages.create(**request, timeout=timeout)  # type: ignore[call-overload]
     with requester.messages.stream(**request, timeout=timeout) as stream:
-        # The timeout bounds each read; the deadline bounds the whole answer.
-        for _event in stream:
-            if deadline is not None and time.monotonic() > deadline:
-                raise anthropic.APITimeoutError(request=stream.response.request)
+        # The SDK wraps transport errors of the request, not those of reading the stream after it.
+        transport = sys.modules[type(stream.response).__module__.split(".")[0]]
+        finished = False
+        try:
+            # The timeout bounds each read; the deadline bounds the whole answer.
+            for event in stream:
+                finished = finished or event.type == "message_stop"
+                if deadline is not None and time.monotonic() > deadline:
+                    raise anthropic.APITimeoutError(request=stream.response.request)
+        except transport.TimeoutException as err:
+            raise anthropic.APITimeoutError(request=stream.response.request) from err
+        except transport.TransportError as err:
+            raise anthropic.APIConnectionError(
+                message=f"the stream broke off: {type(err).__name__}", request=stream.response.request
+            ) from err
+        if not finished:
+            # The connection closed before message_stop: what arrived may be a program cut anywhere.
+            raise anthropic.APIConnectionError(
+                message="the stream ended before the answer did", request=stream.response.request
+            )
         return stream.get_final_message()
 
 

@@ -48,6 +48,8 @@ class Reply:
     # Streamed replies only: seconds between events, and an error event sent after the first content block.
     event_delay: float = 0.0
     stream_error: dict[str, Any] | None = None
+    # Streamed replies only: the connection is closed after the first content block, with no message_stop.
+    stream_cut: bool = False
 
 
 @dataclass
@@ -248,6 +250,8 @@ class FakeAnthropic:
                 self.end_headers()
                 try:
                     for event in stream_events(reply.body, error=reply.stream_error):
+                        if reply.stream_cut and event["type"] == "content_block_stop":
+                            return
                         if reply.event_delay:
                             time.sleep(reply.event_delay)
                         self.wfile.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())

@@ -409,3 +409,22 @@ def test_the_fake_api_refuses_thinking_with_a_forced_tool_like_the_real_one(
 def test_settings_refuse_a_long_non_streaming_request() -> None:
     with pytest.raises(ValueError, match="without streaming"):
         LLMSettings(api_key="k", stream=False, max_tokens=20_000, thinking_budget=4096)
+
+
+def test_a_stream_that_stalls_between_events_is_a_timeout_and_retried_once(fake_anthropic: FakeAnthropic) -> None:
+    stalled = tool_reply(PLAN_TOOL, VALID_PLAN)
+    stalled.event_delay = 1.0  # headers arrive at once, then each event takes longer than the read timeout
+    fake_anthropic.push(stalled, tool_reply(PLAN_TOOL, VALID_PLAN))
+    plan = ask_plan(settings_for(fake_anthropic, request_timeout=0.4), CostTally())
+    assert plan.n_folds == 5
+    assert len(fake_anthropic.requests) == 2
+
+
+def test_a_stream_that_ends_before_the_answer_does_is_never_used(fake_anthropic: FakeAnthropic) -> None:
+    cut = tool_reply(PLAN_TOOL, VALID_PLAN)
+    cut.stream_cut = True  # the whole tool input arrived, but no message_delta / message_stop
+    fake_anthropic.push(cut, tool_reply(PLAN_TOOL, {**VALID_PLAN, "n_folds": 7}))
+    sleeps: list[float] = []
+    plan = ask_plan(settings_for(fake_anthropic, backoff_attempts=1, backoff_seconds=1.0), CostTally(), sleeps)
+    assert plan.n_folds == 7
+    assert sleeps == [1.0]
