@@ -6,10 +6,18 @@ code and log tail, and improve the best program one change at a time (the solver
 keeps a change only when the CV score rises). The template author's drafts are
 always returned too, so the templates' result stays a candidate.
 
-When Claude cannot be used (no key, the key refused, the cost ceiling reached,
-the model repeatedly answering with invalid output, or the API unavailable after
-every retry) the author switches to the template author for the rest of the run
-and records why in ``fallback_reason``.
+One failed call costs that call, not Claude for the run: the step it served
+gets the template author's answer instead. A request the API finds too large is
+sent again with a shorter context (preview, log tail, history and memory first);
+cut answers, timeouts and invalid output are retried inside ``call_tool``.
+Claude is dropped for the rest of the run, with the reason in
+``fallback_reason``, only when no later call can succeed (no key, the key
+refused, the cost ceiling reached) or after ``max_consecutive_failures`` failed
+calls in a row. A call skipped for lack of time drops nothing.
+
+The search's memory links each program Claude wrote to the change it made and
+to its parent's score then; the improve prompt shows each change beside the
+score it led to, or why it failed.
 
 Lambdas import this module: no pandas, numpy, scikit-learn or LightGBM here.
 """
@@ -19,13 +27,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from batch_agent.llm import prompts
-from batch_agent.llm.calls import CostTally, LLMError, LLMSettings, call_tool, make_client
+from batch_agent.llm.calls import (
+    CostTally,
+    LLMAuthError,
+    LLMBudgetError,
+    LLMDeadlineError,
+    LLMError,
+    LLMRequestTooLargeError,
+    LLMSettings,
+    call_tool,
+    make_client,
+)
+from batch_agent.llm.prompts import ChangeRecord
 from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, Origin, Plan, Program
@@ -36,6 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
+# Messages for one step at a level of detail (0: full); a too-large request is built again one level down.
+Compose = Callable[[int], list[dict[str, Any]]]
+# Changes kept in the memory (and in a job's stored usage).
+MAX_MEMORY = 40
 
 
 class ClaudeAuthor:
@@ -67,7 +91,12 @@ class ClaudeAuthor:
         # it writes still has time to run.
         self.deadline = deadline
         self.call_time_share = call_time_share
-        self._tried_changes: list[str] = []
+        # Failed calls since the last success; reaching settings.max_consecutive_failures drops Claude.
+        self.consecutive_failures = 0
+        self.failed_calls = 0
+        self.last_error: str | None = None
+        self.memory: list[ChangeRecord] = []
+        self._preview: str | None = None
         # Repairs made per originally failed program, and each repair's original.
         self._repairs: dict[str, int] = {}
         self._repair_roots: dict[str, str] = {}
@@ -88,7 +117,7 @@ class ClaudeAuthor:
         rules_plan = self.fallback.plan(profile, time_limit)
         output = self._ask(
             profile,
-            prompts.plan_messages(time_limit, rules_plan),
+            lambda _level: prompts.plan_messages(time_limit, rules_plan),
             prompts.PLAN_TOOL,
             prompts.PlanOutput,
         )
@@ -107,10 +136,13 @@ class ClaudeAuthor:
 
     def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
         templates = self.fallback.draft(profile, plan)
-        output = self._ask(profile, prompts.draft_messages(plan), prompts.PROGRAM_TOOL, prompts.ProgramOutput)
+        output = self._ask(
+            profile, lambda _level: prompts.draft_messages(plan), prompts.PROGRAM_TOOL, prompts.ProgramOutput
+        )
         if output is None:
             return templates
         program = _program(output.code, "llm-draft", parent=None, note=output.summary)
+        self._remember(ChangeRecord(program=program.name, kind="draft", change=output.summary))
         # The fastest template first guarantees a valid submission early; Claude's draft next.
         return [*templates[:1], program, *templates[1:]]
 
@@ -122,12 +154,20 @@ class ClaudeAuthor:
             return None
         self._repairs[root] = self._repairs.get(root, 0) + 1
         output = self._ask(
-            profile, prompts.repair_messages(program, failure), prompts.REPAIR_TOOL, prompts.RepairOutput
+            profile,
+            lambda level: prompts.repair_messages(program, failure, level=level),
+            prompts.REPAIR_TOOL,
+            prompts.RepairOutput,
         )
         if output is None:
             return None
         repaired = _program(output.code, "llm-repair", parent=program.name, note=output.diagnosis)
         self._repair_roots[repaired.name] = root
+        self._remember(
+            ChangeRecord(
+                program=repaired.name, kind="repair", change=f"fix: {output.diagnosis}", parent=program.name
+            )
+        )
         return repaired
 
     def improve(
@@ -143,19 +183,37 @@ class ClaudeAuthor:
             ),
             None,
         )
-        messages = prompts.improve_messages(profile.metric, best, best_score, history, self._tried_changes)
-        output = self._ask(profile, messages, prompts.IMPROVE_TOOL, prompts.ImprovementOutput)
+        memory = list(self.memory)
+        output = self._ask(
+            profile,
+            lambda level: prompts.improve_messages(
+                profile.metric, best, best_score, history, memory, level=level
+            ),
+            prompts.IMPROVE_TOOL,
+            prompts.ImprovementOutput,
+        )
         if output is None:
-            # Claude is out (budget, key, errors): the templates may still have a change to offer.
+            # This call failed or Claude is out: the templates may still have a change to offer.
             return self.fallback.improve(profile, plan, best, history)
-        self._tried_changes.append(output.change)
-        return _program(output.code, "llm-improve", parent=best.name, note=output.change)
+        improved = _program(output.code, "llm-improve", parent=best.name, note=output.change)
+        self._remember(
+            ChangeRecord(
+                program=improved.name,
+                kind="improve",
+                change=output.change,
+                parent=best.name,
+                parent_score=best_score,
+            )
+        )
+        return improved
 
     # ------------------------------------------------------------ reporting
 
     def summary(self) -> str:
         """One line for the CLI summary: who wrote the programs, tokens and cost, and any fallback."""
         spent = self.tally.summary()
+        if self.failed_calls:
+            spent += f"; {self.failed_calls} calls failed (the last: {self.last_error})"
         if self.fallback_reason is None:
             return f"Claude ({self.settings.model}): {spent}"
         fell_back = f"fell back from Claude to the templates because {self.fallback_reason}"
@@ -164,13 +222,21 @@ class ClaudeAuthor:
         return f"Claude ({self.settings.model}), then {fell_back}; {spent}"
 
     def usage(self) -> dict[str, Any]:
-        """Tokens, cost and fallback state, for the CLI summary, job status and benchmarks."""
+        """Tokens, cost, failures, fallback state and the change memory.
+
+        For the CLI summary, job status and benchmarks; a job's steps in separate
+        processes resume from it (``resume_author``).
+        """
         return {
             "author": self.name,
             "llm_used": self.tally.calls > 0,
             "fallback_reason": self.fallback_reason,
             **self.tally.model_dump(),
             "total_tokens": self.tally.total_tokens,
+            "failed_calls": self.failed_calls,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "memory": [record.model_dump() for record in self.memory],
         }
 
     # ------------------------------------------------------------ internals
@@ -178,31 +244,85 @@ class ClaudeAuthor:
     def _ask(
         self,
         profile: CompetitionProfile,
-        messages: list[dict[str, Any]],
+        compose: Compose,
         tool_name: str,
         output_model: type[OutputT],
     ) -> OutputT | None:
-        """One structured call, or None after switching to the fallback for the rest of the run."""
+        """One structured call, or None when it failed (the step falls back) or Claude is out."""
         if not self.using_llm:
             return None
-        try:
-            if self._client is None:
-                self._client = make_client(self.settings)
-            return call_tool(
-                self._client,
-                self.settings,
-                system=prompts.system_blocks(profile),
-                messages=messages,
-                tool_name=tool_name,
-                output_model=output_model,
-                tally=self.tally,
-                tools=prompts.all_tools(),
-                deadline=self._call_deadline(),
+        level = 0
+        while True:
+            try:
+                if self._client is None:
+                    self._client = make_client(self.settings)
+                output = call_tool(
+                    self._client,
+                    self.settings,
+                    system=prompts.system_blocks(profile, level=level, preview=self._data_preview(profile)),
+                    messages=compose(level),
+                    tool_name=tool_name,
+                    output_model=output_model,
+                    tally=self.tally,
+                    tools=prompts.all_tools(),
+                    deadline=self._call_deadline(),
+                )
+            except LLMRequestTooLargeError as err:
+                if level + 1 < len(prompts.DETAILS):
+                    level += 1
+                    log.warning("%s; sending a shorter prompt (detail level %d)", err, level)
+                    continue
+                self._failed(err)
+                return None
+            except (LLMAuthError, LLMBudgetError) as err:
+                # No later call can succeed: the rest of the run is the templates'.
+                self._drop(f"{type(err).__name__}: {err}")
+                return None
+            except LLMDeadlineError as err:
+                # Nothing was sent; a later step (another Lambda, more time) may still call.
+                self.last_error = f"{type(err).__name__}: {err}"
+                log.warning("Claude skipped for %s: %s", tool_name, err)
+                return None
+            except LLMError as err:
+                self._failed(err)
+                return None
+            self.consecutive_failures = 0
+            return output
+
+    def _failed(self, err: LLMError) -> None:
+        self.failed_calls += 1
+        self.consecutive_failures += 1
+        self.last_error = f"{type(err).__name__}: {err}"
+        limit = self.settings.max_consecutive_failures
+        if self.consecutive_failures >= limit:
+            self._drop(f"{self.consecutive_failures} model calls failed in a row; the last: {self.last_error}")
+        else:
+            log.warning(
+                "Claude call failed (%d in a row of %d allowed); this step uses the templates: %s",
+                self.consecutive_failures,
+                limit,
+                self.last_error,
             )
-        except LLMError as err:
-            self.fallback_reason = f"{type(err).__name__}: {err}"
-            log.warning("Claude unavailable, falling back to the templates: %s", self.fallback_reason)
-            return None
+
+    def _drop(self, reason: str) -> None:
+        self.fallback_reason = reason
+        log.warning("Claude dropped for the rest of the run, falling back to the templates: %s", reason)
+
+    def _remember(self, record: ChangeRecord) -> None:
+        self.memory = [*self.memory, record][-MAX_MEMORY:]
+
+    def _data_preview(self, profile: CompetitionProfile) -> str:
+        """The profile's preview, or one made here when the competition's files are on this machine."""
+        if profile.preview:
+            return profile.preview
+        if self._preview is None:
+            self._preview = ""
+            if (Path(profile.data_dir) / profile.train_file).is_file():
+                # pandas only here: steps without the files (Lambdas) never import it.
+                from batch_agent.solver.data_preview import data_preview
+
+                self._preview = data_preview(profile)
+        return self._preview
 
     def _call_deadline(self) -> float | None:
         if self.deadline is None:
@@ -239,15 +359,21 @@ def resume_author(
 
     ``usage`` is what the previous step stored from ``ClaudeAuthor.usage()`` (None
     for the first step): the job's tally carries on, so the cost ceiling holds for
-    the whole job, and a fallback stays in force. ``seconds_left`` is the job's
+    the whole job; a fallback stays in force, failures in a row keep counting and
+    the change memory carries on. ``seconds_left`` is the job's
     remaining time, which bounds every model call of this step.
     """
     saved = dict(usage or {})
-    return ClaudeAuthor(
+    author = ClaudeAuthor(
         settings,
         fallback=fallback,
         tally=CostTally.model_validate(saved),
         fallback_reason=saved.get("fallback_reason"),
         deadline=None if seconds_left is None else time.monotonic() + seconds_left,
     )
+    author.failed_calls = int(saved.get("failed_calls") or 0)
+    author.consecutive_failures = int(saved.get("consecutive_failures") or 0)
+    author.last_error = saved.get("last_error")
+    author.memory = [ChangeRecord.model_validate(record) for record in saved.get("memory") or []]
+    return author
 

@@ -5,12 +5,19 @@ instructions, then the competition context marked for prompt caching), so the
 cached prefix (tools → system) is shared by the plan, draft, repair and improve
 calls; only the final user message changes.
 
+Every prompt can be built at three levels of detail (``DETAILS``): when the API
+finds a request too large, the author sends it again one level down, dropping
+the data preview and cutting log tails, history and the change memory first,
+then the description and the column list.
+
 Stdlib and pydantic only: the plan/generate/repair Lambdas import this module.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
 
@@ -29,7 +36,35 @@ MAX_FEATURES_LISTED = 200
 MAX_LOG_TAIL_CHARS = 6_000
 MAX_HISTORY_ROWS = 30
 
+MAX_MEMORY_ROWS = 20
+# A preview is made to a few KB by the solver; this only guards the prompt against a larger one.
+PREVIEW_MAX_CHARS = 6_000
+
 _LIBRARIES = ("pandas", "numpy", "scikit-learn", "lightgbm", "scipy")
+
+
+@dataclass(frozen=True)
+class Detail:
+    """How much of each variable part a prompt keeps."""
+
+    description_chars: int
+    features_listed: int
+    log_tail_chars: int
+    history_rows: int
+    memory_rows: int
+    preview: bool
+
+
+# Level 0 is the full prompt; each further level is what is sent after a "request too large".
+DETAILS: tuple[Detail, ...] = (
+    Detail(MAX_DESCRIPTION_CHARS, MAX_FEATURES_LISTED, MAX_LOG_TAIL_CHARS, MAX_HISTORY_ROWS, MAX_MEMORY_ROWS, True),
+    Detail(6_000, 60, 1_500, 8, 8, False),
+    Detail(1_500, 20, 400, 3, 3, False),
+)
+
+
+def detail(level: int) -> Detail:
+    return DETAILS[min(max(level, 0), len(DETAILS) - 1)]
 
 
 # ---------------------------------------------------------------- tool outputs
@@ -181,14 +216,15 @@ def metric_direction(metric: str) -> str:
         return "direction unknown: read the description"
 
 
-def competition_context(profile: CompetitionProfile) -> str:
-    """The profile as JSON, the metric, the files and the description: the cached part of every prompt."""
-    data = profile.model_dump(exclude={"description", "features", "data_dir"})
-    features = [f.model_dump() for f in profile.features[:MAX_FEATURES_LISTED]]
+def competition_context(profile: CompetitionProfile, *, level: int = 0, preview: str = "") -> str:
+    """The profile as JSON, the metric, the files, the data preview and the description: the cached part."""
+    limits = detail(level)
+    data = profile.model_dump(exclude={"description", "features", "data_dir", "preview"})
+    features = [f.model_dump() for f in profile.features[: limits.features_listed]]
     omitted = len(profile.features) - len(features)
     files = [profile.train_file, profile.test_file, profile.sample_submission_file, *profile.extra_files]
-    description = profile.description[:MAX_DESCRIPTION_CHARS]
-    if len(profile.description) > MAX_DESCRIPTION_CHARS:
+    description = profile.description[: limits.description_chars]
+    if len(profile.description) > limits.description_chars:
         description += "\n[description truncated]"
     lines = [
         f"# Competition: {profile.title or '(untitled)'}",
@@ -204,20 +240,39 @@ def competition_context(profile: CompetitionProfile) -> str:
         + (f" — first {len(features)}, {omitted} more omitted" if omitted > 0 else ""),
         json.dumps(features, separators=(",", ":")),
         "",
+        *preview_section(preview if limits.preview else ""),
         "## Competition description",
         description or "(no description given)",
     ]
     return "\n".join(lines)
 
 
-def system_blocks(profile: CompetitionProfile, libraries: str | None = None) -> list[dict[str, Any]]:
+def preview_section(preview: str) -> list[str]:
+    """The data preview's lines in the context (sample rows, ranges, hardware, libraries, checklist)."""
+    if not preview.strip():
+        return []
+    return [
+        "## Data preview and the machine that runs the programs",
+        "(The preview's hardware and installed libraries override any general statement above.)",
+        preview.strip()[:PREVIEW_MAX_CHARS],
+        "",
+    ]
+
+
+def system_blocks(
+    profile: CompetitionProfile, libraries: str | None = None, *, level: int = 0, preview: str = ""
+) -> list[dict[str, Any]]:
     """The system prompt: instructions, then the competition context marked for prompt caching."""
     instructions = INSTRUCTIONS.format(
         contract=plan_module.__doc__ or "", libraries=libraries or runtime_libraries()
     )
     return [
         {"type": "text", "text": instructions},
-        {"type": "text", "text": competition_context(profile), "cache_control": {"type": "ephemeral"}},
+        {
+            "type": "text",
+            "text": competition_context(profile, level=level, preview=preview),
+            "cache_control": {"type": "ephemeral"},
+        },
     ]
 
 
@@ -232,7 +287,7 @@ def plan_messages(time_limit: float, rules_plan: Plan) -> list[dict[str, Any]]:
     reference = json.dumps([c.model_dump() for c in rules_plan.candidates], separators=(",", ":"))
     return _user(
         f"Plan the solution. The whole run has {time_limit:.0f} seconds of wall-clock time for every "
-        f"program together (drafts, repairs, improvements) on 2 CPU cores.\n"
+        f"program together (drafts, repairs, improvements), on the machine the context describes.\n"
         f"For reference, the rule-based planner chose: approach {rules_plan.approach!r}, "
         f"{rules_plan.n_folds} folds, candidates {reference}. These template programs run anyway; "
         f"plan what a hand-written program should do better.\n"
@@ -262,8 +317,8 @@ def draft_messages(plan: Plan) -> list[dict[str, Any]]:
     )
 
 
-def repair_messages(program: Program, failure: AttemptResult) -> list[dict[str, Any]]:
-    tail = failure.log_tail[-MAX_LOG_TAIL_CHARS:]
+def repair_messages(program: Program, failure: AttemptResult, *, level: int = 0) -> list[dict[str, Any]]:
+    tail = failure.log_tail[-detail(level).log_tail_chars :]
     return _user(
         f"This program failed after {failure.seconds:.0f} s.\n"
         f"Reason: {failure.reason or 'unknown'}\n\n"
@@ -274,9 +329,9 @@ def repair_messages(program: Program, failure: AttemptResult) -> list[dict[str, 
     )
 
 
-def history_table(history: list[AttemptResult]) -> str:
+def history_table(history: list[AttemptResult], max_rows: int = MAX_HISTORY_ROWS) -> str:
     rows = ["| # | program | origin | ok | cv_score | seconds | reason |", "|---|---|---|---|---|---|---|"]
-    for attempt in history[-MAX_HISTORY_ROWS:]:
+    for attempt in history[-max_rows:] if max_rows > 0 else []:
         cv = f"{attempt.cv_score:.6g}" if attempt.cv_score is not None else "-"
         reason = (attempt.reason or "").replace("|", "/").replace("\n", " ")[:120]
         rows.append(
@@ -296,19 +351,77 @@ the whole program by a standalone one that follows the contract.
 """
 
 
+class ChangeRecord(BaseModel):
+    """One program Claude wrote, the change it made and its parent's score then: the search's memory."""
+
+    program: str
+    kind: Literal["draft", "repair", "improve"]
+    change: str
+    parent: str | None = None
+    parent_score: float | None = None
+
+
+def change_memory(
+    changes: Sequence[ChangeRecord], history: list[AttemptResult], metric: str, max_rows: int = MAX_MEMORY_ROWS
+) -> str:
+    """Each change with the score it led to, beside its parent's, or why its program failed."""
+    if max_rows <= 0 or not changes:
+        return "- (none yet)"
+    higher = _higher_is_better(metric)
+    rows = []
+    for record in list(changes)[-max_rows:]:
+        attempt = next((a for a in reversed(history) if a.program == record.program), None)
+        rows.append(f"- {record.change} ({record.kind}, {record.program}): {_outcome(record, attempt, higher)}")
+    omitted = len(changes) - max_rows
+    if omitted > 0:
+        rows.insert(0, f"({omitted} earlier changes not shown)")
+    return "\n".join(rows)
+
+
+def _outcome(record: ChangeRecord, attempt: AttemptResult | None, higher: bool | None) -> str:
+    if attempt is None:
+        return "not run yet"
+    if not attempt.ok or attempt.cv_score is None:
+        reason = (attempt.reason or "no score").replace("\n", " ")[:160]
+        return f"failed: {reason}"
+    text = f"CV {attempt.cv_score:.6g}"
+    if record.parent_score is None:
+        return text
+    delta = attempt.cv_score - record.parent_score
+    verdict = "no change"
+    if delta != 0 and higher is not None:
+        verdict = "better" if (delta > 0) == higher else "worse"
+    return f"{text} from {record.parent_score:.6g} ({delta:+.4g}, {verdict})"
+
+
+def _higher_is_better(metric: str) -> bool | None:
+    try:
+        return get_metric(metric).higher_is_better
+    except InputError:
+        return None
+
+
 def improve_messages(
-    metric: str, best: Program, best_score: float | None, history: list[AttemptResult], tried: list[str]
+    metric: str,
+    best: Program,
+    best_score: float | None,
+    history: list[AttemptResult],
+    changes: Sequence[ChangeRecord],
+    *,
+    level: int = 0,
 ) -> list[dict[str, Any]]:
+    limits = detail(level)
     score = f"{best_score:.6g}" if best_score is not None else "unknown"
-    tried_text = "\n".join(f"- {t}" for t in tried) or "- (none yet)"
     template_note = TEMPLATE_NOTE + "\n" if "batch_agent.solver.training" in best.code else ""
     return _user(
         f"The best program so far is {best.name!r} with CV {metric} = {score} "
         f"({metric_direction(metric)}).\n\n"
         f"## Program\n```python\n{best.code}\n```\n{template_note}\n"
-        f"## Attempts so far\n{history_table(history)}\n\n"
-        f"## Changes already tried\n{tried_text}\n\n"
+        f"## Attempts so far\n{history_table(history, limits.history_rows)}\n\n"
+        f"## Changes tried so far and what each did to the CV score\n"
+        f"{change_memory(changes, history, metric, limits.memory_rows)}\n\n"
         f"Make exactly one change likely to improve the CV score (a feature, a model setting, a "
-        f"different model, an ensemble of two models...), not one already tried. Keep the run time "
-        f"within the time budget. Call {IMPROVE_TOOL} with the complete changed program."
+        f"different model, an ensemble of two models...), not one already tried; learn from what "
+        f"helped and what did not. Keep the run time within the time budget. Call {IMPROVE_TOOL} "
+        f"with the complete changed program."
     )

@@ -53,3 +53,6 @@ class CompetitionProfile(BaseModel):
     features: list[ColumnInfo] = Field(default_factory=list)
     description: str = ""
     extra_files: list[str] = Field(default_factory=list)
+    # A few KB about the values and the machine (solver.data_preview), made where the data is, so
+    # steps that run without the files (Lambdas) can still show it to the model.
+    preview: str = ""

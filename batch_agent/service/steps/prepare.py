@@ -78,10 +78,12 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
     job = load_job(clients, job_id)
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data")
     try:
+        from batch_agent.solver.data_preview import data_preview
         from batch_agent.solver.profiling import profile_competition
 
         data_dir = fetch_competition(clients, settings, job.competition)
         profile = profile_competition(data_dir)
+        profile.preview = data_preview(profile)
     except SolverError as exc:
         jobs.mark_failed(clients.dynamodb, clients.table, job_id, str(exc))
         raise

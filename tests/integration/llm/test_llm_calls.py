@@ -13,7 +13,10 @@ from batch_agent.llm.calls import (
     LLMBudgetError,
     LLMDeadlineError,
     LLMOutputError,
+    LLMRequestTooLargeError,
     LLMSettings,
+    LLMTimeoutError,
+    LLMTruncatedError,
     LLMUnavailableError,
     call_tool,
     make_client,
@@ -25,6 +28,7 @@ from tests.fakes.anthropic_server import (
     Reply,
     error_reply,
     fake_anthropic,
+    overloaded_mid_stream,
     text_reply,
     tool_reply,
     usage,
@@ -237,7 +241,7 @@ def test_a_slow_server_cannot_hold_a_call_past_its_deadline(fake_anthropic: Fake
     fake_anthropic.responder = slow
     settings = settings_for(fake_anthropic, min_call_seconds=0.2, sdk_max_retries=3, backoff_attempts=3)
     started = time.monotonic()
-    with pytest.raises(LLMUnavailableError):
+    with pytest.raises(LLMTimeoutError):
         call_tool(
             make_client(settings),
             settings,
@@ -263,3 +267,164 @@ def test_own_backoff_waits_as_long_as_retry_after_asks(fake_anthropic: FakeAnthr
         sleeps,
     )
     assert sleeps == [7.0]
+
+
+def test_answers_are_streamed_by_default_and_plain_requests_still_work(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(tool_reply(PLAN_TOOL, VALID_PLAN), tool_reply(PLAN_TOOL, VALID_PLAN))
+    tally = CostTally()
+    assert ask_plan(settings_for(fake_anthropic), tally).n_folds == 5
+    assert ask_plan(settings_for(fake_anthropic, stream=False), tally).n_folds == 5
+
+    assert [r.body.get("stream") for r in fake_anthropic.requests] == [True, None]
+    # The streamed usage (message_start, then message_delta) is tallied like the plain one.
+    assert (tally.calls, tally.input_tokens, tally.output_tokens) == (2, 200, 100)
+
+
+def test_request_too_large_413_is_not_retried_and_says_so(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(error_reply(413, "Request exceeds the maximum allowed number of bytes"))
+    with pytest.raises(LLMRequestTooLargeError, match="too large \\(413\\)"):
+        ask_plan(settings_for(fake_anthropic, sdk_max_retries=2, backoff_attempts=2), CostTally())
+    assert len(fake_anthropic.requests) == 1
+
+
+def test_prompt_over_the_context_window_counts_as_too_large(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(error_reply(400, "prompt is too long: 215000 tokens > 200000 maximum"))
+    with pytest.raises(LLMRequestTooLargeError, match="prompt is too long"):
+        ask_plan(settings_for(fake_anthropic), CostTally())
+
+
+def test_answer_cut_at_max_tokens_is_asked_again_shorter_with_a_higher_limit(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    cut = tool_reply(PLAN_TOOL, {"approach": "Gradient boo"}, stop_reason="max_tokens")
+    fake_anthropic.push(cut, tool_reply(PLAN_TOOL, VALID_PLAN))
+    plan = ask_plan(settings_for(fake_anthropic, max_tokens=3000, max_tokens_ceiling=5000), CostTally())
+
+    assert plan.n_folds == 5
+    first, second = fake_anthropic.requests
+    assert (first.body["max_tokens"], second.body["max_tokens"]) == (3000, 5000)
+    # The cut answer is not echoed back; the same question is asked with a note to be shorter.
+    assert [m["role"] for m in second.body["messages"]] == ["user"]
+    assert "cut off at the output token limit" in second.body["messages"][0]["content"][-1]["text"]
+
+
+def test_answers_cut_every_time_raise_truncated_after_the_bounded_retries(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.responder = lambda _r: tool_reply(PLAN_TOOL, VALID_PLAN, stop_reason="max_tokens")
+    with pytest.raises(LLMTruncatedError, match="cut at 2000 output tokens 2 times"):
+        ask_plan(settings_for(fake_anthropic, max_tokens=1000, cut_retries=1), CostTally())
+    # Even a cut answer that happens to validate is never used.
+    assert len(fake_anthropic.requests) == 2
+
+
+def test_a_timed_out_request_is_sent_once_more(fake_anthropic: FakeAnthropic) -> None:
+    def slow(_r: Recorded) -> Reply:
+        time.sleep(1.5)
+        return tool_reply(PLAN_TOOL, VALID_PLAN)
+
+    fake_anthropic.push(slow, tool_reply(PLAN_TOOL, VALID_PLAN))
+    plan = ask_plan(settings_for(fake_anthropic, request_timeout=0.5, backoff_attempts=2), CostTally())
+    assert plan.n_folds == 5
+    assert len(fake_anthropic.requests) == 2
+
+
+def test_a_request_timing_out_twice_raises_timeout(fake_anthropic: FakeAnthropic) -> None:
+    def slow(_r: Recorded) -> Reply:
+        time.sleep(1.5)
+        return tool_reply(PLAN_TOOL, VALID_PLAN)
+
+    fake_anthropic.responder = slow
+    with pytest.raises(LLMTimeoutError, match="timed out 2 times"):
+        ask_plan(settings_for(fake_anthropic, request_timeout=0.5, backoff_attempts=3), CostTally())
+    assert len(fake_anthropic.requests) == 2
+
+
+def test_overload_announced_inside_a_stream_is_retried_with_backoff(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.push(overloaded_mid_stream(tool_reply(PLAN_TOOL, VALID_PLAN)), tool_reply(PLAN_TOOL, VALID_PLAN))
+    sleeps: list[float] = []
+    plan = ask_plan(settings_for(fake_anthropic, backoff_attempts=1, backoff_seconds=2.0), CostTally(), sleeps)
+    assert plan.n_folds == 5
+    assert sleeps == [2.0]
+
+
+def test_a_stream_trickling_past_the_deadline_is_abandoned(fake_anthropic: FakeAnthropic) -> None:
+    trickle = tool_reply(PLAN_TOOL, {**VALID_PLAN, "approach": "x" * 8000})
+    trickle.event_delay = 0.1  # each event arrives well within the read timeout; the whole takes > 2 s
+    fake_anthropic.responder = lambda _r: trickle
+    settings = settings_for(fake_anthropic, min_call_seconds=0.2, request_timeout=5)
+    started = time.monotonic()
+    with pytest.raises(LLMTimeoutError):
+        call_tool(
+            make_client(settings),
+            settings,
+            system=SYSTEM,
+            messages=MESSAGES,
+            tool_name=PLAN_TOOL,
+            output_model=PlanOutput,
+            tally=CostTally(),
+            deadline=started + 1.0,
+        )
+    assert time.monotonic() - started < 1.8
+
+
+def test_thinking_offers_the_tool_with_auto_choice_and_echoes_signed_thinking(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.push(
+        tool_reply(PLAN_TOOL, {**VALID_PLAN, "n_folds": 1}), tool_reply(PLAN_TOOL, VALID_PLAN)
+    )
+    settings = settings_for(fake_anthropic, thinking_budget=2048, max_tokens=4000, output_retries=1)
+    plan = ask_plan(settings, CostTally())
+
+    assert plan.n_folds == 5
+    first, second = fake_anthropic.requests
+    assert first.body["tool_choice"] == {"type": "auto"}
+    assert first.body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert first.body["max_tokens"] == 4000 + 2048
+    # The correction keeps the signed thinking block before the tool call it answers.
+    echoed = second.body["messages"][1]["content"]
+    assert [b["type"] for b in echoed] == ["thinking", "tool_use"]
+    assert echoed[0]["signature"].startswith("sig")
+
+
+def test_the_fake_api_refuses_thinking_with_a_forced_tool_like_the_real_one(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    # Guards the fake itself: the behaviour call_tool avoids by choosing tool_choice auto.
+    import anthropic
+
+    client = make_client(settings_for(fake_anthropic))
+    with pytest.raises(anthropic.BadRequestError, match="Thinking may not be enabled"):
+        client.messages.create(
+            model="m",
+            max_tokens=3000,
+            messages=[{"role": "user", "content": "hi"}],
+            tools=all_tools(),
+            tool_choice={"type": "tool", "name": PLAN_TOOL},
+            thinking={"type": "enabled", "budget_tokens": 2048},
+        )
+
+
+def test_settings_refuse_a_long_non_streaming_request() -> None:
+    with pytest.raises(ValueError, match="without streaming"):
+        LLMSettings(api_key="k", stream=False, max_tokens=20_000, thinking_budget=4096)
+
+
+def test_a_stream_that_stalls_between_events_is_a_timeout_and_retried_once(fake_anthropic: FakeAnthropic) -> None:
+    stalled = tool_reply(PLAN_TOOL, VALID_PLAN)
+    stalled.event_delay = 1.0  # headers arrive at once, then each event takes longer than the read timeout
+    fake_anthropic.push(stalled, tool_reply(PLAN_TOOL, VALID_PLAN))
+    plan = ask_plan(settings_for(fake_anthropic, request_timeout=0.4), CostTally())
+    assert plan.n_folds == 5
+    assert len(fake_anthropic.requests) == 2
+
+
+def test_a_stream_that_ends_before_the_answer_does_is_never_used(fake_anthropic: FakeAnthropic) -> None:
+    cut = tool_reply(PLAN_TOOL, VALID_PLAN)
+    cut.stream_cut = True  # the whole tool input arrived, but no message_delta / message_stop
+    fake_anthropic.push(cut, tool_reply(PLAN_TOOL, {**VALID_PLAN, "n_folds": 7}))
+    sleeps: list[float] = []
+    plan = ask_plan(settings_for(fake_anthropic, backoff_attempts=1, backoff_seconds=1.0), CostTally(), sleeps)
+    assert plan.n_folds == 7
+    assert sleeps == [1.0]

@@ -172,6 +172,12 @@ def test_steps_use_claude_when_an_anthropic_key_secret_is_configured(
     assert status["status"] == "SUCCEEDED", status["message"]
     assert len(fake_anthropic.calls(PLAN_TOOL)) == 1 and len(fake_anthropic.calls(PROGRAM_TOOL)) == 1
     assert any("sk-service-test" in value for value in fake_anthropic.calls(PLAN_TOOL)[0].headers.values())
+    # The prepare job's data preview reaches the Lambda steps' prompts through the profile.
+    stored_profile = json.loads(
+        stack.client("s3").get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/profile.json")["Body"].read()
+    )
+    assert "usable CPU cores" in stored_profile["preview"]
+    assert stored_profile["preview"].strip() in fake_anthropic.calls(PLAN_TOOL)[0].body["system"][1]["text"]
     llm = status["llm_usage"]
     assert (llm["calls"], llm["llm_used"], llm.get("fallback_reason")) == (2, True, None)
     assert llm["cost_usd"] > 0

@@ -7,12 +7,14 @@ from pydantic import ValidationError
 
 from batch_agent.llm.prompts import (
     MAX_DESCRIPTION_CHARS,
+    ChangeRecord,
     ImprovementOutput,
     ModelChoice,
     PlanOutput,
     ProgramOutput,
     RepairOutput,
     all_tools,
+    change_memory,
     competition_context,
     describe_plan,
     improve_messages,
@@ -157,7 +159,54 @@ def test_improving_a_template_explains_its_config() -> None:
             number=1, program="lgbm", origin="template", ok=True, cv_score=0.1234567, seconds=12, workdir="/w"
         )
     ]
-    (message,) = improve_messages("rmsle", best, 0.1234567, history, ["more seeds"])
+    changes = [ChangeRecord(program="lgbm", kind="improve", change="more seeds")]
+    (message,) = improve_messages("rmsle", best, 0.1234567, history, changes)
     assert "CV rmsle = 0.123457 (lower is better)" in message["content"]
     assert 'CONFIG["model"]' in message["content"]
-    assert "- more seeds" in message["content"]
+    assert "- more seeds (improve, lgbm): CV 0.123457" in message["content"]
+
+
+def test_each_lower_level_of_detail_gives_a_shorter_context_without_the_preview() -> None:
+    long_profile = profile(description="rules " * 10_000, preview="Target SalePrice (regression): min 1")
+    texts = [competition_context(long_profile, level=level, preview=long_profile.preview) for level in range(3)]
+
+    assert "Target SalePrice (regression)" in texts[0]
+    assert all("Target SalePrice" not in t for t in texts[1:])
+    assert len(texts[0]) > len(texts[1]) > len(texts[2])
+    assert '"preview"' not in texts[0]  # the preview is shown once, as text, not in the profile JSON
+
+
+def test_lower_levels_cut_the_log_tail_and_the_history() -> None:
+    program = Program(name="p", code="print(1)\n", origin="llm-draft")
+    failure = AttemptResult(
+        number=1, program="p", origin="llm-draft", ok=False, seconds=1, log_tail="L" * 9_000, workdir="/w"
+    )
+    tails = [repair_messages(program, failure, level=level)[0]["content"].count("L") for level in range(3)]
+    assert tails[0] > tails[1] > tails[2]
+
+    history = [
+        AttemptResult(number=i, program=f"p{i}", origin="template", ok=True, cv_score=0.5, seconds=1, workdir="/w")
+        for i in range(40)
+    ]
+    rows = [
+        improve_messages("rmsle", program, 0.5, history, [], level=level)[0]["content"].count("| template |")
+        for level in range(3)
+    ]
+    assert rows == [30, 8, 3]
+
+
+def test_change_memory_says_better_or_worse_in_the_metrics_direction() -> None:
+    history = [
+        AttemptResult(number=1, program="a", origin="llm-improve", ok=True, cv_score=0.30, seconds=1, workdir="/w"),
+        AttemptResult(number=2, program="b", origin="llm-improve", ok=True, cv_score=0.20, seconds=1, workdir="/w"),
+    ]
+    changes = [
+        ChangeRecord(program="a", kind="improve", change="log target", parent="t", parent_score=0.25),
+        ChangeRecord(program="b", kind="improve", change="more trees", parent="t", parent_score=0.25),
+        ChangeRecord(program="c", kind="improve", change="knn", parent="t", parent_score=0.25),
+    ]
+    text = change_memory(changes, history, "rmsle")  # lower is better
+    assert "- log target (improve, a): CV 0.3 from 0.25 (+0.05, worse)" in text
+    assert "- more trees (improve, b): CV 0.2 from 0.25 (-0.05, better)" in text
+    assert "- knn (improve, c): not run yet" in text
+    assert change_memory(changes, history, "rmsle", max_rows=1).startswith("(2 earlier changes not shown)")
