@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
     serve.add_argument("--batch-slots", type=int, default=2,
                        help="Batch jobs run at once; the others wait RUNNABLE (default: 2)")
+    serve.add_argument("--leaderboard-interval", type=_positive, default=300.0, metavar="SECONDS",
+                       help="refresh tracked Kaggle leaderboards this often, as the deployed schedule does "
+                            "(default: 300)")
     return parser
 
 
@@ -282,7 +285,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     serve(api_port=args.port, moto_port=args.aws_port, work_dir=args.work_dir,
           local_cache_dir=args.cache_dir.resolve() if args.cache_dir else None, api_key=args.api_key,
-          api_workers=args.api_workers, batch_slots=args.batch_slots, ready=ready)
+          api_workers=args.api_workers, batch_slots=args.batch_slots,
+          leaderboard_interval_s=args.leaderboard_interval, ready=ready)
     return 0
 
 
