@@ -85,7 +85,10 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
     @app.get("/status/{job_id}", response_model=JobStatusView, dependencies=[Keyed])
     def get_status(job_id: str) -> JobStatusView:
         view = job_requests.job_status(clients, settings, job_id)
-        snapshot = snapshots.get(clients.s3, settings.artifacts_bucket, view.competition) if view.cv_score is not None else None
+        if view.cv_score is None:
+            return view
+        # The score ranked on the latest synced leaderboard, not the one of when the job finished.
+        snapshot = snapshots.get(clients.s3, settings.artifacts_bucket, view.competition)
         return leaderboard_requests.with_live_rank(view, snapshot)
 
     @app.get("/result/{job_id}/submission.csv", status_code=307, dependencies=[Keyed])

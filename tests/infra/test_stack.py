@@ -482,7 +482,8 @@ def test_local_environment_uses_the_emulated_stack_names(synthesized: dict[str, 
         for f in resources(synth, "AWS::Lambda::Function").values()
         if "FunctionName" in f["Properties"]
     }
-    assert function_names == {names.resource_name(prefix, base) for base in [names.API_FUNCTION, *names.STEP_HANDLERS]}
+    bases = [names.API_FUNCTION, names.LEADERBOARD_SYNC_FUNCTION, *names.STEP_HANDLERS]
+    assert function_names == {names.resource_name(prefix, base) for base in bases}
 
 
 def test_deployed_bucket_names_carry_the_account_id(synthesized: dict[str, Synthesized]) -> None:
