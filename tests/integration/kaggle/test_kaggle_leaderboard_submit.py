@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -211,7 +212,7 @@ def test_requests_are_spaced_by_the_minimum_interval(fake_kaggle: FakeKaggle, op
     for _ in range(3):
         download_leaderboard("board-comp", options=spaced)
     times = [r.at for r in fake_kaggle.calls("DownloadLeaderboard")]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 2 and min(gaps) >= 0.28
 
 
