@@ -107,19 +107,23 @@ def test_sync_stores_snapshots_and_reports_failures_per_competition(
 def test_one_competition_failing_in_any_way_does_not_stop_the_others(
     fake_kaggle: FakeKaggle, s3: Any, options: KaggleOptions
 ) -> None:
-    for slug in ("b-rules", "c-limited", "d-fine"):
+    for slug in ("b-rules", "c-limited", "d-dropped", "e-fine"):
         fake_kaggle.add(FakeCompetition(slug=slug, files={}, leaderboard=[("a", 0.9), ("b", 0.8)]))
     # Scripted failures are served in request order: competitions go stalest first, then by name.
     fake_kaggle.fail_next("DownloadLeaderboard", 403, "You must accept this competition's rules")
     fake_kaggle.fail_next("DownloadLeaderboard", 429, "slow down", times=2, **{"Retry-After": "0"})
     fake_kaggle.fail_next("GetLeaderboard", 429, "slow down", times=2, **{"Retry-After": "0"})
-    report = sync_leaderboards(s3, BUCKET, ["z-missing", "d-fine", "c-limited", "b-rules"], options=options)
-    assert list(report.outcome) == ["b-rules", "c-limited", "d-fine", "z-missing"]
+    # d-dropped: every answer (the download, then the pages) is cut off, both attempts.
+    fake_kaggle.drop_after_handling.extend(["DownloadLeaderboard"] * 2 + ["GetLeaderboard"] * 2)
+    slugs = ["z-missing", "e-fine", "d-dropped", "c-limited", "b-rules"]
+    report = sync_leaderboards(s3, BUCKET, slugs, options=options)
+    assert list(report.outcome) == ["b-rules", "c-limited", "d-dropped", "e-fine", "z-missing"]
     assert "rules" in report.outcome["b-rules"]
     assert "rate-limited" in report.outcome["c-limited"]
-    assert report.outcome["d-fine"] == "updated"
+    assert "Could not reach Kaggle" in report.outcome["d-dropped"]
+    assert report.outcome["e-fine"] == "updated"
     assert "not found" in report.outcome["z-missing"]
-    assert (report.updated, report.failed) == (1, 3)
+    assert (report.updated, report.failed) == (1, 4)
 
 
 def test_failed_refresh_keeps_the_previous_snapshot_and_records_why(
