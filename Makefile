@@ -84,3 +84,8 @@ stack: $(STAMP)
 bench-api: $(STAMP)
 	$(BIN)/python benchmarks/api_load.py --clients 50
 	$(BIN)/python benchmarks/api_load.py --clients 200 --skip-overhead
+
+.PHONY: bench-leaderboards
+# One leaderboard sync of 20 competitions × 5,000 teams against the fake Kaggle server (~2.5 min).
+bench-leaderboards: $(STAMP)
+	$(BIN)/python benchmarks/leaderboard_sync.py

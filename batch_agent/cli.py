@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", type=Path, default=Path("submission.csv"),
                      help="where to write the submission (default: ./submission.csv)")
     run.add_argument("--time-limit", type=_positive, default=300.0, metavar="SECONDS",
-                     help="wall-clock limit for the whole run (default: 300)")
+                     help="wall-clock limit for solving (default: 300). For a Kaggle URL, the leaderboard "
+                          "estimate (one download) and, with --submit, the upload and up to --submit-wait "
+                          "seconds of waiting for the public score come after it")
     run.add_argument("--metric", help="override the metric read from the description (e.g. roc_auc, rmse)")
     run.add_argument("--workdir", type=Path, help="where programs, logs and predictions go "
                                                   "(default: ./.kaggle-solver/NAME-TIMESTAMP)")
@@ -78,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "private Kaggle kernel with a GPU (URL sources only)")
     run.add_argument("--submit", action="store_true",
                      help="upload the submission to Kaggle (URL sources only), wait for its public score and rank")
+    run.add_argument("--submit-wait", type=_positive, default=600.0, metavar="SECONDS",
+                     help="with --submit, wait at most this long for Kaggle to score the submission; "
+                          "after it the submission stays in and the summary says pending (default: 600)")
     board = commands.add_parser(
         "leaderboard",
         help="summarise a competition's public leaderboard",
@@ -107,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
     serve.add_argument("--batch-slots", type=int, default=2,
                        help="Batch jobs run at once; the others wait RUNNABLE (default: 2)")
+    serve.add_argument("--leaderboard-interval", type=_positive, default=300.0, metavar="SECONDS",
+                       help="refresh tracked Kaggle leaderboards this often, as the deployed schedule does "
+                            "(default: 300)")
     return parser
 
 
@@ -193,9 +201,12 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
     llm_usage = _llm_usage(author)
     if llm_usage is not None:
         lines.append(f"LLM: {llm_usage['summary']}")
-    kaggle_lines = (_kaggle_report(slug, result.cv_score, result.higher_is_better, result.metric, args.submit,
-                                   output) if slug is not None else [])
-    lines.extend(kaggle_lines)
+    kaggle: dict[str, Any] = {}
+    kaggle_lines: list[str] = []
+    if slug is not None:
+        kaggle_lines, kaggle = _kaggle_report(slug, result.cv_score, result.higher_is_better, result.metric,
+                                              args.submit, output, submit_wait=args.submit_wait)
+        lines.extend(kaggle_lines)
     report = write_report(result.model_dump(mode="json"), Path(result.workdir) / REPORT_NAME,
                           notes=kaggle_lines, llm_usage=llm_usage)
     lines.append(f"report: {report}")
@@ -216,6 +227,7 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
             "workdir": result.workdir,
             "report": str(report),
         }
+        summary.update(kaggle)
         if llm_usage is not None:
             summary["llm"] = llm_usage
             summary["tokens"] = llm_usage["total_tokens"]
@@ -236,22 +248,39 @@ def _competition_of(source: str) -> str | None:
 
 
 def _kaggle_report(
-    slug: str, cv_score: float, higher_is_better: bool, metric: str, submit: bool, output: Path
-) -> list[str]:
-    """Where the CV score would land on the leaderboard and, with --submit, the public score."""
+    slug: str, cv_score: float, higher_is_better: bool, metric: str, submit: bool, output: Path,
+    *, submit_wait: float = 600.0,
+) -> tuple[list[str], dict[str, Any]]:
+    """Where the CV score would land on the leaderboard and, with --submit, the public score.
+
+    Returns the text lines and the JSON summary's fields: ``leaderboard`` (the CV
+    score's estimate, or None) and, with --submit, ``submission`` (ref, status,
+    public score and its rank).
+    """
     from batch_agent.kaggle.leaderboard import describe_rank
     from batch_agent.kaggle.leaderboard_download import estimate_rank
     from batch_agent.kaggle.submit import submit as submit_to_kaggle
 
     lines = []
     estimate = estimate_rank(slug, cv_score, higher_is_better)
+    fields: dict[str, Any] = {
+        "leaderboard": {**estimate.model_dump(), "score": cv_score} if estimate is not None else None
+    }
     if estimate is None:
         lines.append("leaderboard: not available (no Kaggle credentials or Kaggle unreachable)")
     else:
         lines.append(f"leaderboard (CV): {describe_rank(cv_score, estimate)}")
     if submit:
         result = submit_to_kaggle(slug, output, f"kaggle-solver CV {metric}={cv_score:.5f}",
-                                  higher_is_better=higher_is_better)
+                                  higher_is_better=higher_is_better, timeout=submit_wait)
+        fields["submission"] = {
+            "ref": result.ref,
+            "status": result.status,
+            "public_score": result.public_score,
+            "rank": result.rank.model_dump() if result.rank is not None else None,
+            "error": result.error,
+            "description": result.description,
+        }
         if result.status == "complete" and result.public_score is not None:
             lines.append(f"submitted: public score {result.public_score:.5f}")
             if result.rank is not None:
@@ -260,7 +289,7 @@ def _kaggle_report(
             lines.append(f"submitted, but Kaggle could not score it: {result.error or 'no reason given'}")
         else:
             lines.append(f"submitted (ref {result.ref}); Kaggle has not scored it yet")
-    return lines
+    return lines, fields
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
@@ -287,7 +316,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     serve(api_port=args.port, moto_port=args.aws_port, work_dir=args.work_dir,
           local_cache_dir=args.cache_dir.resolve() if args.cache_dir else None, api_key=args.api_key,
-          api_workers=args.api_workers, batch_slots=args.batch_slots, ready=ready)
+          api_workers=args.api_workers, batch_slots=args.batch_slots,
+          leaderboard_interval_s=args.leaderboard_interval, ready=ready)
     return 0
 
 

@@ -30,6 +30,8 @@ ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("/result/{job_id}/submission.csv", "GET", True),
     ("/logs/{job_id}", "GET", True),
     ("/jobs", "GET", True),
+    ("/leaderboards/{slug}", "GET", True),
+    ("/leaderboards/{slug}", "POST", True),
 )
 API_TIMEOUT = cdk.Duration.seconds(29)  # API Gateway's own integration limit
 
@@ -82,6 +84,8 @@ class ServiceApi(Construct):
         # The API writes the job request under jobs/{id}/ and presigns GETs of results.
         bucket.grant_read(self.handler.role)
         bucket.grant_put(self.handler.role, f"{names.JOBS_PREFIX}*")
+        # POST /leaderboards/{slug} marks a competition for the sync; the snapshots are the sync's alone.
+        bucket.grant_put(self.handler.role, f"{names.TRACKED_PREFIX}*")
         table.grant_read_write_data(self.handler.role)
         state_machine.grant_start_execution(self.handler.role)
         state_machine.grant_execution(self.handler.role, "states:DescribeExecution")

@@ -47,6 +47,8 @@ AWS_REQUIRED_STAR_ACTIONS = frozenset(
         "logs:PutResourcePolicy",
         "logs:DescribeResourcePolicies",
         "logs:DescribeLogGroups",
+        # Leaderboard sync: its staleness metric (scoped by a cloudwatch:namespace condition).
+        "cloudwatch:PutMetricData",
     }
 )
 
@@ -111,6 +113,18 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
     for role in lambda_roles:
         for finding in bucket_findings(bucket, write=True, key_patterns=("*", "jobs/*")) + table_findings(table):
             acknowledge(role, finding, GRANT_REASON)
+    for finding in bucket_findings(bucket, write=True, key_patterns=("tracked/*",)):
+        acknowledge(stack.api.handler.role, finding, GRANT_REASON)
+    # The leaderboard sync: reads the bucket and the jobs table's listing index, writes under leaderboards/.
+    sync_role = stack.leaderboard_sync.sync.role
+    for finding in bucket_findings(bucket, write=True, key_patterns=("*", "leaderboards/*")) + table_findings(table):
+        acknowledge(sync_role, finding, GRANT_REASON)
+    acknowledge(
+        sync_role,
+        "IAM5[Resource::*]",
+        "cloudwatch:PutMetricData supports no resource-level permissions; a cloudwatch:namespace "
+        "condition limits it to this deployment's namespace.",
+    )
     # Batch jobs: read and write the whole bucket (prepare fills the competition cache).
     for finding in bucket_findings(bucket, write=True, key_patterns=("*",)) + table_findings(table):
         acknowledge(stack.training.job_role, finding, GRANT_REASON)

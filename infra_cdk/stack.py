@@ -13,6 +13,7 @@ from batch_agent.service import names
 from infra_cdk.api import ServiceApi
 from infra_cdk.environments import DeploymentSettings
 from infra_cdk.lambda_bundle import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
+from infra_cdk.leaderboard_sync import LeaderboardSync
 from infra_cdk.pipeline import Pipeline
 from infra_cdk.storage import JobStorage, removal_policy
 from infra_cdk.training import TrainingCompute
@@ -98,6 +99,17 @@ class KaggleSolverStack(cdk.Stack):
             bucket=self.storage.bucket,
             table=self.storage.table,
             state_machine=self.pipeline.state_machine,
+        )
+        self.leaderboard_sync = LeaderboardSync(
+            self,
+            "LeaderboardSync",
+            settings=settings,
+            code=code,
+            layer=self.dependency_layer,
+            bucket=self.storage.bucket,
+            table=self.storage.table,
+            kaggle_secret=self.kaggle_secret,
+            alarm_topic=self.pipeline.alarm_topic,
         )
 
         cdk.CfnOutput(self, "ApiUrl", value=self.api.rest_api.url)

@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,6 +70,11 @@ class KaggleOptions(BaseModel):
     max_backoff_s: float = Field(default=30.0, ge=0)
     # Per connect/read timeout; the official client sets none, so a stalled socket would hang forever.
     request_timeout_s: float = Field(default=60.0, gt=0)
+    # Least time between the starts of two Kaggle requests of this process (0: no spacing).
+    # Kaggle rate-limits per account; a sync of many competitions spaces its calls.
+    min_interval_s: float = Field(default=0.0, ge=0)
+    # A 429's Retry-After is honoured up to this many seconds; a longer one fails the call at once.
+    max_retry_after_s: float = Field(default=300.0, ge=0)
 
 
 
@@ -230,11 +236,42 @@ def backoff_seconds(options: KaggleOptions, attempt: int) -> float:
     return float(min(options.max_backoff_s, options.backoff_s * (2 ** (attempt - 1))))
 
 
+class _Pacer:
+    """Spaces the starts of requests made by this process, across threads and connections."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+
+    def wait(self, min_interval_s: float) -> None:
+        if min_interval_s <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + min_interval_s
+        if start > now:
+            time.sleep(start - now)
+
+    def hold(self, seconds: float) -> None:
+        """No request of this process starts in the next ``seconds`` (a Retry-After applies to the account)."""
+        with self._lock:
+            self._next_start = max(self._next_start, time.monotonic() + seconds)
+
+
+PACER = _Pacer()
+
+
 def call(options: KaggleOptions, fn: Callable[[], T], *, slug: str, what: str, kind: str = "competition") -> T:
-    """Run one Kaggle request, retrying 429, 5xx and dropped connections with bounded exponential backoff."""
+    """Run one Kaggle request, retrying 429, 5xx and dropped connections with bounded exponential backoff.
+
+    Requests start at least ``options.min_interval_s`` apart; a 429's Retry-After
+    (up to ``options.max_retry_after_s``) is waited out before the retry.
+    """
     last: Exception | None = None
     for attempt in range(1, options.max_attempts + 1):
         delay = backoff_seconds(options, attempt)
+        PACER.wait(options.min_interval_s)
         try:
             return fn()
         except requests.HTTPError as error:
@@ -242,13 +279,20 @@ def call(options: KaggleOptions, fn: Callable[[], T], *, slug: str, what: str, k
             if status is None or (status != 429 and status < 500):
                 raise _classify(error, slug=slug, what=what, kind=kind) from error
             last = error
-            retry_after = _retry_after(error) if status == 429 else None
-            delay = retry_after if retry_after is not None else delay
+            retry_after = _retry_after(error) if status in (429, 503) else None
+            if retry_after is not None:
+                if retry_after > options.max_retry_after_s:
+                    raise KaggleRateLimitError(
+                        f"Kaggle asked to wait {retry_after:.0f} s before trying to {what} again "
+                        f"(more than {options.max_retry_after_s:.0f} s); try later."
+                    ) from error
+                delay = retry_after
+                PACER.hold(retry_after)
         except TRANSIENT_ERRORS as error:
             last = error
         if attempt < options.max_attempts:
             logger.info("Kaggle: %s failed (%s); retry %d in %.1fs", what, last, attempt, delay)
-            time.sleep(min(delay, options.max_backoff_s))
+            time.sleep(delay)
     if isinstance(last, requests.HTTPError):
         if _status(last) == 429:
             raise KaggleRateLimitError(

@@ -50,6 +50,27 @@ class RankEstimate(BaseModel):
     medal: Medal | None
 
 
+class MedalLine(BaseModel):
+    """A medal's cut-off: how many places earn it and the score of the last team inside it."""
+
+    places: int
+    score: float
+
+
+class LeaderboardSummary(BaseModel):
+    """A leaderboard in a few numbers: size, direction, best, median and the three medal lines."""
+
+    slug: str
+    fetched_at: datetime
+    n_teams: int
+    higher_is_better: bool | None
+    best: float | None
+    median: float | None
+    gold: MedalLine | None
+    silver: MedalLine | None
+    bronze: MedalLine | None
+
+
 class LeaderboardSnapshot(BaseModel):
     """A stored copy of a public leaderboard's scores, enough to rank without asking Kaggle.
 
@@ -81,6 +102,30 @@ class LeaderboardSnapshot(BaseModel):
         if direction is None or not self.scores or not math.isfinite(score):
             return None
         return rank_score(self.scores, score, direction)
+
+    def summary(self) -> LeaderboardSummary:
+        """Size, best, median and medal lines; no lines when the board is empty."""
+        if not self.scores:
+            ordered: list[float] = []
+        elif self.higher_is_better is None:
+            ordered = list(self.scores)  # flat or a single team: Kaggle's order is all there is
+        else:
+            ordered = sorted(self.scores, reverse=self.higher_is_better)
+        lines: dict[str, MedalLine | None] = {"gold": None, "silver": None, "bronze": None}
+        if ordered:
+            cutoffs = medal_cutoffs(len(ordered))
+            for name in lines:
+                places = min(getattr(cutoffs, name), len(ordered))
+                lines[name] = MedalLine(places=places, score=ordered[places - 1])
+        return LeaderboardSummary(
+            slug=self.slug,
+            fetched_at=self.fetched_at,
+            n_teams=self.n_teams,
+            higher_is_better=self.higher_is_better,
+            best=ordered[0] if ordered else None,
+            median=statistics.median(ordered) if ordered else None,
+            **lines,
+        )
 
 
 def medal_cutoffs(n_teams: int) -> MedalCutoffs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import requests
 from pydantic import BaseModel
 
-from batch_agent.kaggle.client import KaggleOptions, call, connection, parse_score
+from batch_agent.kaggle.client import Connection, KaggleOptions, call, connection, parse_score
 from batch_agent.kaggle.leaderboard import (
     RankEstimate,
 )
@@ -27,8 +28,8 @@ class SubmissionResult(BaseModel):
     message: str = ""
     error: str | None = None
     rank: RankEstimate | None = None
-
-
+    # The description the submission carries on Kaggle (the message plus a unique tag).
+    description: str = ""
 
 
 # --------------------------------------------------------------------------- submit
@@ -41,6 +42,19 @@ def _submission_state(sub: Any) -> Literal["complete", "error", "pending"]:
     if name.endswith("ERROR"):
         return "error"
     return "pending"
+
+
+def _find_submission(conn: Connection, slug: str, description: str) -> int | None:
+    """The ref of this competition's newest submission carrying ``description``, if Kaggle has one."""
+    from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsRequest
+
+    request = ApiListSubmissionsRequest()
+    request.competition_name = slug
+    response = conn.competitions.list_submissions(request)
+    for sub in response.submissions or []:
+        if sub.description == description and sub.ref:
+            return int(sub.ref)
+    return None
 
 
 def submit(
@@ -57,6 +71,11 @@ def submit(
 
     Returns status "pending" when scoring takes longer than ``timeout`` (the
     submission is in; its score appears on Kaggle later).
+
+    Creating the submission is idempotent: its description carries a unique tag,
+    and before any retry of CreateSubmission (after a dropped connection or a 5xx,
+    when Kaggle may have accepted the first one) the competition's submissions are
+    searched for that tag, so one upload never spends two daily submissions.
     """
     from kagglesdk.competitions.types.competition_api_service import (
         ApiCreateSubmissionRequest,
@@ -87,18 +106,26 @@ def submit(
             return response
 
         call(options, put, slug=slug, what="upload the submission file")
+        description = f"{message} [{uuid.uuid4().hex[:12]}]"
         create = ApiCreateSubmissionRequest()
         create.competition_name = slug
         create.blob_file_tokens = upload.token
-        create.submission_description = message
-        created = call(
-            options,
-            lambda: conn.competitions.create_submission(create),
-            slug=slug,
-            what="create the submission",
-        )
-        ref = int(created.ref or 0)
-        result = SubmissionResult(ref=ref, status="pending", message=created.message or "")
+        create.submission_description = description
+        tried = False
+
+        def create_once() -> tuple[int, str]:
+            nonlocal tried
+            if tried:
+                found = _find_submission(conn, slug, description)
+                if found is not None:
+                    logger.info("Kaggle: the first CreateSubmission went through (ref %d); not sending another", found)
+                    return found, ""
+            tried = True
+            created = conn.competitions.create_submission(create)
+            return int(created.ref or 0), created.message or ""
+
+        ref, created_message = call(options, create_once, slug=slug, what="create the submission")
+        result = SubmissionResult(ref=ref, status="pending", message=created_message, description=description)
         if not ref:
             return result
         deadline = time.monotonic() + timeout
@@ -113,8 +140,9 @@ def submit(
                     ref=ref,
                     status=state,
                     public_score=parse_score(sub.public_score),
-                    message=created.message or "",
+                    message=created_message,
                     error=sub.error_description or None,
+                    description=description,
                 )
                 break
             if time.monotonic() + interval > deadline:

@@ -40,6 +40,12 @@ def competition_slug(url: str) -> str:
     return slug.lower()
 
 
+def checked_slug(text: str) -> str:
+    """A bare competition slug, lower-cased; InputError when it is not one (it names S3 keys)."""
+    slug = text.strip()
+    if len(slug) > 100 or not _SLUG_RE.match(slug):
+        raise InputError(f"{text!r} is not a competition slug (letters, digits and hyphens)")
+    return slug.lower()
 
 
 def rules_url(slug: str) -> str:

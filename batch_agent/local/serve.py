@@ -24,13 +24,15 @@ def serve(
     api_workers: int = 1,
     batch_slots: int = 2,
     fresh: bool = False,
+    leaderboard_interval_s: float | None = 300.0,
     ready: Callable[[EmulatedStack, str], None] | None = None,
 ) -> None:
     """Run the emulated stack and the API until interrupted (Ctrl-C / SIGTERM)."""
     if fresh:
         shutil.rmtree(work_dir, ignore_errors=True)
     options = StackOptions(
-        port=moto_port, work_dir=work_dir, local_cache_dir=local_cache_dir, max_batch_jobs=batch_slots
+        port=moto_port, work_dir=work_dir, local_cache_dir=local_cache_dir, max_batch_jobs=batch_slots,
+        leaderboard_sync_interval_s=leaderboard_interval_s,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -22,7 +22,9 @@ execution on, creates the resources the CDK app defines (names from
   instead of building one per call, an ASL definition is parsed once (each execution gets a
   copy) and a Batch ``.sync`` task waits for the harness to report its job stopped (re-checking
   every 5 s) instead of polling every 0.5 s;
-* executions are always started with a name (the API names them by job id).
+* executions are always started with a name (the API names them by job id);
+* the EventBridge schedule of the leaderboard sync is a timer thread
+  (``leaderboard_sync_interval_s``) running the same ``run_sync`` in this process.
 
 ``serve`` adds the API (uvicorn, another process) on 127.0.0.1:8000. Nothing
 here is imported by product code paths; it is the local driver and the tests'
@@ -53,7 +55,10 @@ import boto3
 from batch_agent.local import moto_patches
 from batch_agent.local.batch_runner import LocalBatch
 from batch_agent.local.lambda_workers import LambdaWorkers
+from batch_agent.local.leaderboard_timer import SyncTimer
 from batch_agent.service import names
+from batch_agent.service.leaderboard_sync import SyncClients, SyncReport, run_sync
+from batch_agent.service.settings import LeaderboardSyncSettings
 from batch_agent.service.state_machine import local_arns, render_definition
 
 log = logging.getLogger(__name__)
@@ -93,6 +98,10 @@ class StackOptions:
     container_environment: dict[str, str] = field(default_factory=dict)
     lambda_timeout_s: int = 900
     batch_timeout_s: int = 24 * 3600
+    # The leaderboard sync's period (AWS: 300 s); None: no sync timer.
+    leaderboard_sync_interval_s: float | None = None
+    # Least time between two Kaggle requests of the sync.
+    kaggle_min_interval_s: float = 1.0
 
 
 class EmulatedStack:
@@ -104,6 +113,7 @@ class EmulatedStack:
         self._server: Any = None
         self._workers: LambdaWorkers | None = None
         self._batch: LocalBatch | None = None
+        self.sync_timer: SyncTimer | None = None
         self.resources: dict[str, str] = {}
         self._previous_moto_port: str | None = None
 
@@ -137,12 +147,18 @@ class EmulatedStack:
             # moto's backends live in the process: start from nothing, not from an earlier stack's state.
             urllib.request.urlopen(urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST"))
             self._create_resources()
+            if self.options.leaderboard_sync_interval_s is not None:
+                self.sync_timer = SyncTimer(self.run_leaderboard_sync, self.options.leaderboard_sync_interval_s)
+                self.sync_timer.start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        if self.sync_timer:
+            self.sync_timer.stop()
+            self.sync_timer = None
         if self._workers:
             self._workers.close()
         if self._batch:
@@ -312,6 +328,24 @@ class EmulatedStack:
                     "environment": [{"name": k, "value": v} for k, v in container_env.items()],
                 },
             )
+
+    # ------------------------------------------------------------ the leaderboard sync (EventBridge + Lambda in AWS)
+
+    def leaderboard_sync_settings(self) -> LeaderboardSyncSettings:
+        return LeaderboardSyncSettings(
+            jobs_table=self.table,
+            artifacts_bucket=self.bucket,
+            sync_interval_s=self.options.leaderboard_sync_interval_s or 300.0,
+            kaggle_min_interval_s=self.options.kaggle_min_interval_s,
+            metrics_namespace=names.metrics_namespace(self.options.prefix),
+        )
+
+    def run_leaderboard_sync(self) -> SyncReport:
+        """One sync run, as the scheduled Lambda does it (metrics go to the emulated CloudWatch)."""
+        clients = SyncClients(
+            s3=self.client("s3"), dynamodb=self.client("dynamodb"), cloudwatch=self.client("cloudwatch")
+        )
+        return run_sync(clients, self.leaderboard_sync_settings())
 
     # ------------------------------------------------------------ conveniences for drivers and tests
 

@@ -10,7 +10,9 @@ Layout::
     jobs/{job_id}/attempts/{n}/result.json   AttemptResult (train, then validate)
     jobs/{job_id}/attempts/{n}/...           submission.csv, metrics.json, logs written by the program
     jobs/{job_id}/submission.csv             the best submission (finish)
-    leaderboards/{slug}.json                 public leaderboard snapshot (prepare), for rank estimates
+    leaderboards/{slug}.json                 public leaderboard snapshot (the scheduled sync), for ranks
+    leaderboards/{slug}.history.json         its summary and history (the sync)
+    tracked/{slug}.json                      a competition a user asked the sync to track (the API)
 
 Stdlib + boto3 only (Lambdas import this module).
 """

@@ -68,6 +68,7 @@ class JobStatusView(BaseModel):
     compute: str
     attempts: list[AttemptSummary]
     leaderboard: dict[str, Any] | None = None
+    higher_is_better: bool | None = None
     training_seconds: float = 0.0
     blend_weights: dict[str, float] | None = None
     llm_usage: dict[str, Any] | None = None

@@ -61,6 +61,8 @@ class JobRecord(BaseModel):
     attempts: list[AttemptSummary] = Field(default_factory=list)
     # Where the best CV score would rank on the public leaderboard (RankEstimate fields + fetched_at).
     leaderboard: dict[str, Any] | None = None
+    # The metric's direction, recorded at finish so the live rank needs no profile read.
+    higher_is_better: bool | None = None
     # Wall-clock seconds the training programs ran, over all attempts.
     training_seconds: float = 0.0
     # ClaudeAuthor.usage() after the last LLM step: tokens, cost, fallback reason; None: templates only.

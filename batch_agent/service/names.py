@@ -37,7 +37,9 @@ VALIDATE_FUNCTION = "validate"
 REPAIR_FUNCTION = "repair"
 FINISH_FUNCTION = "finish"
 FAIL_FUNCTION = "fail"
+LEADERBOARD_SYNC_FUNCTION = "leaderboard-sync"
 API_HANDLER = "lambdas.api.handler.handler"
+LEADERBOARD_SYNC_HANDLER = "lambdas.leaderboard_sync.handler.handler"
 STEP_HANDLERS: dict[str, str] = {
     PLAN_FUNCTION: "lambdas.steps.plan.handler",
     GENERATE_FUNCTION: "lambdas.steps.generate.handler",
@@ -69,7 +71,18 @@ JOBS_TTL_ATTRIBUTE = "expires_at"  # epoch seconds, set when the API has a reten
 CACHE_PREFIX = "cache/"                  # cache/{slug}/... : competition files, downloaded once per slug
 JOBS_PREFIX = "jobs/"                    # jobs/{job_id}/... : profile, plan, attempts, logs, submission.csv
 
-LEADERBOARD_PREFIX = "leaderboards/"  # leaderboards/{slug}.json : LeaderboardSnapshot (prepare, or a sync)
+# leaderboards/{slug}.json (LeaderboardSnapshot) and leaderboards/{slug}.history.json: written by the sync only.
+LEADERBOARD_PREFIX = "leaderboards/"
+TRACKED_PREFIX = "tracked/"  # tracked/{slug}.json : a user asked the sync to keep this leaderboard (the API)
+
+# The leaderboard sync's CloudWatch metrics (namespace "{prefix}-kaggle-solver", no dimensions).
+METRIC_OLDEST_SNAPSHOT_AGE = "OldestLeaderboardSnapshotAgeSeconds"
+METRIC_SYNC_FAILURES = "LeaderboardSyncFailures"
+METRIC_SYNC_UPDATED = "LeaderboardSyncUpdated"
+
+
+def metrics_namespace(prefix: str) -> str:
+    return f"{prefix}-{APP}"
 
 # Environment variables each deployable reads (pydantic-settings, prefix KAGGLE_SOLVER_).
 ENV_PREFIX = "KAGGLE_SOLVER_"
@@ -86,6 +99,9 @@ ENV_MEMORY_LIMIT_MB = "KAGGLE_SOLVER_MEMORY_LIMIT_MB"  # container: sandbox memo
 ENV_WORK_DIR = "KAGGLE_SOLVER_WORK_DIR"  # container: scratch folder
 ENV_LOCAL_CACHE_DIR = "KAGGLE_SOLVER_LOCAL_CACHE_DIR"  # container: local cache by slug
 ENV_USD_PER_HOUR = "KAGGLE_SOLVER_USD_PER_HOUR"  # container: price of one job-hour, for the run's cost
+ENV_KAGGLE_SECRET_ARN = "KAGGLE_SOLVER_KAGGLE_SECRET_ARN"  # leaderboard sync: Kaggle credentials
+ENV_METRICS_NAMESPACE = "KAGGLE_SOLVER_METRICS_NAMESPACE"  # leaderboard sync: where the staleness metric goes
+ENV_SYNC_BUDGET_S = "KAGGLE_SOLVER_BUDGET_S"  # leaderboard sync: stop starting competitions after this
 # The container also reads the official Kaggle client's own variables
 # (KAGGLE_USERNAME / KAGGLE_KEY or KAGGLE_API_TOKEN, KAGGLE_CONFIG_DIR), which the
 # job definition injects from the Kaggle secret.

@@ -37,6 +37,8 @@ class ApiSettings(_ServiceSettings):
     # A job not updated for this long is checked against its execution: one that ended without
     # recording a result (timed out, aborted) is marked FAILED, so no job stays RUNNING.
     reconcile_after_s: int = Field(default=120, ge=0)
+    # A leaderboard snapshot read for GET /status is reused this long (the sync refreshes every 5 minutes).
+    leaderboard_cache_s: float = Field(default=30.0, ge=0)
 
 
 class StepSettings(_ServiceSettings):
@@ -59,3 +61,25 @@ class ContainerSettings(_ServiceSettings):
     local_cache_dir: str | None = None
     # What one job of this definition costs per hour (instance or Fargate price); None: not priced.
     usd_per_hour: float | None = Field(default=None, ge=0)
+
+
+class LeaderboardSyncSettings(_ServiceSettings):
+    """The scheduled leaderboard sync (a Lambda in AWS, a timer thread on the local stack)."""
+
+    # Secrets Manager ARN of the Kaggle credentials; None: the official client's own lookup.
+    kaggle_secret_arn: str | None = None
+    # Where the secret is written as kaggle.json for the official client (Lambda: only /tmp is writable).
+    kaggle_config_dir: str = "/tmp/kaggle-solver-kaggle"
+    # The period of the schedule; a snapshot older than 3 of these raises the staleness alarm.
+    sync_interval_s: float = Field(default=300.0, gt=0)
+    # Competitions of jobs created this many days back are tracked.
+    job_days: int = Field(default=7, ge=1)
+    # History points kept per competition (2016 = one week at 5 minutes).
+    history_points: int = Field(default=2016, ge=1)
+    # No competition is started after this many seconds of a run (the Lambda's timeout is longer).
+    budget_s: float = Field(default=240.0, gt=0)
+    kaggle_min_interval_s: float = Field(default=1.0, ge=0)
+    kaggle_max_attempts: int = Field(default=3, ge=1)
+    kaggle_max_retry_after_s: float = Field(default=60.0, ge=0)
+    # CloudWatch namespace of the staleness metric; None: no metrics.
+    metrics_namespace: str | None = None

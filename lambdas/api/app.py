@@ -17,7 +17,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from batch_agent.service import job_requests
+from batch_agent.service import job_requests, leaderboard_requests
 from batch_agent.service.job_requests import (
     ApiClients,
     JobLogs,
@@ -29,6 +29,7 @@ from batch_agent.service.job_requests import (
     RunRequest,
 )
 from batch_agent.service.jobs import JobNotFoundError
+from batch_agent.service.leaderboard_requests import LeaderboardNotFoundError, LeaderboardView
 from batch_agent.service.settings import ApiSettings
 from batch_agent.solver.errors import InputError
 from batch_agent.solver.report import SCORE_CHART_JS
@@ -46,12 +47,14 @@ _ERROR_STATUS: dict[type[Exception], int] = {
     JobNotFoundError: 404,
     JobNotReadyError: 409,
     JobStartError: 503,
+    LeaderboardNotFoundError: 404,
 }
 
 
 def create_app(settings: ApiSettings | None = None, clients: ApiClients | None = None) -> FastAPI:
     settings = settings or ApiSettings()  # type: ignore[call-arg]  # fields come from the environment
     clients = clients or job_requests.api_clients()
+    snapshots = leaderboard_requests.SnapshotCache(settings.leaderboard_cache_s)
     app = FastAPI(
         title="kaggle-solver",
         version="0.1.0",
@@ -106,7 +109,12 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
 
     @app.get("/status/{job_id}", response_model=JobStatusView, dependencies=[Keyed])
     def get_status(job_id: str) -> JobStatusView:
-        return job_requests.job_status(clients, settings, job_id)
+        view = job_requests.job_status(clients, settings, job_id)
+        if view.cv_score is None:
+            return view
+        # The score ranked on the latest synced leaderboard, not the one of when the job finished.
+        snapshot = snapshots.get(clients.s3, settings.artifacts_bucket, view.competition)
+        return leaderboard_requests.with_live_rank(view, snapshot)
 
     @app.get("/result/{job_id}/submission.csv", status_code=307, dependencies=[Keyed])
     def result(job_id: str) -> RedirectResponse:
@@ -123,6 +131,14 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
         cursor: str | None = None,
     ) -> JobPage:
         return job_requests.list_job_page(clients, settings, status=status, limit=limit, cursor=cursor)
+
+    @app.get("/leaderboards/{slug}", response_model=LeaderboardView, dependencies=[Keyed])
+    def get_leaderboard(slug: str) -> LeaderboardView:
+        return leaderboard_requests.leaderboard_view(clients.s3, settings.artifacts_bucket, slug)
+
+    @app.post("/leaderboards/{slug}", status_code=202, response_model=LeaderboardView, dependencies=[Keyed])
+    def track_leaderboard(slug: str) -> LeaderboardView:
+        return leaderboard_requests.track_leaderboard(clients.s3, settings.artifacts_bucket, slug)
 
     return app
 

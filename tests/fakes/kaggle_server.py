@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -76,6 +77,7 @@ class Recorded:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
     @property
     def rpc(self) -> str:
@@ -102,6 +104,9 @@ class FakeKaggle:
         self.tokens: dict[str, str] = {"solver-token": "solver-user"}  # api token -> username
         self.requests: list[Recorded] = []
         self.failures: dict[str, deque[Failure]] = {}
+        # RPC names whose next call is carried out and then answered by a dropped connection
+        # (Kaggle did the work; the client never hears so).
+        self.drop_after_handling: deque[str] = deque()
         # Cut the connection after this many body bytes on the next storage download(s).
         self.drop_downloads_after: deque[int] = deque()
         self.leaderboard_download_enabled = True
@@ -247,6 +252,15 @@ class _Handler(BaseHTTPRequestHandler):
         handler = getattr(self, f"rpc_{rpc}", None)
         if handler is None:
             self._error(404, f"unknown method {rpc}")
+            return
+        if rpc in state.drop_after_handling:
+            state.drop_after_handling.remove(rpc)
+            real, self.wfile = self.wfile, io.BytesIO()  # type: ignore[assignment]
+            handler(body, user)
+            self.wfile = real
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(2)
             return
         handler(body, user)
 
@@ -447,6 +461,17 @@ class _Handler(BaseHTTPRequestHandler):
             "description": body.get("submissionDescription"),
         }
         self._json(200, {"message": "Successfully submitted to " + c.slug, "ref": ref})
+
+    def rpc_ListSubmissions(self, body: dict[str, Any], user: str) -> None:
+        c = self._competition(body)
+        if c is None:
+            return
+        mine = [
+            {"ref": ref, "description": sub["description"], "date": "2025-01-02T03:04:05.000Z", "status": "PENDING"}
+            for ref, sub in sorted(self.server_state.submissions.items(), reverse=True)
+            if sub["competition"] is c
+        ]
+        self._json(200, {"submissions": mine})
 
     def rpc_GetSubmission(self, body: dict[str, Any], user: str) -> None:
         sub = self.server_state.submissions.get(int(body.get("ref") or 0))

@@ -206,7 +206,9 @@ def test_without_gpu_the_gpu_placeholders_point_at_the_cpu_queue(synthesized: di
 
 def test_failed_executions_raise_an_alarm(synthesized: dict[str, Synthesized]) -> None:
     synth = synthesized["prod"]
-    (alarm,) = resources(synth, "AWS::CloudWatch::Alarm").values()
+    (alarm,) = [
+        a for a in resources(synth, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("Metrics")
+    ]
     metric_names = {
         m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Properties"]["Metrics"] if "MetricStat" in m
     }
@@ -417,7 +419,9 @@ def test_secrets_are_readable_only_by_what_uses_them(synthesized: dict[str, Synt
         for d in (stack.training.cpu_job_definition, stack.training.gpu_job_definition)
         if d is not None
     }
-    assert _roles_reading(synth, kaggle) == execution_roles
+    # The Batch jobs get it as variables; the leaderboard sync reads it itself.
+    sync_role = role_id(stack.leaderboard_sync.sync.role)
+    assert _roles_reading(synth, kaggle) == execution_roles | {sync_role}
 
     anthropic = role_id(stack.anthropic_secret)
     llm_roles = {role_id(stack.pipeline.steps[b].role) for b in LLM_STEPS} if settings.claude_enabled else set()
@@ -443,7 +447,7 @@ def test_lambda_code_asset_holds_only_the_two_packages(synthesized: dict[str, Sy
         for f in resources(synth, "AWS::Lambda::Function").values()
         if "Handler" in f["Properties"] and f["Properties"].get("FunctionName")
     }
-    assert handlers == {names.API_HANDLER, *names.STEP_HANDLERS.values()}
+    assert handlers == {names.API_HANDLER, names.LEADERBOARD_SYNC_HANDLER, *names.STEP_HANDLERS.values()}
     for handler in handlers:
         module = handler.rsplit(".", 1)[0]
         assert (asset / (module.replace(".", "/") + ".py")).is_file(), handler
@@ -478,7 +482,8 @@ def test_local_environment_uses_the_emulated_stack_names(synthesized: dict[str, 
         for f in resources(synth, "AWS::Lambda::Function").values()
         if "FunctionName" in f["Properties"]
     }
-    assert function_names == {names.resource_name(prefix, base) for base in [names.API_FUNCTION, *names.STEP_HANDLERS]}
+    bases = [names.API_FUNCTION, names.LEADERBOARD_SYNC_FUNCTION, *names.STEP_HANDLERS]
+    assert function_names == {names.resource_name(prefix, base) for base in bases}
 
 
 def test_deployed_bucket_names_carry_the_account_id(synthesized: dict[str, Synthesized]) -> None:

@@ -68,6 +68,7 @@ def finish_step(clients: ServiceClients, settings: StepSettings, state: dict[str
         best_attempt=best.number,
         blend_weights=blend["weights"] if blend is not None else None,
         leaderboard=leaderboard,
+        higher_is_better=higher,
         training_seconds=round(sum(a.seconds for a in job.attempts), 2),
         message=message,
     )

@@ -1,4 +1,8 @@
-"""The prepare step (a Batch job): competition files into the S3 cache, the profile, the leaderboard snapshot."""
+"""The prepare step (a Batch job): competition files into the S3 cache and the profile.
+
+The leaderboard snapshot is the scheduled sync's (``service.leaderboard_sync``): a new
+job's competition is tracked from its next run on.
+"""
 
 from __future__ import annotations
 
@@ -52,19 +56,6 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
 # ---------------------------------------------------------------- Batch steps
 
 
-def _save_leaderboard(clients: ServiceClients, slug: str) -> None:
-    """Best effort: a snapshot of the public leaderboard, so finish can rank the CV score without Kaggle."""
-    from batch_agent.kaggle.client import KaggleOptions
-    from batch_agent.kaggle.leaderboard_download import fetch_leaderboard_snapshot
-
-    try:
-        snapshot = fetch_leaderboard_snapshot(slug, options=KaggleOptions(max_attempts=2))
-    except (SolverError, ValueError, OSError) as exc:
-        log.info("no leaderboard snapshot for %s: %s", slug, exc)
-        return
-    artifacts.put_json(clients.s3, clients.bucket, artifacts.leaderboard_key(slug), snapshot.model_dump(mode="json"))
-
-
 def record_compute(clients: ServiceClients, settings: ContainerSettings, job_id: str, seconds: float) -> None:
     """Add one Batch job's wall-clock (and its price, when the container knows its rate) to the job."""
     amounts = {"compute_seconds": round(seconds, 2)}
@@ -88,7 +79,6 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
         jobs.mark_failed(clients.dynamodb, clients.table, job_id, str(exc))
         raise
     artifacts.put_json(clients.s3, clients.bucket, artifacts.job_key(job_id, "profile.json"), profile.model_dump())
-    _save_leaderboard(clients, job.competition)
     jobs.update_job(
         clients.dynamodb,
         clients.table,

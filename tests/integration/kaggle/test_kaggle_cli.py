@@ -115,3 +115,47 @@ def test_kaggle_gpu_compute_with_a_folder_exits_2(tmp_path: Path, capsys: pytest
                  "--workdir", str(tmp_path / "w"), "--output", str(tmp_path / "s.csv")])
     assert code == 2
     assert "--compute kaggle-gpu needs a Kaggle competition URL" in capsys.readouterr().err
+
+
+def test_run_json_summary_carries_the_leaderboard_estimate_and_the_submissions_public_rank(
+    board: FakeKaggle, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from batch_agent.solver import solve as solve_module
+    from batch_agent.solver.solve import SolveResult
+
+    board.competitions["cli-comp"].scorer = lambda _body: 0.5105
+    board.competitions["cli-comp"].polls_before_scored = 1
+    output = tmp_path / "submission.csv"
+
+    def solved(source: str, out: Path, *args: object, **kwargs: object) -> SolveResult:
+        # Solving is tested elsewhere; this test is about what the summary reports after it.
+        out.write_text("id,y\n1,0.5\n")
+        return SolveResult(
+            competition="cli-comp", task="regression", target="y", metric="rmse", higher_is_better=False,
+            cv_score=0.5035, seconds=1.0, attempts=1, output=str(out), best="ridge", author="template",
+            workdir=str(tmp_path),
+        )
+
+    monkeypatch.setattr(solve_module, "solve", solved)
+    code = main(["run", "https://www.kaggle.com/competitions/cli-comp", "--submit", "--json", "--quiet",
+                 "--output", str(output), "--submit-wait", "30"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # 0.5035: teams 0..3 are better (lower is better) -> 5th, top 10 of 120 -> gold
+    assert summary["leaderboard"] == {
+        "rank": 5, "n_teams": 120, "percentile": pytest.approx(96.67), "above_median": True, "medal": "gold",
+        "score": 0.5035,
+    }
+    submission = summary["submission"]
+    assert (submission["status"], submission["public_score"]) == ("complete", pytest.approx(0.5105))
+    assert submission["ref"] == next(iter(board.submissions))
+    assert submission["rank"]["rank"] == 12 and submission["rank"]["medal"] == "silver"
+
+
+def test_run_help_says_the_kaggle_steps_come_after_the_time_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "come after it" in text and "--submit-wait" in text

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from batch_agent.kaggle.client import KaggleOptions
-from batch_agent.kaggle.errors import KaggleAuthError, KaggleQuotaError, KaggleRulesNotAcceptedError
+from batch_agent.kaggle.errors import (
+    KaggleAuthError,
+    KaggleQuotaError,
+    KaggleRateLimitError,
+    KaggleRulesNotAcceptedError,
+)
 from batch_agent.kaggle.leaderboard_download import download_leaderboard, estimate_rank, fetch_leaderboard_snapshot
 from batch_agent.kaggle.submit import submit
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
@@ -114,7 +122,8 @@ def test_submit_uploads_polls_until_scored_and_ranks(
     assert result.status == "complete"
     assert result.public_score == pytest.approx(0.9915)
     assert len(fake_kaggle.calls("GetSubmission")) == 3
-    assert fake_kaggle.calls("CreateSubmission")[0].body["submissionDescription"] == "kaggle-solver cv=0.99"
+    sent = fake_kaggle.calls("CreateSubmission")[0].body["submissionDescription"]
+    assert sent == result.description and re.fullmatch(r"kaggle-solver cv=0\.99 \[[0-9a-f]{12}\]", sent)
     assert result.rank is not None and result.rank.rank == 10 and result.rank.medal == "gold"
 
 
@@ -167,3 +176,61 @@ def test_leaderboard_with_rejected_credentials_raises_auth_error(
     monkeypatch.setenv("KAGGLE_KEY", "nope")
     with pytest.raises(KaggleAuthError):
         download_leaderboard("board-comp", options=options)
+
+
+def test_a_dropped_answer_to_create_submission_does_not_submit_twice(
+    fake_kaggle: FakeKaggle, options: KaggleOptions, tmp_path: Path
+) -> None:
+    fake_kaggle.add(_competition(scorer=lambda _body: 0.95, polls_before_scored=0))
+    fake_kaggle.drop_after_handling.append("CreateSubmission")  # Kaggle takes it; the answer is lost
+    path = tmp_path / "submission.csv"
+    path.write_text("id,y\n1,2\n")
+    result = submit("board-comp", path, "once", poll_interval=0.01, options=options)
+    assert len(fake_kaggle.submissions) == 1
+    assert len(fake_kaggle.calls("CreateSubmission")) == 1
+    assert len(fake_kaggle.calls("ListSubmissions")) == 1
+    assert result.ref == next(iter(fake_kaggle.submissions)) and result.status == "complete"
+    assert result.public_score == pytest.approx(0.95)
+
+
+def test_a_create_submission_that_never_arrived_is_sent_again(
+    fake_kaggle: FakeKaggle, options: KaggleOptions, tmp_path: Path
+) -> None:
+    fake_kaggle.add(_competition(polls_before_scored=0))
+    fake_kaggle.fail_next("CreateSubmission", 503, "unavailable")  # refused before doing anything
+    path = tmp_path / "submission.csv"
+    path.write_text("id,y\n1,2\n")
+    result = submit("board-comp", path, "again", poll_interval=0.01, options=options)
+    assert len(fake_kaggle.submissions) == 1 and result.status == "complete"
+    assert len(fake_kaggle.calls("CreateSubmission")) == 2
+    assert len(fake_kaggle.calls("ListSubmissions")) == 1  # looked first, found nothing, sent again
+
+
+def test_requests_are_spaced_by_the_minimum_interval(fake_kaggle: FakeKaggle, options: KaggleOptions) -> None:
+    fake_kaggle.add(_competition())
+    spaced = options.model_copy(update={"min_interval_s": 0.3})
+    for _ in range(3):
+        download_leaderboard("board-comp", options=spaced)
+    times = [r.at for r in fake_kaggle.calls("DownloadLeaderboard")]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) == 2 and min(gaps) >= 0.28
+
+
+def test_retry_after_is_waited_out_even_beyond_the_backoff_cap(
+    fake_kaggle: FakeKaggle, options: KaggleOptions
+) -> None:
+    fake_kaggle.add(_competition())
+    fake_kaggle.fail_next("DownloadLeaderboard", 429, "slow down", **{"Retry-After": "0.6"})
+    started = time.monotonic()
+    assert len(download_leaderboard("board-comp", options=options)) == 260  # max_backoff_s is 0.05
+    first, second = (r.at for r in fake_kaggle.calls("DownloadLeaderboard"))
+    assert second - first >= 0.55 and time.monotonic() - started < 5
+
+
+def test_a_retry_after_longer_than_allowed_fails_at_once(fake_kaggle: FakeKaggle, options: KaggleOptions) -> None:
+    fake_kaggle.add(_competition())
+    fake_kaggle.leaderboard_download_enabled = False
+    fake_kaggle.fail_next("GetLeaderboard", 429, "slow down", **{"Retry-After": "3600"})
+    with pytest.raises(KaggleRateLimitError, match="asked to wait 3600 s"):
+        download_leaderboard("board-comp", options=options.model_copy(update={"max_retry_after_s": 60}))
+    assert len(fake_kaggle.calls("GetLeaderboard")) == 1

@@ -1,4 +1,4 @@
-"""Single pipeline steps against the emulated stack: the leaderboard snapshot and the finish step's rank."""
+"""Single pipeline steps against the emulated stack: the finish step's rank on the synced leaderboard."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from batch_agent.local.stack import EmulatedStack, StackOptions
 from batch_agent.service import artifacts, jobs
 from batch_agent.service.jobs import AttemptSummary, JobRecord
+from batch_agent.service.leaderboard_sync import sync_leaderboards
 from batch_agent.service.settings import StepSettings
 from batch_agent.service.steps.context import ServiceClients
 from batch_agent.service.steps.finish import failure_message, finish_step
-from batch_agent.service.steps.prepare import _save_leaderboard
 from batch_agent.solver.competition import CompetitionProfile
 from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 
@@ -66,7 +66,7 @@ def test_finish_publishes_the_best_attempt_and_ranks_it_on_the_stored_leaderboar
 ) -> None:
     board = [(f"team{i}", 0.99 - i * 0.01) for i in range(20)]  # best first, higher is better
     fake_kaggle.add(FakeCompetition(slug="rank-demo", files={"train.csv": b"id\n"}, leaderboard=board))
-    _save_leaderboard(clients, "rank-demo")
+    assert sync_leaderboards(clients.s3, clients.bucket, ["rank-demo"]).outcome == {"rank-demo": "updated"}
     job_id = _job_with_attempts(
         clients,
         "rank-demo",
@@ -88,6 +88,7 @@ def test_finish_publishes_the_best_attempt_and_ranks_it_on_the_stored_leaderboar
     assert (record.leaderboard["rank"], record.leaderboard["n_teams"]) == (5, 20)
     assert "would rank 5 of 21" in record.message
     assert record.training_seconds == 8.5
+    assert record.higher_is_better is True
 
 
 def test_finish_without_a_passing_attempt_fails_the_job_with_the_last_error(clients: ServiceClients) -> None:

@@ -57,3 +57,8 @@ def test_api_handler_loads_no_http_or_kaggle_client() -> None:
 
 def test_the_check_sees_a_heavy_import() -> None:
     assert _heavy_modules_after_importing(["batch_agent.solver.profiling"]) != []
+
+
+def test_leaderboard_sync_handler_and_its_kaggle_download_load_no_numeric_library() -> None:
+    modules = [names.LEADERBOARD_SYNC_HANDLER.rsplit(".", 1)[0], "batch_agent.kaggle.leaderboard_download"]
+    assert _heavy_modules_after_importing(modules) == []
