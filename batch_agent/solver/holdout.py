@@ -74,7 +74,7 @@ def prepare_holdout(profile: CompetitionProfile, destination: Path, seed: int | 
     held_sample = pd.DataFrame([sample.iloc[0].to_dict()] * n_held, columns=sample.columns)
     held_sample[profile.id_column] = fresh
     # Held rows go to random places, the test rows keep their order; the sample follows the same order.
-    order = rng.permutation(len(test) + n_held)
+    order = _interleaved(len(test), n_held, rng)
     new_test = pd.concat([test, held_rows], ignore_index=True).iloc[order]
     sample_rows = _sample_for(sample, test, profile.id_column)
     new_sample = pd.concat([sample_rows, held_sample], ignore_index=True).iloc[order]
@@ -98,6 +98,17 @@ def prepare_holdout(profile: CompetitionProfile, destination: Path, seed: int | 
     })
     return Holdout(profile=seen_profile, fresh_ids=[normalise_id(v) for v in fresh], train_rows=held,
                    seen_train_rows=seen)
+
+
+def _interleaved(n_test: int, n_held: int, rng: np.random.Generator) -> np.ndarray:
+    """Row order: test rows 0..n_test-1 in order, held rows (numbered from n_test) at random places among them."""
+    total = n_test + n_held
+    held = np.zeros(total, dtype=bool)
+    held[rng.choice(total, size=n_held, replace=False)] = True
+    order = np.empty(total, dtype=int)
+    order[~held] = np.arange(n_test)
+    order[held] = n_test + rng.permutation(n_held)
+    return order
 
 
 def _sample_for(sample: pd.DataFrame, test: pd.DataFrame, id_column: str) -> pd.DataFrame:

@@ -81,6 +81,7 @@ for fit, val in StratifiedKFold(5, shuffle=True, random_state=42).split(X, y):
     oof[val] = model.predict_proba(X.iloc[val])[:, 1]
     pred += model.predict_proba(X_test)[:, 1] / 5
 pd.DataFrame({{"id": test["id"], "target": pred}}).to_csv("submission.csv", index=False)
+pd.DataFrame({{"id": train["id"], "target": oof}}).to_csv("oof.csv", index=False)
 Path("metrics.json").write_text(json.dumps({{"cv_score": float(roc_auc_score(y, oof))}}))
 print("cv", roc_auc_score(y, oof))
 """
