@@ -20,6 +20,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from batch_agent.solver.submission import validate_submission
 CLAIM_TOLERANCE = 1e-4
 CLAIM_RELATIVE_TOLERANCE = 1e-3
 BOOTSTRAP_ROUNDS = 200
+MIN_BOOTSTRAP_DRAWS = 30
+BOOTSTRAP_SECONDS = 10.0
 # How many bootstrap standard deviations of the holdout score an out-of-fold score may beat it by.
 LEAK_NOISE_MULTIPLE = 3.0
 HOLDOUT_FILE = "holdout.csv"
@@ -126,8 +129,11 @@ def holdout_verdict(profile: CompetitionProfile, y: np.ndarray, predictions: pd.
     value = product_score(profile, y, frame)
     pred = None if profile.prediction_format == "ranked_labels" else prediction_space(profile, frame)
     rng = np.random.default_rng(seed)
-    draws = []
+    draws: list[float] = []
+    stop_at = time.monotonic() + BOOTSTRAP_SECONDS
     for _ in range(BOOTSTRAP_ROUNDS):
+        if len(draws) >= MIN_BOOTSTRAP_DRAWS and time.monotonic() > stop_at:
+            break  # a large holdout on a slow metric: fewer resamples still measure the noise
         rows = rng.integers(0, len(y), size=len(y))
         try:
             draws.append(_score_rows(profile, y[rows], frame.iloc[rows] if pred is None else pred[rows]))
@@ -135,7 +141,7 @@ def holdout_verdict(profile: CompetitionProfile, y: np.ndarray, predictions: pd.
             continue  # a resample with one class only has no AUC; the others still measure the noise
     noise = float(np.std(draws)) if len(draws) >= 2 else 0.0
     sign = 1.0 if get_metric(profile.metric).higher_is_better else -1.0
-    leaking = (oof_score is not None and len(draws) >= BOOTSTRAP_ROUNDS // 2
+    leaking = (oof_score is not None and len(draws) >= MIN_BOOTSTRAP_DRAWS
                and (oof_score - value) * sign > LEAK_NOISE_MULTIPLE * noise)
     return HoldoutVerdict(score=value, noise=noise, rows=len(y), leaking=bool(leaking))
 
@@ -148,7 +154,7 @@ def product_score(profile: CompetitionProfile, y: np.ndarray, frame: pd.DataFram
             return _score_rows(profile, y[keep], frame[keep])
         return _score_rows(profile, y[keep], prediction_space(profile, frame)[keep])
     except ValueError as exc:
-        raise ScoringError(f"the out-of-fold predictions cannot be scored on {profile.metric}: {exc}") from None
+        raise ScoringError(f"the predictions cannot be scored on {profile.metric}: {exc}") from None
 
 
 def _score_rows(profile: CompetitionProfile, y: np.ndarray, pred: np.ndarray | pd.DataFrame) -> float:

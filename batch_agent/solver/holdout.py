@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import stat
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,18 +129,37 @@ def _fresh_ids(train_ids: pd.Series, test_ids: pd.Series, n: int, rng: np.random
     used = {normalise_id(v) for v in pd.concat([train_ids, test_ids])}
     numbers = pd.to_numeric(pd.concat([train_ids, test_ids]), errors="coerce")
     if numbers.notna().all() and (numbers % 1 == 0).all():
-        # Integer ids: draw unused integers from the range the ids span, widened just enough to hold n more.
-        low, high = int(numbers.min()), int(numbers.max())
-        span = np.arange(low, high + 2 * n + 1)
-        free = span[~np.isin(span, numbers.to_numpy(dtype=np.int64))]
-        return [str(v) for v in rng.choice(free, size=n, replace=False)]
-    width = max(8, int(np.median([len(str(v)) for v in test_ids])) if len(test_ids) else 8)
+        # Integer ids: unused integers from the range the ids span, widened by 2n (always room for n more).
+        taken = {int(v) for v in numbers}
+        low, high = min(taken), max(taken)
+        chosen: list[int] = []
+        for _ in range(20):  # sparse ids: random picks in the range find free ones fast
+            for value in rng.integers(low, high + 2 * n + 1, size=2 * n):
+                if len(chosen) < n and int(value) not in taken:
+                    taken.add(int(value))
+                    chosen.append(int(value))
+            if len(chosen) == n:
+                break
+        top = [v for v in range(high + 1, high + 2 * n + 1) if v not in taken]  # dense ids: above the highest
+        chosen += [int(v) for v in rng.permutation(top)[: n - len(chosen)]]
+        return [str(v) for v in rng.permutation(chosen)]
+    # Text ids: the test ids' common leading letters (e.g. "cust-") and random digits, as long as theirs.
+    texts = [str(v) for v in test_ids]
+    prefix = texts[0] if texts else ""
+    for text in texts:
+        while not text.startswith(prefix):
+            prefix = prefix[:-1]
+    prefix = prefix.rstrip("0123456789")
+    width = max(4, int(np.median([len(t) for t in texts])) - len(prefix)) if texts else 8
     fresh: list[str] = []
     while len(fresh) < n:
-        candidate = uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63))).hex[:width]
-        if candidate not in used:
-            used.add(candidate)
+        digits = str(int(rng.integers(1, 10))) + "".join(str(d) for d in rng.integers(0, 10, size=width - 1))
+        candidate = prefix + digits
+        if normalise_id(candidate) not in used:
+            used.add(normalise_id(candidate))
             fresh.append(candidate)
+        elif len(used) > 10 ** (width - 1):
+            width += 1  # a crowded width: longer ids
     return fresh
 
 

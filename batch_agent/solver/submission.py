@@ -29,7 +29,8 @@ def normalise_value(text: str) -> str:
         number = Decimal(stripped)
     except InvalidOperation:
         return stripped
-    if not number.is_finite():
+    # Hex ids such as "12e45678" parse as huge numbers: an id is never a number that large.
+    if not number.is_finite() or abs(number.adjusted()) > 40:
         return stripped
     if number == number.to_integral_value():
         return str(int(number))

@@ -295,3 +295,22 @@ class ScriptedAuthor:
     def improve(self, profile: CompetitionProfile, plan: Plan, best: Program,
                 history: list[AttemptResult]) -> Program | None:
         return None
+
+
+@pytest.mark.parametrize("style", ["sparse-large-integers", "strings"])
+def test_fresh_holdout_ids_are_unused_and_unique_whatever_the_id_style(tmp_path: Path, style: str) -> None:
+    folder = make_competition(tmp_path / "comp")
+    for name in ("train.csv", "test.csv", "sample_submission.csv"):
+        frame = pd.read_csv(folder / name)
+        frame["id"] = (frame["id"] * 7_919_000_003 if style == "sparse-large-integers"
+                       else "cust-" + frame["id"].astype(str))
+        frame.to_csv(folder / name, index=False)
+    profile = profile_competition(folder)
+    holdout = prepare_holdout(profile, tmp_path / "prepared", seed=5)
+
+    assert holdout is not None
+    real = {str(v) for name in ("train.csv", "test.csv") for v in pd.read_csv(folder / name)["id"]}
+    assert len(set(holdout.fresh_ids)) == holdout_size(N_TRAIN) and not set(holdout.fresh_ids) & real
+    test_ids = pd.read_csv(tmp_path / "prepared" / "test.csv", dtype=str)["id"]
+    assert set(holdout.fresh_ids) <= set(test_ids) and test_ids.is_unique
+    remove_prepared(tmp_path / "prepared")
