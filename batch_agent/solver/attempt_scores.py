@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,11 +70,12 @@ def judge_attempt(profile: CompetitionProfile, result: AttemptResult, *, ran: st
     submission.csv without the held rows, and holdout.csv with their predictions under their real train ids.
     """
     folder = Path(result.workdir)
-    seen = holdout.profile if holdout is not None else profile
     result.claimed_cv_score = _claimed_score(folder)
     try:
         with tempfile.TemporaryDirectory(prefix="kaggle-solver-check-") as tmp:
             private = Path(tmp)
+            train = _read_table(Path(profile.data_dir) / profile.train_file)
+            seen, seen_train = _reference(profile, holdout, train, private / "reference")
             submission = _private_copy(folder, "submission.csv", private, ran)
             problems = validate_submission(submission, seen)
             if problems:
@@ -82,11 +84,10 @@ def judge_attempt(profile: CompetitionProfile, result: AttemptResult, *, ran: st
             problems = validate_submission(oof_path, seen, against="train")
             if problems:
                 raise ScoringError("invalid oof.csv: " + "; ".join(problems))
-            seen_train = _read_table(Path(seen.data_dir) / seen.train_file)
             oof = align_rows(seen, _read_table(oof_path), seen_train[seen.id_column])
             result.cv_score = product_score(seen, encode_target(seen, seen_train), oof)
             if holdout is not None:
-                _judge_holdout(profile, holdout, result, _read_table(submission))
+                _judge_holdout(profile, holdout, result, _read_table(submission), train)
             result.ok = result.reason is None
     except ScoringError as exc:
         result.reason = str(exc)
@@ -96,14 +97,34 @@ def judge_attempt(profile: CompetitionProfile, result: AttemptResult, *, ran: st
     return result
 
 
+def _reference(profile: CompetitionProfile, holdout: Holdout | None, train: pd.DataFrame,
+               folder: Path) -> tuple[CompetitionProfile, pd.DataFrame]:
+    """The competition as the program saw it, from the product's own files, and the train rows it saw.
+
+    With a holdout, the program's data folder is never read back: a program could have rewritten it.
+    """
+    if holdout is None:
+        return profile, train
+    data = Path(profile.data_dir)
+    for name in (profile.train_file, profile.test_file, profile.sample_submission_file):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    seen_train = train.iloc[holdout.seen_train_rows].reset_index(drop=True)
+    seen_train.to_csv(folder / profile.train_file, index=False)
+    test_ids = pd.read_csv(data / profile.test_file, usecols=[profile.id_column], dtype=str,
+                           keep_default_na=False)[profile.id_column]
+    pd.DataFrame({profile.id_column: [*test_ids, *holdout.fresh_ids]}).to_csv(folder / profile.test_file,
+                                                                              index=False)
+    shutil.copyfile(data / profile.sample_submission_file, folder / profile.sample_submission_file)
+    return profile.model_copy(update={"data_dir": str(folder)}), seen_train
+
+
 def _judge_holdout(profile: CompetitionProfile, holdout: Holdout, result: AttemptResult,
-                   submission: pd.DataFrame) -> None:
+                   submission: pd.DataFrame, train: pd.DataFrame) -> None:
     """Score the held rows, strip them from the submission and flag a leak."""
     ids = submission[profile.id_column].map(normalise_id)
     held = ids.isin(set(holdout.fresh_ids))
     predictions = submission[held]
     predictions = align_rows(profile, predictions, pd.Series(holdout.fresh_ids))
-    train = _read_table(Path(profile.data_dir) / profile.train_file)
     real_ids = train[profile.id_column].iloc[holdout.train_rows].to_numpy()
     y = encode_target(profile, train)[holdout.train_rows]
     verdict = holdout_verdict(profile, y, predictions, result.cv_score, seed=len(y))

@@ -314,3 +314,24 @@ def test_fresh_holdout_ids_are_unused_and_unique_whatever_the_id_style(tmp_path:
     test_ids = pd.read_csv(tmp_path / "prepared" / "test.csv", dtype=str)["id"]
     assert set(holdout.fresh_ids) <= set(test_ids) and test_ids.is_unique
     remove_prepared(tmp_path / "prepared")
+
+
+# Makes its read-only copy of the data writable again, and relabels train.csv to agree with a constant guess.
+RELABELS_ITS_DATA = PROGRAM.format(columns='["a", "b"]', tail="""\
+import os
+data = Path(args.data)
+os.chmod(data, 0o755)
+os.chmod(data / "train.csv", 0o644)
+train.assign(target=1).to_csv(data / "train.csv", index=False)
+pd.DataFrame({"id": train["id"], "target": 1.0}).to_csv("oof.csv", index=False)
+pd.DataFrame({"id": test["id"], "target": pred}).to_csv("submission.csv", index=False)
+""")
+
+
+def test_labels_rewritten_in_the_programs_copy_of_the_data_do_not_change_its_score(
+    profile: CompetitionProfile, tmp_path: Path
+) -> None:
+    result = attempt(profile, RELABELS_ITS_DATA, tmp_path / "relabels")
+
+    # A constant out-of-fold prediction scores a constant's AUC against the labels the product holds.
+    assert result.cv_score == pytest.approx(0.5)
