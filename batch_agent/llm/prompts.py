@@ -282,12 +282,15 @@ def repair_messages(program: Program, failure: AttemptResult) -> list[dict[str, 
 
 
 def history_table(history: list[AttemptResult]) -> str:
-    rows = ["| # | program | origin | ok | cv_score | seconds | reason |", "|---|---|---|---|---|---|---|"]
+    # cv_score is the product's score of the program's oof.csv; claimed is what its metrics.json said.
+    rows = ["| # | program | origin | ok | cv_score | claimed | seconds | reason |",
+            "|---|---|---|---|---|---|---|---|"]
     for attempt in history[-MAX_HISTORY_ROWS:]:
         cv = f"{attempt.cv_score:.6g}" if attempt.cv_score is not None else "-"
-        reason = (attempt.reason or "").replace("|", "/").replace("\n", " ")[:120]
+        claimed = f"{attempt.claimed_cv_score:.6g}" if attempt.claimed_cv_score is not None else "-"
+        reason = (attempt.reason or "").replace("|", "/").replace("\n", " ")[:160]
         rows.append(
-            f"| {attempt.number} | {attempt.program} | {attempt.origin} | {attempt.ok} | {cv} "
+            f"| {attempt.number} | {attempt.program} | {attempt.origin} | {attempt.ok} | {cv} | {claimed} "
             f"| {attempt.seconds:.0f} | {reason} |"
         )
     return "\n".join(rows)
