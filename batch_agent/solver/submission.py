@@ -25,6 +25,8 @@ _NAN_STRINGS = frozenset({"nan", "-nan", "na", "n/a", "null", "none"})
 def normalise_value(text: str) -> str:
     """A canonical form for comparing ids and labels: "12.0", "12" and " 12" are the same."""
     stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit() and (stripped[0] != "0" or len(stripped) == 1):
+        return stripped  # the usual id or label is canonical already; parsing every cell as a Decimal is slow
     try:
         number = Decimal(stripped)
     except InvalidOperation:
