@@ -102,7 +102,14 @@ def run_attempt(
     holdout, note = None, "none: a template program (the product's own code)"
     prepared = attempt_dir.with_name(attempt_dir.name + "-data")
     if program.origin != "template":
-        holdout = prepare_holdout(profile, prepared, seed=holdout_seed)
+        try:
+            holdout = prepare_holdout(profile, prepared, seed=holdout_seed)
+        except (OSError, ValueError) as exc:
+            # Without its holdout a model-written program's score could not be trusted: it does not run.
+            remove_prepared(prepared)
+            return AttemptResult(number=number, program=program.name, origin=program.origin, ok=False,
+                                 seconds=0.0, workdir=str(attempt_dir),
+                                 reason=f"could not prepare the program's copy of the data: {exc}")
         note = (f"{len(holdout.fresh_ids)} labelled rows hidden in test.csv" if holdout is not None else
                 "none: train.csv is too small to spare labelled rows for one")
     try:
