@@ -109,7 +109,7 @@ def _reference(profile: CompetitionProfile, holdout: Holdout | None, train: pd.D
     for name in (profile.train_file, profile.test_file, profile.sample_submission_file):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
     seen_train = train.iloc[holdout.seen_train_rows].reset_index(drop=True)
-    seen_train.to_csv(folder / profile.train_file, index=False)
+    seen_train[[profile.id_column]].to_csv(folder / profile.train_file, index=False)  # the checks read ids only
     test_ids = pd.read_csv(data / profile.test_file, usecols=[profile.id_column], dtype=str,
                            keep_default_na=False)[profile.id_column]
     pd.DataFrame({profile.id_column: [*test_ids, *holdout.fresh_ids]}).to_csv(folder / profile.test_file,
@@ -127,12 +127,18 @@ def _judge_holdout(profile: CompetitionProfile, holdout: Holdout, result: Attemp
     predictions = align_rows(profile, predictions, pd.Series(holdout.fresh_ids))
     real_ids = train[profile.id_column].iloc[holdout.train_rows].to_numpy()
     y = encode_target(profile, train)[holdout.train_rows]
-    verdict = holdout_verdict(profile, y, predictions, result.cv_score, seed=len(y))
-    result.holdout_score, result.holdout_noise, result.holdout_rows = verdict.score, verdict.noise, verdict.rows
     folder = Path(result.workdir)
     _write_product_file(folder, "submission.csv", submission[~held].to_csv(index=False))
     _write_product_file(folder, HOLDOUT_FILE, predictions.assign(**{profile.id_column: real_ids})
                         .to_csv(index=False))
+    result.holdout_rows = len(y)
+    try:
+        verdict = holdout_verdict(profile, y, predictions, result.cv_score)
+    except ScoringError as exc:
+        # E.g. no positive among the held rows of a rare class: no holdout score, so no verdict either.
+        result.holdout = f"{len(y)} labelled rows hidden in test.csv, not scorable: {exc}"
+        return
+    result.holdout_score, result.holdout_noise = verdict.score, verdict.noise
     if verdict.leaking:
         result.reason = (
             f"leak: out-of-fold {profile.metric} {result.cv_score:.5f} beats the score on {verdict.rows} labelled "

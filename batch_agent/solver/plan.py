@@ -70,8 +70,8 @@ class AttemptResult(BaseModel):
     cv_score: float | None = None
     claimed_cv_score: float | None = None
     claim_disagrees: bool = False
-    # Model-written programs: the score of their predictions for the labelled rows hidden in test.csv,
-    # its bootstrap standard deviation and the number of rows; None when there was no holdout.
+    # Model-written programs: the score of their predictions for the labelled rows hidden in test.csv
+    # and its bootstrap standard deviation (None without a holdout), and how many rows were hidden.
     holdout_score: float | None = None
     holdout_noise: float | None = None
     holdout_rows: int = 0

@@ -335,3 +335,23 @@ def test_labels_rewritten_in_the_programs_copy_of_the_data_do_not_change_its_sco
 
     # A constant out-of-fold prediction scores a constant's AUC against the labels the product holds.
     assert result.cv_score == pytest.approx(0.5)
+
+
+def test_a_holdout_without_both_classes_gives_no_verdict_but_the_attempt_still_counts(tmp_path: Path) -> None:
+    folder = make_competition(tmp_path / "comp")
+    profile = profile_competition(folder)
+    # The held rows depend on the seed and the labelled rows only: make positives only outside them.
+    held = prepare_holdout(profile, tmp_path / "probe", seed=1)
+    assert held is not None
+    remove_prepared(tmp_path / "probe")
+    train = pd.read_csv(folder / "train.csv")
+    outside = np.setdiff1d(np.arange(N_TRAIN), held.train_rows)
+    train["target"] = 0
+    train.loc[outside[:40], "target"] = 1
+    train.to_csv(folder / "train.csv", index=False)
+
+    result = attempt(profile_competition(folder), HONEST, tmp_path / "rare")
+
+    assert result.ok, result.reason
+    assert result.holdout_score is None and result.holdout_rows == holdout_size(N_TRAIN)
+    assert "not scorable" in result.holdout
