@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("prepared %s: %s, metric %s", args.job_id, profile.task, profile.metric)
         else:
             result = train_job(clients, settings, args.job_id, args.attempt)
-            log.info("attempt %d: ok=%s cv=%s reason=%s", args.attempt, result.ok, result.cv_score, result.reason)
+            log.info("attempt %d: ok=%s cv=%s (claimed %s) holdout=%s reason=%s", args.attempt, result.ok,
+                     result.cv_score, result.claimed_cv_score, result.holdout_score, result.reason)
     except SolverError as exc:
         log.error("%s failed: %s", args.step, exc)
         return 1

@@ -226,6 +226,13 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
             "best": result.best,
             "workdir": result.workdir,
             "report": str(report),
+            # Per attempt: the product's score of oof.csv next to the program's own claim and the holdout.
+            "history": [
+                a.model_dump(include={"number", "program", "origin", "ok", "cv_score", "claimed_cv_score",
+                                      "claim_disagrees", "holdout_score", "holdout_noise", "holdout_rows",
+                                      "holdout", "seconds", "reason"})
+                for a in result.history
+            ],
         }
         summary.update(kaggle)
         if llm_usage is not None:

@@ -58,6 +58,7 @@ def run_attempt_on_kaggle(
         seconds=kernel.seconds,
         log_tail=log_tail,
         workdir=str(attempt_dir),
+        holdout="none: a Kaggle kernel reads the competition's own data",
     )
     if kernel.status != "complete":
         result.reason = f"Kaggle kernel {kernel.ref} {kernel.status}: {kernel.failure_message or 'no message'}"

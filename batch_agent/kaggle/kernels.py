@@ -45,7 +45,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The script Kaggle runs: it writes the bundled program (and the batch_agent
 # package the template programs import) to a scratch folder, finds the
 # competition's files under /kaggle/input, and runs the program with
-# /kaggle/working as its working directory, so submission.csv and metrics.json
+# /kaggle/working as its working directory, so submission.csv, oof.csv and metrics.json
 # become the kernel's output. --input/--working let the same script run locally.
 _KERNEL_SCRIPT = '''\
 """kaggle-solver training run for {slug} (generated)."""
@@ -227,7 +227,7 @@ def run_kernel(
     Pushes the program (with the batch_agent package, which template programs
     import) as a script kernel on ``accelerator`` ("gpu"/"t4", "p100" or "none"),
     polls its session with growing intervals until it ends or ``timeout`` seconds
-    pass, then downloads its output files (submission.csv, metrics.json, ...) and
+    pass, then downloads its output files (submission.csv, oof.csv, metrics.json, ...) and
     its log into ``workdir``.
     """
     from kagglesdk.kernels.types.kernels_api_service import (

@@ -124,7 +124,7 @@ class ProgramOutput(_WithCode):
     @classmethod
     def _follows_contract(cls, value: str) -> str:
         # A first draft is written from scratch, so it must visibly implement the contract.
-        for required in ("submission.csv", "metrics.json", "--data", "--time-budget"):
+        for required in ("submission.csv", "oof.csv", "--data", "--time-budget"):
             if required not in value:
                 raise ValueError(f"the program never mentions {required!r}; follow the program contract")
         return value
@@ -184,8 +184,15 @@ Rules for every program:
 * The submission must have exactly the columns of sample_submission.csv, in that order,
   one row per test row, with the test ids; no NaN or inf. Probabilities must lie in [0, 1];
   class-probability rows must sum to 1; labels must be written as they appear in train.csv.
-* cv_score is the competition metric computed on out-of-fold predictions, in the metric's
-  own direction (never negated). Use the fold count and seed of the plan.
+* oof.csv holds, for every row of the train.csv in --data, a prediction from a model that
+  did not train on that row (cross-validation), keyed by train.csv's id column, in exactly
+  the submission's format (same columns, labels or probabilities as you would submit them).
+  The product scores it against the labels itself; that score alone ranks your programs.
+  A cv_score in metrics.json is shown beside it, never trusted. Use the fold count and seed
+  of the plan.
+* Fit preprocessing, encodings and any post-processing inside each fold: out-of-fold
+  predictions that saw their own labels are caught by rows hidden in test.csv, and the
+  attempt is rejected as a leak.
 * Libraries available: {libraries}, and the Python standard library.
   Nothing else can be installed. pandas 3 is in use: strings have the string dtype, and chained assignment does
   not modify frames. There is no network and there are no credentials of any kind; never
@@ -330,12 +337,15 @@ def repair_messages(program: Program, failure: AttemptResult, *, level: int = 0)
 
 
 def history_table(history: list[AttemptResult], max_rows: int = MAX_HISTORY_ROWS) -> str:
-    rows = ["| # | program | origin | ok | cv_score | seconds | reason |", "|---|---|---|---|---|---|---|"]
+    # cv_score is the product's score of the program's oof.csv; claimed is what its metrics.json said.
+    rows = ["| # | program | origin | ok | cv_score | claimed | seconds | reason |",
+            "|---|---|---|---|---|---|---|---|"]
     for attempt in history[-max_rows:] if max_rows > 0 else []:
         cv = f"{attempt.cv_score:.6g}" if attempt.cv_score is not None else "-"
-        reason = (attempt.reason or "").replace("|", "/").replace("\n", " ")[:120]
+        claimed = f"{attempt.claimed_cv_score:.6g}" if attempt.claimed_cv_score is not None else "-"
+        reason = (attempt.reason or "").replace("|", "/").replace("\n", " ")[:160]
         rows.append(
-            f"| {attempt.number} | {attempt.program} | {attempt.origin} | {attempt.ok} | {cv} "
+            f"| {attempt.number} | {attempt.program} | {attempt.origin} | {attempt.ok} | {cv} | {claimed} "
             f"| {attempt.seconds:.0f} | {reason} |"
         )
     return "\n".join(rows)

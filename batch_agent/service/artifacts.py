@@ -8,7 +8,7 @@ Layout::
     jobs/{job_id}/queue.json                 programs drafted but not run yet (generate, repair)
     jobs/{job_id}/attempts/{n}/program.json  Program to run as attempt n
     jobs/{job_id}/attempts/{n}/result.json   AttemptResult (train, then validate)
-    jobs/{job_id}/attempts/{n}/...           submission.csv, metrics.json, logs written by the program
+    jobs/{job_id}/attempts/{n}/...           program outputs (submission.csv, oof.csv, metrics.json, log); holdout.csv
     jobs/{job_id}/submission.csv             the best submission (finish)
     leaderboards/{slug}.json                 public leaderboard snapshot (the scheduled sync), for ranks
     leaderboards/{slug}.history.json         its summary and history (the sync)

@@ -36,7 +36,14 @@ class AttemptSummary(BaseModel):
     program: str
     origin: str
     ok: bool
+    # The product's score of the attempt's oof.csv; the program's own claim (metrics.json) beside it.
     cv_score: float | None = None
+    claimed_cv_score: float | None = None
+    claim_disagrees: bool = False
+    # Model-written programs: the score on labelled rows hidden in their test.csv, and its bootstrap noise.
+    holdout_score: float | None = None
+    holdout_noise: float | None = None
+    holdout_rows: int = 0
     seconds: float = 0.0
     reason: str | None = None
 

@@ -2,14 +2,16 @@
 
 Caruana-style selection with replacement: start from the best single model and
 keep adding the model whose inclusion most improves the competition metric on
-the out-of-fold predictions. Attempts that wrote no oof.npy/test_pred.npy still
-compete as single models; the final answer is the better of the blend and the
-best single attempt.
+the out-of-fold predictions. Template programs bring their oof.npy/test_pred.npy;
+other programs bring oof.csv (plus holdout.csv, the product's record of their
+predictions for the rows hidden from them) and submission.csv, turned back into
+prediction space. The final answer is the better of the blend and the best
+single attempt.
 """
 
 from __future__ import annotations
 
-import shutil
+import io
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +20,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from batch_agent.solver.attempt_scores import HOLDOUT_FILE, align_rows, prediction_space, read_predictions
 from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.outputs import copy_output, read_output
 from batch_agent.solver.plan import AttemptResult
 from batch_agent.solver.predictions import Decision, cv_score, encode_target, fit_decision, submission_frame
 
@@ -51,16 +55,18 @@ def blend_attempts(
     assert best.cv_score is not None
     single = FinalSubmission(name=best.program, cv_score=best.cv_score, weights={best.program: 1.0},
                              submission=outdir / "submission.csv")
-    shutil.copyfile(Path(best.workdir) / "submission.csv", single.submission)
+    copy_output(Path(best.workdir), "submission.csv", single.submission)
 
-    predictions = _load_predictions(attempts)
-    if len(predictions) < 2:
+    if len(attempts) < 2:
         return single
     data = Path(profile.data_dir)
     train = pd.read_csv(data / profile.train_file, low_memory=False)
     test = pd.read_csv(data / profile.test_file, low_memory=False)
     train.columns = [str(c).strip() for c in train.columns]
     test.columns = [str(c).strip() for c in test.columns]
+    predictions = _load_predictions(profile, attempts, train[profile.id_column], test[profile.id_column])
+    if len(predictions) < 2:
+        return single
     y_all = encode_target(profile, train)
     keep = _labelled(profile, y_all)
     y = y_all[keep]
@@ -107,21 +113,52 @@ def blend_attempts(
     return FinalSubmission(name="blend", cv_score=float(blend_score), weights=weights, submission=path)
 
 
-def _load_predictions(attempts: list[AttemptResult]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Predictions of the attempts that wrote them, keeping those in the most common prediction space."""
+def _load_predictions(profile: CompetitionProfile, attempts: list[AttemptResult], train_ids: pd.Series,
+                      test_ids: pd.Series) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Predictions of the attempts, keeping those in the most common prediction space."""
     loaded = {}
     for attempt in attempts:
-        folder = Path(attempt.workdir)
-        try:
-            loaded[attempt.program] = (np.load(folder / "oof.npy"), np.load(folder / "test_pred.npy"))
-        except (OSError, ValueError):
-            continue
+        pair = _template_predictions(attempt) if attempt.origin == "template" else None
+        if pair is None:
+            pair = _contract_predictions(profile, attempt, train_ids, test_ids)
+        if pair is not None:
+            loaded[attempt.program] = pair
     if not loaded:
         return {}
     # A program that wrote another shape (e.g. labels instead of probabilities) cannot be averaged in.
     shapes = Counter((oof.shape, test.shape) for oof, test in loaded.values())
     common = shapes.most_common(1)[0][0]
     return {name: pair for name, pair in loaded.items() if (pair[0].shape, pair[1].shape) == common}
+
+
+def _template_predictions(attempt: AttemptResult) -> tuple[np.ndarray, np.ndarray] | None:
+    folder = Path(attempt.workdir)
+    try:
+        return (np.load(io.BytesIO(read_output(folder, "oof.npy"))),
+                np.load(io.BytesIO(read_output(folder, "test_pred.npy"))))
+    except (OSError, ValueError):
+        return None
+
+
+def _contract_predictions(profile: CompetitionProfile, attempt: AttemptResult, train_ids: pd.Series,
+                          test_ids: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """oof.csv (with holdout.csv for the rows the program never saw) and submission.csv, in prediction space."""
+    folder = Path(attempt.workdir)
+    try:
+        test_pred = read_predictions(folder, "submission.csv", profile, test_ids)
+        if attempt.holdout_rows:
+            oof = pd.concat([_read_frame(folder, "oof.csv"), _read_frame(folder, HOLDOUT_FILE)], ignore_index=True)
+        else:
+            oof = _read_frame(folder, "oof.csv")
+        return prediction_space(profile, align_rows(profile, oof, train_ids)), test_pred
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _read_frame(folder: Path, name: str) -> pd.DataFrame:
+    frame = pd.read_csv(io.BytesIO(read_output(folder, name)), dtype=str, keep_default_na=False)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
 
 
 def _labelled(profile: CompetitionProfile, y: np.ndarray) -> np.ndarray:

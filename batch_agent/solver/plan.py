@@ -6,13 +6,19 @@ A *program* is a standalone Python file run in the sandbox as
 
 with its own working directory as cwd. It must write, in that directory:
 
-* ``submission.csv`` in the format of sample_submission.csv;
-* ``metrics.json`` with at least ``{"cv_score": <float>}``, the cross-validated
-  score on the competition's metric;
+* ``submission.csv`` in the format of sample_submission.csv: its columns, one row per
+  test.csv id;
+* ``oof.csv``: out-of-fold predictions in the same format (the same columns, values
+  as they would be submitted), one row per train.csv row keyed by train.csv's id
+  column, each predicted by a model that did not train on that row.
 
-and may write ``oof.npy`` / ``test_pred.npy`` (out-of-fold and test predictions in
-prediction space, rows in train.csv / test.csv order) so the solver can blend
-programs that share the plan's folds.
+The product computes the CV score itself from oof.csv, the labels and the
+competition's metric; programs following the contract join the final blend.
+``metrics.json`` with ``{"cv_score": <float>}`` is optional: the claim is shown
+next to the product's score and flagged when the two disagree. Template programs
+also write ``oof.npy`` / ``test_pred.npy`` (predictions in prediction space) for the
+blend. A model-written program may see a train.csv with some labelled rows moved
+into test.csv under new ids (the product's hidden holdout, which catches leaks).
 """
 
 from __future__ import annotations
@@ -60,7 +66,16 @@ class AttemptResult(BaseModel):
     program: str
     origin: Origin
     ok: bool
+    # The product's score of oof.csv; the program's own claim (metrics.json) is only recorded.
     cv_score: float | None = None
+    claimed_cv_score: float | None = None
+    claim_disagrees: bool = False
+    # Model-written programs: the score of their predictions for the labelled rows hidden in test.csv
+    # and its bootstrap standard deviation (None without a holdout), and how many rows were hidden.
+    holdout_score: float | None = None
+    holdout_noise: float | None = None
+    holdout_rows: int = 0
+    holdout: str = ""
     seconds: float
     reason: str | None = None
     log_tail: str = ""

@@ -8,8 +8,6 @@ time remains, and blends the successful attempts' out-of-fold predictions.
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 import sys
 import threading
@@ -24,6 +22,7 @@ from pydantic import BaseModel, Field
 from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import AttemptsExhaustedError, InputError
+from batch_agent.solver.holdout import Holdout, prepare_holdout, remove_prepared
 from batch_agent.solver.metrics import get_metric
 from batch_agent.solver.plan import AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
@@ -42,6 +41,7 @@ T = TypeVar("T")
 MIN_ATTEMPT_SECONDS = 6.0
 # Programs get a soft budget below their hard limit, so they wrap up instead of being killed.
 SOFT_BUDGET_FRACTION = 0.8
+PRODUCT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SolveOptions(BaseModel):
@@ -88,66 +88,69 @@ def run_attempt(
     memory_limit_mb: int,
     number: int = 1,
     soft_budget: float | None = None,
+    holdout_seed: int | None = None,
 ) -> AttemptResult:
-    """Run one program in the sandbox and check what it wrote; a failure is a result, never an exception.
+    """Run one program in the sandbox and score what it wrote; a failure is a result, never an exception.
 
     ``time_budget`` is the hard limit; the program is told ``soft_budget`` (default: a fraction of the
-    hard limit) so that it wraps up before it would be killed.
+    hard limit) so that it wraps up before it would be killed. A model-written program reads its own
+    copy of the data with a hidden holdout (``holdout.py``), next to its folder; templates read the data.
     """
     attempt_dir.mkdir(parents=True, exist_ok=True)
     (attempt_dir / "program.py").write_text(program.code)
     soft = max(1.0, min(soft_budget or time_budget, time_budget) * SOFT_BUDGET_FRACTION)
-    outcome = run_sandboxed(
-        [sys.executable, "program.py", "--data", profile.data_dir, "--time-budget", f"{soft:.1f}"],
-        workdir=attempt_dir,
-        time_limit=time_budget,
-        memory_limit_mb=memory_limit_mb,
-    )
-    result = AttemptResult(
-        number=number,
-        program=program.name,
-        origin=program.origin,
-        ok=False,
-        seconds=round(outcome.seconds, 2),
-        log_tail=outcome.log_tail,
-        workdir=str(attempt_dir),
-    )
-    if not outcome.ok:
-        result.reason = outcome.reason
-        return result
-    return check_outputs(profile, result, ran="the program")
+    holdout, note = None, "none: a template program (the product's own code)"
+    prepared = attempt_dir.with_name(attempt_dir.name + "-data")
+    if program.origin != "template":
+        try:
+            holdout = prepare_holdout(profile, prepared, seed=holdout_seed)
+        except (OSError, ValueError) as exc:
+            # Without its holdout a model-written program's score could not be trusted: it does not run.
+            remove_prepared(prepared)
+            return AttemptResult(number=number, program=program.name, origin=program.origin, ok=False,
+                                 seconds=0.0, workdir=str(attempt_dir),
+                                 reason=f"could not prepare the program's copy of the data: {exc}")
+        note = (f"{len(holdout.fresh_ids)} labelled rows hidden in test.csv" if holdout is not None else
+                "none: train.csv is too small to spare labelled rows for one")
+    try:
+        data_dir = holdout.profile.data_dir if holdout is not None else profile.data_dir
+        outcome = run_sandboxed(
+            [sys.executable, "program.py", "--data", data_dir, "--time-budget", f"{soft:.1f}"],
+            workdir=attempt_dir,
+            time_limit=time_budget,
+            memory_limit_mb=memory_limit_mb,
+            # Template programs import the training library from the code that runs them, never from an
+            # older copy installed elsewhere: what they write must match what this process checks.
+            env={"PYTHONPATH": str(PRODUCT_ROOT)} if program.origin == "template" else None,
+        )
+        result = AttemptResult(
+            number=number,
+            program=program.name,
+            origin=program.origin,
+            ok=False,
+            seconds=round(outcome.seconds, 2),
+            log_tail=outcome.log_tail,
+            workdir=str(attempt_dir),
+            holdout=note,
+        )
+        if not outcome.ok:
+            result.reason = outcome.reason
+            return result
+        return check_outputs(profile, result, ran="the program", holdout=holdout)
+    finally:
+        if holdout is not None:
+            remove_prepared(prepared)
 
 
-def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: str) -> AttemptResult:
-    """Judge what a finished program left in ``result.workdir``: a valid submission and a CV score.
+def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: str,
+                  holdout: Holdout | None = None) -> AttemptResult:
+    """Judge what a finished program left in ``result.workdir``: a valid submission and oof.csv, scored here.
 
     ``ran`` names what ran it, for the message when nothing was written ("the program", "Kaggle kernel X").
     """
-    folder = Path(result.workdir)
-    submission = folder / "submission.csv"
-    if not submission.is_file():
-        result.reason = f"{ran} finished without writing submission.csv"
-        return result
-    problems = validate_submission(submission, profile)
-    if problems:
-        result.reason = "invalid submission: " + "; ".join(problems)
-        return result
-    cv = _read_cv_score(folder / "metrics.json")
-    if cv is None:
-        result.reason = "metrics.json is missing or has no finite cv_score"
-        return result
-    result.ok, result.cv_score = True, cv
-    return result
+    from batch_agent.solver.attempt_scores import judge_attempt
 
-
-def _read_cv_score(path: Path) -> float | None:
-    try:
-        value = json.loads(path.read_text()).get("cv_score")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
+    return judge_attempt(profile, result, ran=ran, holdout=holdout)
 
 
 def default_workdir(source: str) -> Path:
@@ -335,7 +338,7 @@ class _Loop:
                                  memory_limit_mb=self.options.memory_limit_mb, number=number)
         self.history.append(result)
         if not result.ok:
-            self.progress("train", f"attempt {number}: {program.name} failed: {result.reason}")
+            self.progress("train", f"attempt {number}: {program.name} failed: {result.reason}{_claim(result)}")
             return result
         assert result.cv_score is not None
         improved = self.best is None or self._better(result.cv_score, self.best[1].cv_score)
@@ -346,7 +349,7 @@ class _Loop:
         best_score = self.best[1].cv_score if self.best else result.cv_score
         self.progress(
             "train",
-            f"attempt {number}: {program.name} CV {result.cv_score:.5f} in {result.seconds:.1f} s"
+            f"attempt {number}: {program.name} CV {result.cv_score:.5f}{_claim(result)} in {result.seconds:.1f} s"
             f" (best {best_score:.5f}{', new best' if improved else ''})",
         )
         return result
@@ -355,6 +358,19 @@ class _Loop:
         if b is None:
             return True
         return a > b if self.higher_is_better else a < b
+
+
+def _claim(result: AttemptResult) -> str:
+    """The program's own claim and the holdout's score, for the progress line, when there are any."""
+    parts = []
+    if result.cv_score is None:
+        return ""
+    if result.holdout_score is not None:
+        parts.append(f"holdout {result.holdout_score:.5f} ± {result.holdout_noise or 0.0:.5f}")
+    if result.claimed_cv_score is not None:
+        verdict = "DISAGREES with the product's score" if result.claim_disagrees else "agrees"
+        parts.append(f"program claims {result.claimed_cv_score:.5f}, {verdict}")
+    return f" [{'; '.join(parts)}]" if parts else ""
 
 
 def _slug(name: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Literal
 
 from batch_agent.solver.competition import CompetitionProfile
 
@@ -24,11 +25,14 @@ _NAN_STRINGS = frozenset({"nan", "-nan", "na", "n/a", "null", "none"})
 def normalise_value(text: str) -> str:
     """A canonical form for comparing ids and labels: "12.0", "12" and " 12" are the same."""
     stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit() and (stripped[0] != "0" or len(stripped) == 1):
+        return stripped  # the usual id or label is canonical already; parsing every cell as a Decimal is slow
     try:
         number = Decimal(stripped)
     except InvalidOperation:
         return stripped
-    if not number.is_finite():
+    # Hex ids such as "12e45678" parse as huge numbers: an id is never a number that large.
+    if not number.is_finite() or abs(number.adjusted()) > 40:
         return stripped
     if number == number.to_integral_value():
         return str(int(number))
@@ -167,21 +171,25 @@ def _tally_messages(findings: _Findings, classes: list[str] | None, metric: str)
     return messages
 
 
-def _test_ids(profile: CompetitionProfile, findings: _Findings) -> set[str] | None:
-    test_path = Path(profile.data_dir) / profile.test_file
+def _test_ids(profile: CompetitionProfile, findings: _Findings, against: str) -> set[str] | None:
+    name = profile.test_file if against == "test" else profile.train_file
+    test_path = Path(profile.data_dir) / name
     try:
         header = _read_header(test_path) or []
         if profile.id_column not in header:
-            findings.problems.append(f"test file {profile.test_file} has no id column {profile.id_column!r}")
+            findings.problems.append(f"{against} file {name} has no id column {profile.id_column!r}")
             return None
         return {normalise_value(v) for v in _column_values(test_path, profile.id_column)}
     except OSError as exc:
-        findings.problems.append(f"cannot read the test file {test_path}: {exc.strerror or exc}")
+        findings.problems.append(f"cannot read the {against} file {test_path}: {exc.strerror or exc}")
         return None
 
 
-def validate_submission(submission_path: Path, profile: CompetitionProfile, *, max_problems: int = 5) -> list[str]:
+def validate_submission(submission_path: Path, profile: CompetitionProfile, *, max_problems: int = 5,
+                        against: Literal["test", "train"] = "test") -> list[str]:
     """Human-readable problems with a submission; an empty list means it is valid.
+
+    ``against="train"`` checks out-of-fold predictions (oof.csv): the same format, one row per train id.
 
     Checks: the file parses as CSV; its columns are those of sample_submission.csv
     (any order); one row per test id, each exactly once and none unknown (ids
@@ -201,7 +209,7 @@ def validate_submission(submission_path: Path, profile: CompetitionProfile, *, m
         return [f"the sample submission {sample_path} has no header row"]
 
     try:
-        _scan_submission(submission_path, profile, expected, findings)
+        _scan_submission(submission_path, profile, expected, findings, against)
     except (csv.Error, UnicodeDecodeError) as exc:
         findings.problems.append(f"submission is not a readable CSV file: {exc}")
     except OSError as exc:
@@ -210,7 +218,9 @@ def validate_submission(submission_path: Path, profile: CompetitionProfile, *, m
     return problems[:max_problems]
 
 
-def _scan_submission(path: Path, profile: CompetitionProfile, expected: list[str], findings: _Findings) -> None:
+def _scan_submission(
+    path: Path, profile: CompetitionProfile, expected: list[str], findings: _Findings, against: str
+) -> None:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -224,7 +234,7 @@ def _scan_submission(path: Path, profile: CompetitionProfile, expected: list[str
         id_index = header.index(id_column) if id_column in header else None
         prediction_columns = [(i, c) for i, c in enumerate(header) if c in expected and c != id_column]
         classes = {normalise_value(c) for c in profile.classes} if profile.classes is not None else None
-        test_ids = _test_ids(profile, findings) if id_index is not None else None
+        test_ids = _test_ids(profile, findings, against) if id_index is not None else None
 
         seen: set[str] = set()
         duplicates = _Tally()
@@ -263,12 +273,13 @@ def _scan_submission(path: Path, profile: CompetitionProfile, expected: list[str
     if test_ids is not None:
         if n_rows != len(test_ids):
             want = len(test_ids)
-            findings.problems.append(f"submission has {n_rows} rows, expected {want} (one per test id)")
+            what = "submission" if against == "test" else "oof.csv"
+            findings.problems.append(f"{what} has {n_rows} rows, expected {want} (one per {against} id)")
         missing_ids = test_ids - seen
         if missing_ids:
             example = min(missing_ids, key=lambda v: (len(v), v))
-            findings.problems.append(f"{len(missing_ids)} test ids missing, e.g. {example}")
+            findings.problems.append(f"{len(missing_ids)} {against} ids missing, e.g. {example}")
         if unknown.count:
-            findings.problems.append(f"{unknown.count} ids are not in the test set, e.g. {unknown.example}")
+            findings.problems.append(f"{unknown.count} ids are not in the {against} set, e.g. {unknown.example}")
     if duplicates.count:
         findings.problems.append(f"{duplicates.count} rows repeat an earlier id, e.g. {duplicates.example}")

@@ -17,7 +17,7 @@ _PROGRAM = '''"""Training program for "{title}" ({metric}), model "{name}".
 
 Written by kaggle-solver from its {family} template. Run it as
     python program.py --data DATA_DIR --time-budget SECONDS
-It writes submission.csv, metrics.json, oof.npy and test_pred.npy to the current directory.
+It writes submission.csv, oof.csv, metrics.json, oof.npy and test_pred.npy to the current directory.
 """
 
 import time

@@ -3,7 +3,7 @@
 A template program is a config plus a call to :func:`main`. It builds features,
 trains one model family with the plan's cross-validation folds, scores the
 out-of-fold predictions with the competition's metric, and writes
-submission.csv, metrics.json, oof.npy and test_pred.npy into its working
+submission.csv, oof.csv, metrics.json, oof.npy and test_pred.npy into its working
 directory (the contract in ``batch_agent/solver/plan.py``).
 """
 
@@ -505,6 +505,7 @@ def main(config: dict[str, Any], argv: list[str], started: float | None = None) 
     train.columns = [str(c).strip() for c in train.columns]
     test.columns = [str(c).strip() for c in test.columns]
     y_all = encode_target(profile, train)
+    train_ids = train[profile.id_column]
     keep = (y_all >= 0) if is_classification(profile) else ~np.isnan(y_all).reshape(len(y_all), -1).any(axis=1)
     train, y = train[keep].reset_index(drop=True), y_all[keep]
     log.info("%s: %d train rows, %d test rows, metric %s", spec.name, len(train), len(test), profile.metric)
@@ -521,6 +522,10 @@ def main(config: dict[str, Any], argv: list[str], started: float | None = None) 
     np.save("oof.npy", full_oof)
     np.save("test_pred.npy", test_pred)
     submission_frame(profile, test[profile.id_column], test_pred, decision).to_csv("submission.csv", index=False)
+    # oof.csv, the contract's file the product scores: the same format; unlabelled rows (not scored) get
+    # the mean test prediction so that every cell is valid.
+    full_oof[~keep] = test_pred.mean(axis=0)
+    submission_frame(profile, train_ids, full_oof, decision).to_csv("oof.csv", index=False)
     Path("metrics.json").write_text(json.dumps({
         "cv_score": score,
         "metric": profile.metric,

@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 
 
 def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int) -> AttemptResult:
-    """Run attempt n's program in the sandbox and store its result and files under attempts/{n}/."""
+    """Run attempt n's program in the sandbox and store its result and files under attempts/{n}/.
+
+    The result holds the product's scores, computed here after the program ended (``run_attempt``):
+    oof.csv against the labels, and for a model-written program its hidden holdout.
+    """
     from batch_agent.solver.solve import run_attempt
 
     job = load_job(clients, job_id)
@@ -81,7 +85,7 @@ def _blend_so_far(
     results = [latest]
     for summary in others:
         folder = Path(settings.work_dir) / "jobs" / job.job_id / "attempts" / str(summary.number)
-        if not (folder / "oof.npy").exists():
+        if not (folder / "oof.csv").exists():
             artifacts.download_prefix(
                 clients.s3, clients.bucket, artifacts.attempt_key(job.job_id, summary.number, ""), folder
             )

@@ -58,6 +58,11 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
         origin=result.origin,
         ok=result.ok,
         cv_score=result.cv_score,
+        claimed_cv_score=result.claimed_cv_score,
+        claim_disagrees=result.claim_disagrees,
+        holdout_score=result.holdout_score,
+        holdout_noise=result.holdout_noise,
+        holdout_rows=result.holdout_rows,
         seconds=result.seconds,
         reason=result.reason,
     )
@@ -67,6 +72,8 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
     message = (
         f"attempt {attempt} scored {result.cv_score}" if result.ok else f"attempt {attempt} failed: {result.reason}"
     )
+    if result.claim_disagrees:
+        message += f" (the program claimed {result.claimed_cv_score}, which disagrees)"
     jobs.update_job(
         clients.dynamodb,
         clients.table,

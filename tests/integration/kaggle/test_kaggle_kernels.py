@@ -21,6 +21,7 @@ from tests.fakes.kaggle_server import FakeCompetition, FakeKaggle, fake_kaggle
 __all__ = ["fake_kaggle"]
 
 SAMPLE = b"id,target\n10,0\n11,0\n12,0\n"
+TRAIN = b"id,x,target\n1,2,1\n2,3,2\n"
 
 PROGRAM = """
 import argparse, json
@@ -34,6 +35,8 @@ parser.add_argument("--time-budget", type=float)
 args = parser.parse_args()
 rows = Path(args.data, "sample_submission.csv").read_text().splitlines()
 Path("submission.csv").write_text("\\n".join([rows[0]] + [r.replace(",0", ",1") for r in rows[1:]]) + "\\n")
+train_ids = [r.split(",")[0] for r in Path(args.data, "train.csv").read_text().splitlines()[1:]]
+Path("oof.csv").write_text("id,target\\n" + "".join(f"{i},1\\n" for i in train_ids))
 Path("metrics.json").write_text(json.dumps({"cv_score": 0.75, "budget": args.time_budget}))
 print("bundle at", lb.__file__)
 """
@@ -49,7 +52,7 @@ def options(tmp_path: Path) -> KaggleOptions:
 @pytest.fixture
 def competition(fake_kaggle: FakeKaggle) -> FakeCompetition:
     return fake_kaggle.add(
-        FakeCompetition(slug="gpu-comp", files={"sample_submission.csv": SAMPLE, "train.csv": b"id,x\n1,2\n"})
+        FakeCompetition(slug="gpu-comp", files={"sample_submission.csv": SAMPLE, "train.csv": TRAIN})
     )
 
 
@@ -171,6 +174,7 @@ def _profile(data_dir: Path) -> CompetitionProfile:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "sample_submission.csv").write_bytes(SAMPLE)
     (data_dir / "test.csv").write_text("id,x\n10,1\n11,2\n12,3\n")
+    (data_dir / "train.csv").write_bytes(TRAIN)
     return CompetitionProfile(
         data_dir=str(data_dir),
         id_column="id",
@@ -179,7 +183,7 @@ def _profile(data_dir: Path) -> CompetitionProfile:
         task="regression",
         prediction_format="value",
         metric="rmse",
-        n_train=1,
+        n_train=2,
         n_test=3,
     )
 
@@ -198,7 +202,9 @@ def test_attempt_on_kaggle_is_ok_with_cv_score_when_submission_is_valid(
         options=options,
     )
     assert result.ok, result.reason
-    assert result.cv_score == 0.75
+    # The product's RMSE of oof.csv (predictions 1, 1 for labels 1, 2), not the program's claim.
+    assert result.cv_score == pytest.approx(0.5**0.5)
+    assert result.claimed_cv_score == 0.75 and result.claim_disagrees
     assert "kaggle-solver: data in" in result.log_tail
     # the program was told 80% of the attempt's budget, like the local sandbox does
     assert '"budget": 80.0' in (tmp_path / "attempt-01" / "metrics.json").read_text()

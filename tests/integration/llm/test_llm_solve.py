@@ -81,6 +81,7 @@ for fit, val in StratifiedKFold(5, shuffle=True, random_state=42).split(X, y):
     oof[val] = model.predict_proba(X.iloc[val])[:, 1]
     pred += model.predict_proba(X_test)[:, 1] / 5
 pd.DataFrame({{"id": test["id"], "target": pred}}).to_csv("submission.csv", index=False)
+pd.DataFrame({{"id": train["id"], "target": oof}}).to_csv("oof.csv", index=False)
 Path("metrics.json").write_text(json.dumps({{"cv_score": float(roc_auc_score(y, oof))}}))
 print("cv", roc_auc_score(y, oof))
 """
@@ -347,3 +348,38 @@ def test_fastest_template_trains_while_claude_plans_and_drafts(
                                                                                             "llm-draft")]
     assert result.first_valid_seconds is not None and result.first_valid_seconds < 6.0
     assert author.tally.calls == 2
+
+
+# Claude's program with raw features, whose metrics.json claims a perfect score.
+OVERCLAIMING = RAW.replace('json.dumps({"cv_score": float(roc_auc_score(y, oof))})', 'json.dumps({"cv_score": 1.0})')
+
+
+def test_cli_json_shows_the_products_score_beside_a_claude_programs_false_claim(
+    fake_anthropic: FakeAnthropic,
+    competition: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert OVERCLAIMING != RAW
+    fake_anthropic.responder = by_tool(
+        {
+            PLAN_TOOL: [tool_reply(PLAN_TOOL, PLAN_INPUT)],
+            PROGRAM_TOOL: [tool_reply(PROGRAM_TOOL, {"summary": "raw columns", "code": OVERCLAIMING})],
+        }
+    )
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.url)
+    monkeypatch.setenv("KAGGLE_SOLVER_LLM_SDK_MAX_RETRIES", "0")
+    monkeypatch.setenv("KAGGLE_SOLVER_LLM_MIN_CALL_SECONDS", "1")
+    code = main(["run", str(competition), "--output", str(tmp_path / "submission.csv"), "--time-limit", "30",
+                 "--workdir", str(tmp_path / "work"), "--json", "--quiet"])
+
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (drafted,) = [a for a in summary["history"] if a["origin"] == "llm-draft"]
+    assert drafted["ok"] and drafted["claimed_cv_score"] == 1.0 and drafted["claim_disagrees"] is True
+    assert drafted["cv_score"] < 0.9  # raw digits barely predict their parity
+    assert drafted["holdout"].startswith("none")  # 300 train rows: too few to hide any
+    templates = [a for a in summary["history"] if a["origin"] == "template" and a["ok"]]
+    assert templates and all(a["claim_disagrees"] is False for a in templates)

@@ -36,7 +36,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--data")
 parser.add_argument("--time-budget", type=float)
 args = parser.parse_args()
-# writes submission.csv and metrics.json
+# writes submission.csv and oof.csv
 """
 CLAUDE_PLAN: dict[str, Any] = {
     "approach": "LightGBM on the raw measurements.",
@@ -112,6 +112,10 @@ def test_job_runs_end_to_end_and_its_presigned_submission_is_valid(
     assert status["status"] == "SUCCEEDED", status["message"]
     assert status["competition"] == SLUG
     assert status["cv_score"] is not None and 0.5 < status["cv_score"] <= 1.0
+    # /status shows the product's score of the attempt's oof.csv beside the program's own claim.
+    (attempt,) = status["attempts"]
+    assert attempt["cv_score"] == status["cv_score"]
+    assert attempt["claimed_cv_score"] == pytest.approx(attempt["cv_score"]) and attempt["claim_disagrees"] is False
     assert status["submission_url"].startswith(stack.endpoint)
     download = api.get(f"/result/{job_id}/submission.csv")
     assert download.status_code == 307

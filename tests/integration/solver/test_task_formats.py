@@ -111,4 +111,7 @@ def test_each_task_kind_ends_with_a_valid_and_useful_submission(tmp_path: Path, 
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert good_enough(summary["cv_score"]), (summary["metric"], summary["cv_score"])
+    # The product's score of each template's oof.csv, in the submission's format, is what the template measured.
+    scored = [a for a in summary["history"] if a["ok"]]
+    assert scored and all(a["claim_disagrees"] is False for a in scored), scored
     assert validate_submission(output, profile_competition(folder)) == []

@@ -26,7 +26,7 @@ from batch_agent.solver.plan import AttemptResult, Program
 
 CONTRACT_CODE = (
     "import argparse\np = argparse.ArgumentParser()\np.add_argument('--data')\np.add_argument('--time-budget')\n"
-    "# submission.csv metrics.json\n"
+    "# submission.csv oof.csv\n"
 )
 
 
@@ -103,7 +103,7 @@ def test_code_that_does_not_parse_is_rejected_with_its_line() -> None:
 
 
 def test_first_draft_must_follow_the_contract_but_changes_need_not_repeat_it() -> None:
-    with pytest.raises(ValidationError, match=r"never mentions 'metrics\.json'"):
+    with pytest.raises(ValidationError, match=r"never mentions 'oof\.csv'"):
         ProgramOutput(summary="s", code="import argparse  # --data --time-budget submission.csv\n")
     template_like = "from batch_agent.solver.training import main\nmain({}, [])\n"
     assert ImprovementOutput(change="more seeds", code=template_like).code == template_like

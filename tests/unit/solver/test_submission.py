@@ -238,3 +238,9 @@ def test_validator_metric_registry_and_sandbox_load_without_numeric_libraries() 
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_hex_ids_that_read_as_huge_numbers_stay_text() -> None:
+    # "12e45678" is 12 × 10^45678 as a number; as an id it is the text itself.
+    assert normalise_value("12e45678") == "12e45678"
+    assert normalise_value("3E7") == "30000000"
