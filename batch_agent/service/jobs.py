@@ -39,6 +39,8 @@ class AttemptSummary(BaseModel):
     cv_score: float | None = None
     seconds: float = 0.0
     reason: str | None = None
+    # What kept the program in (the sandbox's label), e.g. "isolated: own uid, no network, private filesystem".
+    isolation: str = ""
 
 
 class JobRecord(BaseModel):

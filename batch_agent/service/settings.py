@@ -59,3 +59,5 @@ class ContainerSettings(_ServiceSettings):
     local_cache_dir: str | None = None
     # What one job of this definition costs per hour (instance or Fargate price); None: not priced.
     usd_per_hour: float | None = Field(default=None, ge=0)
+    # Run model-written programs even where the container cannot give them their own uid (accepts the risk).
+    allow_unisolated: bool = False

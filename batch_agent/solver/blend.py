@@ -9,7 +9,7 @@ best single attempt.
 
 from __future__ import annotations
 
-import shutil
+import io
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.outputs import copy_output, read_output
 from batch_agent.solver.plan import AttemptResult
 from batch_agent.solver.predictions import Decision, cv_score, encode_target, fit_decision, submission_frame
 
@@ -51,7 +52,7 @@ def blend_attempts(
     assert best.cv_score is not None
     single = FinalSubmission(name=best.program, cv_score=best.cv_score, weights={best.program: 1.0},
                              submission=outdir / "submission.csv")
-    shutil.copyfile(Path(best.workdir) / "submission.csv", single.submission)
+    copy_output(Path(best.workdir), "submission.csv", single.submission)
 
     predictions = _load_predictions(attempts)
     if len(predictions) < 2:
@@ -107,13 +108,18 @@ def blend_attempts(
     return FinalSubmission(name="blend", cv_score=float(blend_score), weights=weights, submission=path)
 
 
+def _load_array(folder: Path, name: str) -> np.ndarray:
+    """An array a program saved, read without following links and never unpickled."""
+    return np.load(io.BytesIO(read_output(folder, name)), allow_pickle=False)
+
+
 def _load_predictions(attempts: list[AttemptResult]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Predictions of the attempts that wrote them, keeping those in the most common prediction space."""
     loaded = {}
     for attempt in attempts:
         folder = Path(attempt.workdir)
         try:
-            loaded[attempt.program] = (np.load(folder / "oof.npy"), np.load(folder / "test_pred.npy"))
+            loaded[attempt.program] = (_load_array(folder, "oof.npy"), _load_array(folder, "test_pred.npy"))
         except (OSError, ValueError):
             continue
     if not loaded:

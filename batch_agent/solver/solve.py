@@ -22,8 +22,10 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from batch_agent.solver.author import ProgramAuthor
+from batch_agent.solver.blend import blend_attempts
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import AttemptsExhaustedError, InputError
+from batch_agent.solver.isolation import Isolation, probe_isolation
 from batch_agent.solver.metrics import get_metric
 from batch_agent.solver.plan import AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
@@ -53,6 +55,8 @@ class SolveOptions(BaseModel):
     max_repairs: int = 2
     # "auto" keeps the plan's choice; "kaggle-gpu" runs each program through solve()'s remote_attempt.
     compute: Literal["auto", "cpu", "gpu", "kaggle-gpu"] = "auto"
+    # Run model-written programs even where no uid separation is available (the user accepts the risk).
+    allow_unisolated: bool = False
 
 
 class SolveResult(BaseModel):
@@ -71,6 +75,7 @@ class SolveResult(BaseModel):
     blend: dict[str, float] = Field(default_factory=dict)
     author: str
     workdir: str
+    isolation: str = ""
     history: list[AttemptResult] = Field(default_factory=list)
     rank: dict[str, Any] | None = None
 
@@ -88,13 +93,20 @@ def run_attempt(
     memory_limit_mb: int,
     number: int = 1,
     soft_budget: float | None = None,
+    allow_unisolated: bool = False,
 ) -> AttemptResult:
     """Run one program in the sandbox and check what it wrote; a failure is a result, never an exception.
 
     ``time_budget`` is the hard limit; the program is told ``soft_budget`` (default: a fraction of the
-    hard limit) so that it wraps up before it would be killed.
+    hard limit) so that it wraps up before it would be killed. A model-written program is refused
+    where the sandbox cannot give it at least its own uid (or user namespace), unless ``allow_unisolated``.
     """
     attempt_dir.mkdir(parents=True, exist_ok=True)
+    isolation = probe_isolation()
+    refusal = unisolated_refusal(program, isolation, allow_unisolated=allow_unisolated)
+    if refusal is not None:
+        return AttemptResult(number=number, program=program.name, origin=program.origin, ok=False, seconds=0.0,
+                             reason=refusal, workdir=str(attempt_dir), isolation=isolation.label)
     (attempt_dir / "program.py").write_text(program.code)
     soft = max(1.0, min(soft_budget or time_budget, time_budget) * SOFT_BUDGET_FRACTION)
     outcome = run_sandboxed(
@@ -102,6 +114,8 @@ def run_attempt(
         workdir=attempt_dir,
         time_limit=time_budget,
         memory_limit_mb=memory_limit_mb,
+        read_only=[Path(profile.data_dir)],
+        isolation=isolation,
     )
     result = AttemptResult(
         number=number,
@@ -111,11 +125,20 @@ def run_attempt(
         seconds=round(outcome.seconds, 2),
         log_tail=outcome.log_tail,
         workdir=str(attempt_dir),
+        isolation=outcome.isolation,
     )
     if not outcome.ok:
         result.reason = outcome.reason
         return result
     return check_outputs(profile, result, ran="the program")
+
+
+def unisolated_refusal(program: Program, isolation: Isolation, *, allow_unisolated: bool) -> str | None:
+    """Why ``program`` may not run under ``isolation``, or None: model-written code needs uid separation."""
+    if program.origin == "template" or isolation.separated or allow_unisolated:
+        return None
+    return (f"not run: a model-written program needs at least its own uid, and this machine gives "
+            f"\"{isolation.label}\" (run as root, or where user namespaces work; --allow-unisolated accepts the risk)")
 
 
 def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: str) -> AttemptResult:
@@ -182,6 +205,12 @@ def solve(
     profile = profile_competition(data_dir, metric=options.metric)
     (workdir / "profile.json").write_text(profile.model_dump_json(indent=2))
     metric = get_metric(profile.metric)
+    isolation = probe_isolation()
+    progress("isolation", isolation.label + (f" ({isolation.why_not_stronger})" if isolation.why_not_stronger else ""))
+    if not isolation.separated and author.name != TemplateAuthor.name and not options.allow_unisolated:
+        progress("isolation", "model-written programs need at least their own uid, which this machine does not "
+                 "give; using the templates only (--allow-unisolated accepts the risk)")
+        author = TemplateAuthor()
     progress(
         "profile",
         f"{profile.task}, target {', '.join(profile.target_columns)}, metric {profile.metric} "
@@ -210,8 +239,6 @@ def solve(
         last = loop.history[-1].reason if loop.history else "no time to run any program"
         raise AttemptsExhaustedError(f"every attempt failed ({len(loop.history)} attempts); last error: {last}")
 
-    from batch_agent.solver.blend import blend_attempts
-
     progress("blend", f"combining {sum(h.ok for h in loop.history)} successful attempts")
     final = blend_attempts(profile, [h for h in loop.history if h.ok], workdir / "final",
                            higher_is_better=metric.higher_is_better,
@@ -237,6 +264,7 @@ def solve(
         author=author.name,
         workdir=str(workdir),
         history=loop.history,
+        isolation=isolation.label,
     )
     (workdir / "summary.json").write_text(result.model_dump_json(indent=2))
     return result
@@ -332,7 +360,8 @@ class _Loop:
             # The hard limit leaves room for the sandbox's SIGTERM grace before the run's own deadline.
             hard = max(1.0, remaining - TERM_GRACE_SECONDS)
             result = run_attempt(self.profile, program, attempt_dir, time_budget=hard, soft_budget=budget,
-                                 memory_limit_mb=self.options.memory_limit_mb, number=number)
+                                 memory_limit_mb=self.options.memory_limit_mb, number=number,
+                                 allow_unisolated=self.options.allow_unisolated)
         self.history.append(result)
         if not result.ok:
             self.progress("train", f"attempt {number}: {program.name} failed: {result.reason}")

@@ -47,9 +47,11 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
         time_budget=budget,
         memory_limit_mb=settings.memory_limit_mb,
         number=attempt,
+        allow_unisolated=settings.allow_unisolated,
     )
+    log.info("attempt %d ran %s", attempt, result.isolation)
     prefix = artifacts.attempt_key(job_id, attempt, "")
-    artifacts.upload_folder(clients.s3, clients.bucket, prefix, attempt_dir, skip_large=True)
+    artifacts.upload_attempt_folder(clients.s3, clients.bucket, prefix, attempt_dir)
     artifacts.put_json(clients.s3, clients.bucket, prefix + "result.json", result.model_dump())
     if result.ok:
         try:

@@ -60,6 +60,7 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
         cv_score=result.cv_score,
         seconds=result.seconds,
         reason=result.reason,
+        isolation=result.isolation,
     )
     attempts = [a for a in job.attempts if a.number != attempt] + [summary]
     profile = load_profile(clients, job_id)
