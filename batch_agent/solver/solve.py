@@ -148,6 +148,10 @@ def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: st
     """
     folder = Path(result.workdir)
     submission = folder / "submission.csv"
+    if submission.is_symlink():
+        # Never followed: the program may point it at a credential file, whose text would land in the reason.
+        result.reason = "submission.csv is a link, not a file; links a program leaves are never followed"
+        return result
     if not submission.is_file():
         result.reason = f"{ran} finished without writing submission.csv"
         return result
