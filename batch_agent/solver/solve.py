@@ -8,6 +8,7 @@ time remains, and blends the successful attempts' out-of-fold predictions.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import shutil
@@ -22,7 +23,6 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from batch_agent.solver.author import ProgramAuthor
-from batch_agent.solver.blend import blend_attempts
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import AttemptsExhaustedError, InputError
 from batch_agent.solver.isolation import Isolation, probe_isolation
@@ -215,6 +215,11 @@ def solve(
         progress("isolation", "model-written programs need at least their own uid, which this machine does not "
                  "give; using the templates only (--allow-unisolated accepts the risk)")
         author = TemplateAuthor()
+    if not isolation.separated:
+        # Such a program can write where Python finds modules: the solver imports all it will need first.
+        # Isolated programs cannot (code and venv are read-only or out of reach), so the import (seconds of
+        # pandas and scikit-learn on a busy machine) waits until the blend, off the first submission's path.
+        importlib.import_module("batch_agent.solver.blend")
     progress(
         "profile",
         f"{profile.task}, target {', '.join(profile.target_columns)}, metric {profile.metric} "
@@ -242,6 +247,8 @@ def solve(
     if loop.best is None:
         last = loop.history[-1].reason if loop.history else "no time to run any program"
         raise AttemptsExhaustedError(f"every attempt failed ({len(loop.history)} attempts); last error: {last}")
+
+    from batch_agent.solver.blend import blend_attempts
 
     progress("blend", f"combining {sum(h.ok for h in loop.history)} successful attempts")
     final = blend_attempts(profile, [h for h in loop.history if h.ok], workdir / "final",

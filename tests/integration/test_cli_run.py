@@ -42,6 +42,10 @@ def test_run_on_the_bundled_example_writes_a_valid_submission_and_json_summary(t
     assert summary["seconds"] <= 25 * 1.1
     assert summary["attempts"] >= 1
     assert "attempt 1" in proc.stderr and "CV" in proc.stderr
+    # Which isolation the programs got, for the run and each attempt (the probe decides; never empty).
+    assert summary["isolation"].split(":")[0] in ("isolated", "partial", "none")
+    assert [h["isolation"] for h in summary["history"]] == [summary["isolation"]] * len(summary["history"])
+    assert f"isolation {summary['isolation']}" in proc.stderr
     with output.open() as handle:
         rows = list(csv.DictReader(handle))
     with (EXAMPLE / "test.csv").open() as handle:
