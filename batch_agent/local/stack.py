@@ -287,16 +287,18 @@ class EmulatedStack:
             **({names.ENV_LOCAL_CACHE_DIR: str(self.options.local_cache_dir)} if self.options.local_cache_dir else {}),
             **self.options.container_environment,
         }
-        for queue, definition, image in (
-            (names.CPU_QUEUE, names.CPU_JOB_DEFINITION, "kaggle-solver:cpu"),
-            (names.GPU_QUEUE, names.GPU_JOB_DEFINITION, "kaggle-solver:gpu"),
-        ):
+        for queue in (names.CPU_QUEUE, names.GPU_QUEUE):
             batch.create_job_queue(
                 jobQueueName=self.name(queue),
                 state="ENABLED",
                 priority=1,
                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment_arn}],
             )
+        for definition, image in (
+            (names.PREPARE_JOB_DEFINITION, "kaggle-solver:cpu"),
+            (names.CPU_JOB_DEFINITION, "kaggle-solver:cpu"),
+            (names.GPU_JOB_DEFINITION, "kaggle-solver:gpu"),
+        ):
             batch.register_job_definition(
                 jobDefinitionName=self.name(definition),
                 type="container",

@@ -15,6 +15,8 @@ ARTIFACTS_BUCKET = "artifacts"
 STATE_MACHINE = "pipeline"
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
+# Only the prepare job holds the Kaggle credentials; training jobs read the competition from the S3 cache.
+PREPARE_JOB_DEFINITION = "prepare"
 CPU_JOB_DEFINITION = "train-cpu"
 GPU_JOB_DEFINITION = "train-gpu"
 KAGGLE_SECRET = "kaggle"

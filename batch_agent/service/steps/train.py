@@ -33,7 +33,7 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
 
     job = load_job(clients, job_id)
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "train", attempt=attempt, message="training")
-    data_dir = fetch_competition(clients, settings, job.competition)
+    data_dir = fetch_competition(clients, settings, job.competition, download=False)
     profile = load_profile(clients, job_id, data_dir)
     program = load_program(clients, job_id, attempt)
     attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
