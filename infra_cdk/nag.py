@@ -119,7 +119,7 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
     # training jobs: read the bucket, write attempt and blend files only.
     train_patterns = ("*", *TRAIN_WRITE_KEY_PATTERNS)
     for finding in bucket_findings(bucket, write=True, key_patterns=train_patterns) + table_findings(table):
-        acknowledge(stack.training.train_role, finding, GRANT_REASON)
+        acknowledge(stack.training.train_access_role, finding, GRANT_REASON)
     machine_name = '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"' + _logical_id(stack.pipeline.state_machine) + '"}]}]}'
     acknowledge(
         stack.api.handler.role,

@@ -143,16 +143,26 @@ class TrainingCompute(Construct):
         )
         bucket.grant_read_write(self.prepare_role)
         table.grant_read_write_data(self.prepare_role)
+        # The training job's own role can only assume the access role, and does so with a session policy
+        # naming its job (service/job_scope.py): the job then reaches its own files and record only.
         self.train_role = iam.Role(
             self,
             "TrainRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="kaggle-solver training jobs: read the bucket, write attempt and blend files, update jobs",
+            description="kaggle-solver training jobs: assume the train-access role scoped to the job",
         )
-        bucket.grant_read(self.train_role)
+        self.train_access_role = iam.Role(
+            self,
+            "TrainAccessRole",
+            assumed_by=iam.ArnPrincipal(self.train_role.role_arn),
+            max_session_duration=cdk.Duration.hours(12),
+            description="kaggle-solver training jobs, narrowed per job by a session policy",
+        )
+        self.train_access_role.grant_assume_role(self.train_role)
+        bucket.grant_read(self.train_access_role)
         for pattern in TRAIN_WRITE_KEY_PATTERNS:
-            bucket.grant_put(self.train_role, pattern)
-        table.grant(self.train_role, "dynamodb:GetItem", "dynamodb:UpdateItem")
+            bucket.grant_put(self.train_access_role, pattern)
+        table.grant(self.train_access_role, "dynamodb:GetItem", "dynamodb:UpdateItem")
 
         timeout = cdk.Duration.minutes(settings.job_timeout_minutes)
         # Spot reclaims are worth retrying; a program's own failure is not (the pipeline repairs it).
@@ -213,8 +223,10 @@ class TrainingCompute(Construct):
                 cpu=settings.cpu_job_vcpus,
                 memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
                 command=names.BATCH_COMMAND,
-                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
-                                                  usd_per_hour=settings.cpu_job_usd_per_hour),
+                environment={**container_environment(bucket=bucket, table=table,
+                                                     memory_mib=settings.cpu_job_memory_mib,
+                                                     usd_per_hour=settings.cpu_job_usd_per_hour),
+                             names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
                 job_role=self.train_role,
                 # No NAT: a Fargate task pulls its image through its public IP.
                 assign_public_ip=True,
@@ -271,8 +283,10 @@ class TrainingCompute(Construct):
                 memory=cdk.Size.mebibytes(settings.gpu_job_memory_mib),
                 gpu=1,
                 command=names.BATCH_COMMAND,
-                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.gpu_job_memory_mib,
-                                                  usd_per_hour=settings.gpu_job_usd_per_hour),
+                environment={**container_environment(bucket=bucket, table=table,
+                                                     memory_mib=settings.gpu_job_memory_mib,
+                                                     usd_per_hour=settings.gpu_job_usd_per_hour),
+                             names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
                 job_role=self.train_role,
                 logging=ecs.LogDriver.aws_logs(stream_prefix="gpu", log_group=self.log_group),
             ),

@@ -422,7 +422,7 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("env", ["prod"])
-def test_training_jobs_write_only_attempt_and_blend_files_and_update_no_other_table_data(
+def test_training_jobs_assume_a_role_that_writes_only_attempt_and_blend_files(
     synthesized: dict[str, Synthesized], env: str
 ) -> None:
     synth = synthesized[env]
@@ -430,7 +430,16 @@ def test_training_jobs_write_only_attempt_and_blend_files_and_update_no_other_ta
     for definition in (training.cpu_job_definition, training.gpu_job_definition):
         if definition is not None:
             assert definition.container.job_role is training.train_role
-    statements = _role_statements(synth, training.train_role)
+    # The job's own role may only assume the access role (which the job narrows to itself per session).
+    own = _role_statements(synth, training.train_role)
+    assert [a for st in own for a in _actions(st)] == ["sts:AssumeRole"]
+    access_id = synth.stack.get_logical_id(training.train_access_role.node.default_child)
+    assert json.dumps(synth.stack.resolve(own[0]["Resource"])).count(access_id) == 1
+    for base_name in [names.CPU_JOB_DEFINITION] + ([names.GPU_JOB_DEFINITION] if training.gpu_job_definition else []):
+        container = job_definition(synth, base_name)["ContainerProperties"]
+        variables = {v["Name"]: v["Value"] for v in container["Environment"]}
+        assert access_id in json.dumps(variables[names.ENV_TRAIN_ACCESS_ROLE_ARN])
+    statements = _role_statements(synth, training.train_access_role)
     assert statements
     bucket_id = synth.stack.get_logical_id(synth.stack.storage.bucket.node.default_child)
     for statement in statements:
