@@ -284,6 +284,8 @@ class EmulatedStack:
             names.ENV_ARTIFACTS_BUCKET: self.bucket,
             names.ENV_WORK_DIR: str(self.options.work_dir / "batch"),
             names.ENV_MEMORY_LIMIT_MB: str(self.options.memory_limit_mb),
+            # Training jobs assume it with their per-job session policy, as in AWS (moto does not enforce it).
+            names.ENV_TRAIN_ACCESS_ROLE_ARN: role_arn,
             **({names.ENV_LOCAL_CACHE_DIR: str(self.options.local_cache_dir)} if self.options.local_cache_dir else {}),
             **self.options.container_environment,
         }
