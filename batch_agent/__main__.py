@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = ContainerSettings(artifacts_bucket=args.bucket)  # type: ignore[call-arg]
     clients = service_clients(settings.jobs_table, settings.artifacts_bucket)
+    if args.step == "train" and settings.train_access_role_arn:
+        from batch_agent.service.job_scope import scoped_train_clients
+
+        # From here on this job can reach only its own job's files and record (and the competition cache).
+        clients = scoped_train_clients(settings.train_access_role_arn, table=settings.jobs_table,
+                                       bucket=settings.artifacts_bucket, job_id=args.job_id)
+        logging.getLogger("batch_agent").info("credentials scoped to job %s (session policy on %s)",
+                                              args.job_id, settings.train_access_role_arn)
     log = logging.getLogger("batch_agent")
     started = time.monotonic()
     try:

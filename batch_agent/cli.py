@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-cost", type=_positive, metavar="USD",
                      help="ceiling on what Claude may cost in this run, in dollars "
                           "(default: KAGGLE_SOLVER_LLM_MAX_COST_USD or 5)")
+    run.add_argument("--allow-unisolated", action="store_true",
+                     help="run model-written programs even where they cannot get their own uid or user namespace "
+                          "(they could then read this process's secrets); without it such a run uses templates only")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     run.add_argument("--compute", choices=["auto", "cpu", "gpu", "kaggle-gpu"], default="auto",
@@ -185,6 +188,7 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
         workdir=args.workdir,
         memory_limit_mb=settings.memory_limit_mb,
         compute=args.compute,
+        allow_unisolated=args.allow_unisolated,
     )
     author = _author(args)
     result = solve(args.source, output, options, author, progress=_ProgressPrinter(args.quiet, started),
@@ -197,6 +201,7 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
         f"CV {result.metric}: {result.cv_score:.5f} ({direction} is better), from {result.best}"
         + (f" = {', '.join(f'{w:.2f}×{n}' for n, w in result.blend.items())}" if len(result.blend) > 1 else ""),
         f"{result.attempts} attempts in {result.seconds:.1f} s; programs and logs in {result.workdir}",
+        f"programs ran {result.isolation}",
     ]
     llm_usage = _llm_usage(author)
     if llm_usage is not None:
@@ -226,11 +231,12 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
             "best": result.best,
             "workdir": result.workdir,
             "report": str(report),
+            "isolation": result.isolation,
             # Per attempt: the product's score of oof.csv next to the program's own claim and the holdout.
             "history": [
                 a.model_dump(include={"number", "program", "origin", "ok", "cv_score", "claimed_cv_score",
                                       "claim_disagrees", "holdout_score", "holdout_noise", "holdout_rows",
-                                      "holdout", "seconds", "reason"})
+                                      "holdout", "seconds", "reason", "isolation"})
                 for a in result.history
             ],
         }

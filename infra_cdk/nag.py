@@ -18,6 +18,8 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra_cdk.training import TRAIN_WRITE_KEY_PATTERNS
+
 if TYPE_CHECKING:
     from infra_cdk.stack import KaggleSolverStack
 
@@ -125,9 +127,13 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
         "cloudwatch:PutMetricData supports no resource-level permissions; a cloudwatch:namespace "
         "condition limits it to this deployment's namespace.",
     )
-    # Batch jobs: read and write the whole bucket (prepare fills the competition cache).
+    # prepare: reads and writes the whole bucket (it fills the competition cache).
     for finding in bucket_findings(bucket, write=True, key_patterns=("*",)) + table_findings(table):
-        acknowledge(stack.training.job_role, finding, GRANT_REASON)
+        acknowledge(stack.training.prepare_role, finding, GRANT_REASON)
+    # training jobs: read the bucket, write attempt and blend files only.
+    train_patterns = ("*", *TRAIN_WRITE_KEY_PATTERNS)
+    for finding in bucket_findings(bucket, write=True, key_patterns=train_patterns) + table_findings(table):
+        acknowledge(stack.training.train_access_role, finding, GRANT_REASON)
     machine_name = '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"' + _logical_id(stack.pipeline.state_machine) + '"}]}]}'
     acknowledge(
         stack.api.handler.role,
@@ -152,7 +158,8 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
         "batch:TerminateJob on jobs this machine submits; Batch job ids are unknown in advance.",
     )
 
-    for definition in (stack.training.cpu_job_definition, stack.training.gpu_job_definition):
+    training = stack.training
+    for definition in (training.prepare_job_definition, training.cpu_job_definition, training.gpu_job_definition):
         if definition is not None and definition.container.execution_role is not None:
             acknowledge(
                 definition.container.execution_role,

@@ -57,6 +57,7 @@ class Pipeline(Construct):
         table: dynamodb.ITableV2,
         anthropic_secret: secretsmanager.ISecret,
         cpu_queue: batch.IJobQueue,
+        prepare_job_definition: batch.IJobDefinition,
         cpu_job_definition: batch.IJobDefinition,
         gpu_queue: batch.IJobQueue | None,
         gpu_job_definition: batch.IJobDefinition | None,
@@ -92,6 +93,7 @@ class Pipeline(Construct):
             function_arns={base_name: step.function.function_arn for base_name, step in self.steps.items()},
             cpu_job_queue_arn=cpu_queue.job_queue_arn,
             gpu_job_queue_arn=(gpu_queue or cpu_queue).job_queue_arn,
+            prepare_job_definition_arn=prepare_job_definition.job_definition_arn,
             cpu_job_definition_arn=cpu_job_definition.job_definition_arn,
             gpu_job_definition_arn=(gpu_job_definition or cpu_job_definition).job_definition_arn,
             artifacts_bucket_name=bucket.bucket_name,
@@ -121,7 +123,9 @@ class Pipeline(Construct):
             step.function.grant_invoke(self.state_machine)
         self._allow_batch_jobs(
             queues=[q for q in (cpu_queue, gpu_queue) if q is not None],
-            job_definitions=[d for d in (cpu_job_definition, gpu_job_definition) if d is not None],
+            job_definitions=[
+                d for d in (prepare_job_definition, cpu_job_definition, gpu_job_definition) if d is not None
+            ],
         )
 
         self.alarm_topic = sns.Topic(

@@ -86,6 +86,7 @@ class KaggleSolverStack(cdk.Stack):
             table=self.storage.table,
             anthropic_secret=self.anthropic_secret,
             cpu_queue=self.training.cpu_queue,
+            prepare_job_definition=self.training.prepare_job_definition,
             cpu_job_definition=self.training.cpu_job_definition,
             gpu_queue=self.training.gpu_queue,
             gpu_job_definition=self.training.gpu_job_definition,

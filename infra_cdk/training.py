@@ -46,6 +46,8 @@ IMAGE_EXCLUDES = [
 # Memory the sandbox may give a training program: the job's memory less room for
 # the container's own Python process.
 SANDBOX_HEADROOM_MIB = 1536
+# What a training job may write: its attempts' files and the blend (steps/train.py).
+TRAIN_WRITE_KEY_PATTERNS = ("jobs/*/attempts/*", "jobs/*/blend/*", "jobs/*/blend.json")
 # Where the official Kaggle client may write its config inside the container.
 KAGGLE_CONFIG_DIR = "/tmp/kaggle"
 
@@ -131,14 +133,36 @@ class TrainingCompute(Construct):
             retention=log_retention(settings),
             removal_policy=policy,
         )
-        self.job_role = iam.Role(
+        # prepare holds the Kaggle secret and fills the competition cache; training jobs run untrusted
+        # programs, so they get no secret and write only attempt and blend files under jobs/.
+        self.prepare_role = iam.Role(
             self,
-            "JobRole",
+            "PrepareRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="kaggle-solver training and prepare jobs: the artifacts bucket and the jobs table",
+            description="kaggle-solver prepare jobs: the artifacts bucket (competition cache) and the jobs table",
         )
-        bucket.grant_read_write(self.job_role)
-        table.grant_read_write_data(self.job_role)
+        bucket.grant_read_write(self.prepare_role)
+        table.grant_read_write_data(self.prepare_role)
+        # The training job's own role can only assume the access role, and does so with a session policy
+        # naming its job (service/job_scope.py): the job then reaches its own files and record only.
+        self.train_role = iam.Role(
+            self,
+            "TrainRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="kaggle-solver training jobs: assume the train-access role scoped to the job",
+        )
+        self.train_access_role = iam.Role(
+            self,
+            "TrainAccessRole",
+            assumed_by=iam.ArnPrincipal(self.train_role.role_arn),
+            max_session_duration=cdk.Duration.hours(12),
+            description="kaggle-solver training jobs, narrowed per job by a session policy",
+        )
+        self.train_access_role.grant_assume_role(self.train_role)
+        bucket.grant_read(self.train_access_role)
+        for pattern in TRAIN_WRITE_KEY_PATTERNS:
+            bucket.grant_put(self.train_access_role, pattern)
+        table.grant(self.train_access_role, "dynamodb:GetItem", "dynamodb:UpdateItem")
 
         timeout = cdk.Duration.minutes(settings.job_timeout_minutes)
         # Spot reclaims are worth retrying; a program's own failure is not (the pipeline repairs it).
@@ -164,6 +188,30 @@ class TrainingCompute(Construct):
             job_queue_name=names.resource_name(prefix, names.CPU_QUEUE),
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.cpu_environment, order=1)],
         )
+        self.prepare_job_definition = batch.EcsJobDefinition(
+            self,
+            "PrepareJobDefinition",
+            job_definition_name=names.resource_name(prefix, names.PREPARE_JOB_DEFINITION),
+            container=batch.EcsFargateContainerDefinition(
+                self,
+                "PrepareContainer",
+                image=container_image(CPU_DOCKERFILE),
+                cpu=settings.cpu_job_vcpus,
+                memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
+                command=names.BATCH_COMMAND,
+                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
+                                                  usd_per_hour=settings.cpu_job_usd_per_hour),
+                secrets=kaggle_secrets(kaggle_secret),
+                job_role=self.prepare_role,
+                assign_public_ip=True,
+                ephemeral_storage_size=cdk.Size.gibibytes(50),
+                logging=ecs.LogDriver.aws_logs(stream_prefix="prepare", log_group=self.log_group),
+            ),
+            parameters=dict(names.BATCH_DEFAULT_PARAMETERS),
+            timeout=timeout,
+            retry_attempts=3,
+            retry_strategies=retry_strategies,
+        )
         self.cpu_job_definition = batch.EcsJobDefinition(
             self,
             "CpuJobDefinition",
@@ -175,10 +223,11 @@ class TrainingCompute(Construct):
                 cpu=settings.cpu_job_vcpus,
                 memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
                 command=names.BATCH_COMMAND,
-                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
-                                                  usd_per_hour=settings.cpu_job_usd_per_hour),
-                secrets=kaggle_secrets(kaggle_secret),
-                job_role=self.job_role,
+                environment={**container_environment(bucket=bucket, table=table,
+                                                     memory_mib=settings.cpu_job_memory_mib,
+                                                     usd_per_hour=settings.cpu_job_usd_per_hour),
+                             names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
+                job_role=self.train_role,
                 # No NAT: a Fargate task pulls its image through its public IP.
                 assign_public_ip=True,
                 ephemeral_storage_size=cdk.Size.gibibytes(50),
@@ -234,10 +283,11 @@ class TrainingCompute(Construct):
                 memory=cdk.Size.mebibytes(settings.gpu_job_memory_mib),
                 gpu=1,
                 command=names.BATCH_COMMAND,
-                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.gpu_job_memory_mib,
-                                                  usd_per_hour=settings.gpu_job_usd_per_hour),
-                secrets=kaggle_secrets(kaggle_secret),
-                job_role=self.job_role,
+                environment={**container_environment(bucket=bucket, table=table,
+                                                     memory_mib=settings.gpu_job_memory_mib,
+                                                     usd_per_hour=settings.gpu_job_usd_per_hour),
+                             names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
+                job_role=self.train_role,
                 logging=ecs.LogDriver.aws_logs(stream_prefix="gpu", log_group=self.log_group),
             ),
             parameters=dict(names.BATCH_DEFAULT_PARAMETERS),

@@ -300,19 +300,23 @@ class EmulatedStack:
             names.ENV_ARTIFACTS_BUCKET: self.bucket,
             names.ENV_WORK_DIR: str(self.options.work_dir / "batch"),
             names.ENV_MEMORY_LIMIT_MB: str(self.options.memory_limit_mb),
+            # Training jobs assume it with their per-job session policy, as in AWS (moto does not enforce it).
+            names.ENV_TRAIN_ACCESS_ROLE_ARN: role_arn,
             **({names.ENV_LOCAL_CACHE_DIR: str(self.options.local_cache_dir)} if self.options.local_cache_dir else {}),
             **self.options.container_environment,
         }
-        for queue, definition, image in (
-            (names.CPU_QUEUE, names.CPU_JOB_DEFINITION, "kaggle-solver:cpu"),
-            (names.GPU_QUEUE, names.GPU_JOB_DEFINITION, "kaggle-solver:gpu"),
-        ):
+        for queue in (names.CPU_QUEUE, names.GPU_QUEUE):
             batch.create_job_queue(
                 jobQueueName=self.name(queue),
                 state="ENABLED",
                 priority=1,
                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment_arn}],
             )
+        for definition, image in (
+            (names.PREPARE_JOB_DEFINITION, "kaggle-solver:cpu"),
+            (names.CPU_JOB_DEFINITION, "kaggle-solver:cpu"),
+            (names.GPU_JOB_DEFINITION, "kaggle-solver:gpu"),
+        ):
             batch.register_job_definition(
                 jobDefinitionName=self.name(definition),
                 type="container",

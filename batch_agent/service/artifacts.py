@@ -20,12 +20,17 @@ Stdlib + boto3 only (Lambdas import this module).
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from batch_agent.service import names
+from batch_agent.solver.outputs import OutputError, read_output
+
+log = logging.getLogger(__name__)
 
 # Files a program writes that are not worth keeping in S3 above this size.
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -84,15 +89,37 @@ def list_keys(s3: Any, bucket: str, prefix: str, *, limit: int | None = None) ->
     return keys
 
 
-def upload_folder(s3: Any, bucket: str, prefix: str, folder: Path, *, skip_large: bool = False) -> list[str]:
-    """Upload every file under folder to prefix (keeping relative paths); returns the keys."""
+def upload_folder(s3: Any, bucket: str, prefix: str, folder: Path) -> list[str]:
+    """Upload every file under a folder the product wrote to prefix (keeping relative paths); returns the keys."""
     keys = []
     for path in sorted(folder.rglob("*")):
-        if not path.is_file() or (skip_large and path.stat().st_size > MAX_UPLOAD_BYTES):
+        if not path.is_file():
             continue
         key = prefix + path.relative_to(folder).as_posix()
         s3.upload_file(str(path), bucket, key)
         keys.append(key)
+    return keys
+
+
+def upload_attempt_folder(s3: Any, bucket: str, prefix: str, folder: Path) -> list[str]:
+    """Upload what a program left in its folder: regular files only, never through a link, each under the cap.
+
+    The program controls every name in the folder (``notes.txt -> /root/.aws/credentials``, FIFOs,
+    huge files): nothing is followed, nothing special is opened, nothing oversize is read.
+    """
+    keys = []
+    for current, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        here = Path(current)
+        for name in sorted(files):
+            try:
+                body = read_output(here, name, max_bytes=MAX_UPLOAD_BYTES)
+            except OutputError as exc:
+                log.info("not uploading %s: %s", here / name, exc)
+                continue
+            key = prefix + (here / name).relative_to(folder).as_posix()
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            keys.append(key)
     return keys
 
 

@@ -46,6 +46,8 @@ class AttemptSummary(BaseModel):
     holdout_rows: int = 0
     seconds: float = 0.0
     reason: str | None = None
+    # What kept the program in (the sandbox's label), e.g. "isolated: own uid, no network, private filesystem".
+    isolation: str = ""
 
 
 class JobRecord(BaseModel):

@@ -15,6 +15,8 @@ ARTIFACTS_BUCKET = "artifacts"
 STATE_MACHINE = "pipeline"
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
+# Only the prepare job holds the Kaggle credentials; training jobs read the competition from the S3 cache.
+PREPARE_JOB_DEFINITION = "prepare"
 CPU_JOB_DEFINITION = "train-cpu"
 GPU_JOB_DEFINITION = "train-gpu"
 KAGGLE_SECRET = "kaggle"
@@ -102,6 +104,8 @@ ENV_USD_PER_HOUR = "KAGGLE_SOLVER_USD_PER_HOUR"  # container: price of one job-h
 ENV_KAGGLE_SECRET_ARN = "KAGGLE_SOLVER_KAGGLE_SECRET_ARN"  # leaderboard sync: Kaggle credentials
 ENV_METRICS_NAMESPACE = "KAGGLE_SOLVER_METRICS_NAMESPACE"  # leaderboard sync: where the staleness metric goes
 ENV_SYNC_BUDGET_S = "KAGGLE_SOLVER_BUDGET_S"  # leaderboard sync: stop starting competitions after this
+# container (training jobs): the role assumed with a per-job session policy (service/job_scope.py)
+ENV_TRAIN_ACCESS_ROLE_ARN = "KAGGLE_SOLVER_TRAIN_ACCESS_ROLE_ARN"
 # The container also reads the official Kaggle client's own variables
 # (KAGGLE_USERNAME / KAGGLE_KEY or KAGGLE_API_TOKEN, KAGGLE_CONFIG_DIR), which the
 # job definition injects from the Kaggle secret.

@@ -61,6 +61,10 @@ class ContainerSettings(_ServiceSettings):
     local_cache_dir: str | None = None
     # What one job of this definition costs per hour (instance or Fargate price); None: not priced.
     usd_per_hour: float | None = Field(default=None, ge=0)
+    # Run model-written programs even where the container cannot give them their own uid (accepts the risk).
+    allow_unisolated: bool = False
+    # Training jobs: assume this role with a session policy scoped to the job before touching anything.
+    train_access_role_arn: str | None = None
 
 
 class LeaderboardSyncSettings(_ServiceSettings):

@@ -24,6 +24,7 @@ PLACEHOLDERS: tuple[str, ...] = (
     "FailFunctionArn",
     "CpuJobQueueArn",
     "GpuJobQueueArn",
+    "PrepareJobDefinitionArn",
     "CpuJobDefinitionArn",
     "GpuJobDefinitionArn",
     "ArtifactsBucketName",
@@ -45,6 +46,7 @@ def definition_substitutions(
     function_arns: dict[str, str],
     cpu_job_queue_arn: str,
     gpu_job_queue_arn: str,
+    prepare_job_definition_arn: str,
     cpu_job_definition_arn: str,
     gpu_job_definition_arn: str,
     artifacts_bucket_name: str,
@@ -57,6 +59,7 @@ def definition_substitutions(
     values.update(
         CpuJobQueueArn=cpu_job_queue_arn,
         GpuJobQueueArn=gpu_job_queue_arn,
+        PrepareJobDefinitionArn=prepare_job_definition_arn,
         CpuJobDefinitionArn=cpu_job_definition_arn,
         GpuJobDefinitionArn=gpu_job_definition_arn,
         ArtifactsBucketName=artifacts_bucket_name,
@@ -71,12 +74,14 @@ def local_arns(prefix: str, *, region: str, account: str) -> dict[str, str]:
         for base in FUNCTION_PLACEHOLDERS.values()
     }
     batch = f"arn:aws:batch:{region}:{account}"
+    prepare_definition = names.resource_name(prefix, names.PREPARE_JOB_DEFINITION)
     cpu_definition = names.resource_name(prefix, names.CPU_JOB_DEFINITION)
     gpu_definition = names.resource_name(prefix, names.GPU_JOB_DEFINITION)
     return definition_substitutions(
         function_arns=function_arns,
         cpu_job_queue_arn=f"{batch}:job-queue/{names.resource_name(prefix, names.CPU_QUEUE)}",
         gpu_job_queue_arn=f"{batch}:job-queue/{names.resource_name(prefix, names.GPU_QUEUE)}",
+        prepare_job_definition_arn=f"{batch}:job-definition/{prepare_definition}",
         cpu_job_definition_arn=f"{batch}:job-definition/{cpu_definition}",
         gpu_job_definition_arn=f"{batch}:job-definition/{gpu_definition}",
         artifacts_bucket_name=names.resource_name(prefix, names.ARTIFACTS_BUCKET),

@@ -134,8 +134,9 @@ def _load_predictions(profile: CompetitionProfile, attempts: list[AttemptResult]
 def _template_predictions(attempt: AttemptResult) -> tuple[np.ndarray, np.ndarray] | None:
     folder = Path(attempt.workdir)
     try:
-        return (np.load(io.BytesIO(read_output(folder, "oof.npy"))),
-                np.load(io.BytesIO(read_output(folder, "test_pred.npy"))))
+        # Read without following links and never unpickled.
+        return (np.load(io.BytesIO(read_output(folder, "oof.npy")), allow_pickle=False),
+                np.load(io.BytesIO(read_output(folder, "test_pred.npy")), allow_pickle=False))
     except (OSError, ValueError):
         return None
 

@@ -80,3 +80,5 @@ class AttemptResult(BaseModel):
     reason: str | None = None
     log_tail: str = ""
     workdir: str
+    # What kept the program in, e.g. "isolated: own uid, no network, private filesystem" (Isolation.label).
+    isolation: str = ""

@@ -16,7 +16,11 @@ How the limits are enforced (stdlib only, Linux):
   some BLAS/LightGBM builds reserve far more address space than they touch, so an
   address-space limit fails healthy GPU programs;
 * the environment is an allow-list (``safe_environment``), never a copy of the
-  parent's: a program cannot read API keys or AWS credentials.
+  parent's;
+* the program runs under the strongest isolation the machine allows (``isolation.py``): its own
+  uid, PID, network and mount namespaces, so it cannot read another process's environment or a
+  credential file, reach the network, write outside its folder, or leave a process behind. The
+  process-tree walk here stays as the fallback where no PID namespace is available.
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from batch_agent.solver.isolation import Isolation, code_root, kill_leftovers, owned_by_sandbox, probe_isolation, wrap
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +86,8 @@ class SandboxResult:
     # The program was stopped for writing more log than allowed (a print loop fills disks).
     log_exceeded: bool = False
     max_log_mb: int = 0
+    # What kept the program in (``Isolation.label``), e.g. "isolated: own uid, no network, private filesystem".
+    isolation: str = ""
 
     @property
     def ok(self) -> bool:
@@ -154,15 +164,22 @@ def _last_line(text: str) -> str:
 
 
 def _read_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    """The end of the program's log, never through a link the program may have put in its place."""
     try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            # UTF-8 needs at most 4 bytes a character.
-            handle.seek(max(0, size - 4 * chars))
-            data = handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return ""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return ""
+        # UTF-8 needs at most 4 bytes a character.
+        os.lseek(fd, max(0, info.st_size - 4 * chars), os.SEEK_SET)
+        data = os.read(fd, 4 * chars)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
     return data.decode("utf-8", errors="replace")[-chars:]
 
 
@@ -227,8 +244,11 @@ class _ProcessTree:
     The start time guards against signalling a stranger that reused its pid.
     """
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, *, wrapped: bool = False) -> None:
         self.root = root
+        # The root is bubblewrap: a SIGTERM to it (or to its init inside the PID namespace) would kill the
+        # program at once. SIGTERM goes to the program's own processes only, so it gets its grace to finish.
+        self.wrapped = wrapped
         self.known: dict[int, str] = {}
 
     def scan(self) -> list[int]:
@@ -237,13 +257,25 @@ class _ProcessTree:
         return list(current)
 
     def signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.root, sig)
+        gentle = self.wrapped and sig != signal.SIGKILL
+        if not gentle:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.root, sig)
         self.scan()
         for pid, started in self.known.items():
+            if gentle and (pid == self.root or _command_name(pid) == "bwrap"):
+                continue
             if _start_time(pid) == started:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
+
+
+def _command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as handle:
+            return handle.read().decode("ascii", errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _tree_rss_mb(pids: Iterable[int]) -> float:
@@ -259,7 +291,7 @@ def _tree_rss_mb(pids: Iterable[int]) -> float:
 
 def _file_mb(path: Path) -> float:
     try:
-        return path.stat().st_size / 2**20
+        return path.lstat().st_size / 2**20
     except OSError:
         return 0.0
 
@@ -305,6 +337,8 @@ def run_sandboxed(
     env: Mapping[str, str] | None = None,
     log_name: str = "program.log",
     max_log_mb: int = 1024,
+    read_only: Sequence[Path] = (),
+    isolation: Isolation | None = None,
 ) -> SandboxResult:
     """Runs ``argv`` in ``workdir`` under the limits; never raises for anything the program does.
 
@@ -312,18 +346,59 @@ def run_sandboxed(
     ``safe_environment``, so secrets are dropped even if a caller hands them over.
     stdout and stderr go, interleaved, to ``workdir/log_name``. On KeyboardInterrupt
     (or any other exception in the parent) the program's tree is killed first.
+    ``read_only`` folders (the competition's data) are visible to the program, read-only; the
+    isolation is ``probe_isolation()``'s unless a caller chooses a weaker one.
     """
     workdir = Path(workdir).resolve()
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    isolation = isolation or probe_isolation()
     log_path = workdir / log_name
     child_env = safe_environment(env, home=workdir)
+    # The program imports the same training toolkit as the solver that runs it.
+    child_env["PYTHONPATH"] = str(code_root())
+    command = wrap(isolation, argv, workdir=workdir, read_only=read_only)
     started = time.monotonic()
+    with owned_by_sandbox(isolation, workdir):
+        try:
+            result = _run(command, argv, wrapped=isolation.private_filesystem, workdir=workdir, env=child_env,
+                          log_path=log_path, started=started, time_limit=time_limit,
+                          memory_limit_mb=memory_limit_mb, max_log_mb=max_log_mb)
+        finally:
+            kill_leftovers(isolation)
+    result = replace(result, isolation=isolation.label)
+    logger.info(
+        "sandboxed %s: rc=%s %.1fs peak %.0f MB, %s%s",
+        Path(argv[0]).name if argv else "?",
+        result.returncode,
+        result.seconds,
+        result.peak_rss_mb,
+        result.isolation,
+        f" ({result.reason})" if result.reason else "",
+    )
+    return result
+
+
+def _run(
+    command: Sequence[str],
+    argv: Sequence[str],
+    *,
+    wrapped: bool,
+    workdir: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    started: float,
+    time_limit: float,
+    memory_limit_mb: int,
+    max_log_mb: int,
+) -> SandboxResult:
     try:
+        if not argv or shutil.which(argv[0], path=env.get("PATH")) is None:
+            raise FileNotFoundError(f"no such program: {argv[0] if argv else '(empty command)'}")
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                list(argv),
+                list(command),
                 cwd=workdir,
-                env=child_env,
+                env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -343,7 +418,7 @@ def run_sandboxed(
             start_error=f"{type(exc).__name__}: {exc}",
         )
 
-    tree = _ProcessTree(process.pid)
+    tree = _ProcessTree(process.pid, wrapped=wrapped)
     timed_out = False
     killed_for_memory = False
     log_exceeded = False
@@ -378,11 +453,14 @@ def run_sandboxed(
     # Workers the program left behind (daemons, forked pools) must not outlive it.
     tree.signal(signal.SIGKILL)
     returncode = reaped
+    if wrapped and returncode is not None and 128 < returncode <= 128 + 64:
+        # bubblewrap reports a program killed by signal N as exit status 128 + N.
+        returncode = 128 - returncode
     process.returncode = returncode
     seconds = time.monotonic() - started
     peak = polled_peak
     memory_exceeded = killed_for_memory
-    result = SandboxResult(
+    return SandboxResult(
         returncode=returncode,
         seconds=seconds,
         timed_out=timed_out,
@@ -395,12 +473,3 @@ def run_sandboxed(
         log_exceeded=log_exceeded,
         max_log_mb=max_log_mb,
     )
-    logger.info(
-        "sandboxed %s: rc=%s %.1fs peak %.0f MB%s",
-        Path(argv[0]).name if argv else "?",
-        returncode,
-        seconds,
-        peak,
-        f" ({result.reason})" if result.reason else "",
-    )
-    return result

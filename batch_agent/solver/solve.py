@@ -8,6 +8,7 @@ time remains, and blends the successful attempts' out-of-fold predictions.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sys
 import threading
@@ -23,6 +24,7 @@ from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import AttemptsExhaustedError, InputError
 from batch_agent.solver.holdout import Holdout, prepare_holdout, remove_prepared
+from batch_agent.solver.isolation import Isolation, probe_isolation
 from batch_agent.solver.metrics import get_metric
 from batch_agent.solver.plan import AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
@@ -53,6 +55,8 @@ class SolveOptions(BaseModel):
     max_repairs: int = 2
     # "auto" keeps the plan's choice; "kaggle-gpu" runs each program through solve()'s remote_attempt.
     compute: Literal["auto", "cpu", "gpu", "kaggle-gpu"] = "auto"
+    # Run model-written programs even where no uid separation is available (the user accepts the risk).
+    allow_unisolated: bool = False
 
 
 class SolveResult(BaseModel):
@@ -71,6 +75,7 @@ class SolveResult(BaseModel):
     blend: dict[str, float] = Field(default_factory=dict)
     author: str
     workdir: str
+    isolation: str = ""
     history: list[AttemptResult] = Field(default_factory=list)
     rank: dict[str, Any] | None = None
 
@@ -89,14 +94,22 @@ def run_attempt(
     number: int = 1,
     soft_budget: float | None = None,
     holdout_seed: int | None = None,
+    allow_unisolated: bool = False,
 ) -> AttemptResult:
     """Run one program in the sandbox and score what it wrote; a failure is a result, never an exception.
 
     ``time_budget`` is the hard limit; the program is told ``soft_budget`` (default: a fraction of the
     hard limit) so that it wraps up before it would be killed. A model-written program reads its own
     copy of the data with a hidden holdout (``holdout.py``), next to its folder; templates read the data.
+    A model-written program is refused where the sandbox cannot give it at least its own uid (or user
+    namespace), unless ``allow_unisolated``.
     """
     attempt_dir.mkdir(parents=True, exist_ok=True)
+    isolation = probe_isolation()
+    refusal = unisolated_refusal(program, isolation, allow_unisolated=allow_unisolated)
+    if refusal is not None:
+        return AttemptResult(number=number, program=program.name, origin=program.origin, ok=False, seconds=0.0,
+                             reason=refusal, workdir=str(attempt_dir), isolation=isolation.label)
     (attempt_dir / "program.py").write_text(program.code)
     soft = max(1.0, min(soft_budget or time_budget, time_budget) * SOFT_BUDGET_FRACTION)
     holdout, note = None, "none: a template program (the product's own code)"
@@ -108,7 +121,7 @@ def run_attempt(
             # Without its holdout a model-written program's score could not be trusted: it does not run.
             remove_prepared(prepared)
             return AttemptResult(number=number, program=program.name, origin=program.origin, ok=False,
-                                 seconds=0.0, workdir=str(attempt_dir),
+                                 seconds=0.0, workdir=str(attempt_dir), isolation=isolation.label,
                                  reason=f"could not prepare the program's copy of the data: {exc}")
         note = (f"{len(holdout.fresh_ids)} labelled rows hidden in test.csv" if holdout is not None else
                 "none: train.csv is too small to spare labelled rows for one")
@@ -122,6 +135,8 @@ def run_attempt(
             # Template programs import the training library from the code that runs them, never from an
             # older copy installed elsewhere: what they write must match what this process checks.
             env={"PYTHONPATH": str(PRODUCT_ROOT)} if program.origin == "template" else None,
+            read_only=[Path(data_dir)],
+            isolation=isolation,
         )
         result = AttemptResult(
             number=number,
@@ -132,6 +147,7 @@ def run_attempt(
             log_tail=outcome.log_tail,
             workdir=str(attempt_dir),
             holdout=note,
+            isolation=outcome.isolation,
         )
         if not outcome.ok:
             result.reason = outcome.reason
@@ -140,6 +156,14 @@ def run_attempt(
     finally:
         if holdout is not None:
             remove_prepared(prepared)
+
+
+def unisolated_refusal(program: Program, isolation: Isolation, *, allow_unisolated: bool) -> str | None:
+    """Why ``program`` may not run under ``isolation``, or None: model-written code needs uid separation."""
+    if program.origin == "template" or isolation.separated or allow_unisolated:
+        return None
+    return (f"not run: a model-written program needs at least its own uid, and this machine gives "
+            f"\"{isolation.label}\" (run as root, or where user namespaces work; --allow-unisolated accepts the risk)")
 
 
 def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: str,
@@ -185,6 +209,17 @@ def solve(
     profile = profile_competition(data_dir, metric=options.metric)
     (workdir / "profile.json").write_text(profile.model_dump_json(indent=2))
     metric = get_metric(profile.metric)
+    isolation = probe_isolation()
+    progress("isolation", isolation.label + (f" ({isolation.why_not_stronger})" if isolation.why_not_stronger else ""))
+    if not isolation.separated and author.name != TemplateAuthor.name and not options.allow_unisolated:
+        progress("isolation", "model-written programs need at least their own uid, which this machine does not "
+                 "give; using the templates only (--allow-unisolated accepts the risk)")
+        author = TemplateAuthor()
+    if not isolation.separated:
+        # Such a program can write where Python finds modules: the solver imports all it will need first.
+        # Isolated programs cannot (code and venv are read-only or out of reach), so the import (seconds of
+        # pandas and scikit-learn on a busy machine) waits until the blend, off the first submission's path.
+        importlib.import_module("batch_agent.solver.blend")
     progress(
         "profile",
         f"{profile.task}, target {', '.join(profile.target_columns)}, metric {profile.metric} "
@@ -240,6 +275,7 @@ def solve(
         author=author.name,
         workdir=str(workdir),
         history=loop.history,
+        isolation=isolation.label,
     )
     (workdir / "summary.json").write_text(result.model_dump_json(indent=2))
     return result
@@ -335,7 +371,8 @@ class _Loop:
             # The hard limit leaves room for the sandbox's SIGTERM grace before the run's own deadline.
             hard = max(1.0, remaining - TERM_GRACE_SECONDS)
             result = run_attempt(self.profile, program, attempt_dir, time_budget=hard, soft_budget=budget,
-                                 memory_limit_mb=self.options.memory_limit_mb, number=number)
+                                 memory_limit_mb=self.options.memory_limit_mb, number=number,
+                                 allow_unisolated=self.options.allow_unisolated)
         self.history.append(result)
         if not result.ok:
             self.progress("train", f"attempt {number}: {program.name} failed: {result.reason}{_claim(result)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -383,7 +384,8 @@ def test_batch_container_variables_are_the_names_its_settings_and_the_kaggle_cli
 ) -> None:
     synth, settings = synthesized[env], ENVIRONMENTS[env]
     read, required = settings_variables(ContainerSettings)
-    prices = {names.CPU_JOB_DEFINITION: settings.cpu_job_usd_per_hour}
+    prices = {names.PREPARE_JOB_DEFINITION: settings.cpu_job_usd_per_hour,
+              names.CPU_JOB_DEFINITION: settings.cpu_job_usd_per_hour}
     if settings.gpu_enabled:
         prices[names.GPU_JOB_DEFINITION] = settings.gpu_job_usd_per_hour
     for base_name, price in prices.items():
@@ -393,7 +395,67 @@ def test_batch_container_variables_are_the_names_its_settings_and_the_kaggle_cli
         # Each run's reported cost prices its Batch time at its queue's rate.
         assert float(variables[names.ENV_USD_PER_HOUR]) == price
         assert variables["KAGGLE_CONFIG_DIR"] == KAGGLE_CONFIG_DIR
-        assert {s["Name"] for s in container["Secrets"]} == {"KAGGLE_USERNAME", "KAGGLE_KEY"}
+
+
+@pytest.mark.parametrize("env", ALL_ENVIRONMENTS)
+def test_only_the_prepare_job_carries_the_kaggle_secret(synthesized: dict[str, Synthesized], env: str) -> None:
+    synth, settings = synthesized[env], ENVIRONMENTS[env]
+    prepare = job_definition(synth, names.PREPARE_JOB_DEFINITION)["ContainerProperties"]
+    assert {s["Name"] for s in prepare["Secrets"]} == {"KAGGLE_USERNAME", "KAGGLE_KEY"}
+    trains = [names.CPU_JOB_DEFINITION] + ([names.GPU_JOB_DEFINITION] if settings.gpu_enabled else [])
+    for base_name in trains:
+        container = job_definition(synth, base_name)["ContainerProperties"]
+        assert "Secrets" not in container, f"{base_name} carries secrets"
+        assert not any("KAGGLE_KEY" in json.dumps(v) for v in container.get("Environment", []))
+
+
+def _role_statements(synth: Synthesized, role: Any) -> list[dict[str, Any]]:
+    stack = synth.stack
+    role_ref = str(stack.resolve(stack.get_logical_id(role.node.default_child)))
+    return [statement
+            for policy in resources(synth, "AWS::IAM::Policy").values()
+            if {"Ref": role_ref} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+@pytest.mark.parametrize("env", ["prod"])
+def test_training_jobs_assume_a_role_that_writes_only_attempt_and_blend_files(
+    synthesized: dict[str, Synthesized], env: str
+) -> None:
+    synth = synthesized[env]
+    training = synth.stack.training
+    for definition in (training.cpu_job_definition, training.gpu_job_definition):
+        if definition is not None:
+            assert definition.container.job_role is training.train_role
+    # The job's own role may only assume the access role (which the job narrows to itself per session).
+    own = _role_statements(synth, training.train_role)
+    assert [a for st in own for a in _actions(st)] == ["sts:AssumeRole"]
+    access_id = synth.stack.get_logical_id(training.train_access_role.node.default_child)
+    assert json.dumps(synth.stack.resolve(own[0]["Resource"])).count(access_id) == 1
+    for base_name in [names.CPU_JOB_DEFINITION] + ([names.GPU_JOB_DEFINITION] if training.gpu_job_definition else []):
+        container = job_definition(synth, base_name)["ContainerProperties"]
+        variables = {v["Name"]: v["Value"] for v in container["Environment"]}
+        assert access_id in json.dumps(variables[names.ENV_TRAIN_ACCESS_ROLE_ARN])
+    statements = _role_statements(synth, training.train_access_role)
+    assert statements
+    bucket_id = synth.stack.get_logical_id(synth.stack.storage.bucket.node.default_child)
+    for statement in statements:
+        actions = _actions(statement)
+        writes = [a for a in actions if a.startswith("s3:") and not a.startswith(("s3:Get", "s3:List"))]
+        if writes:
+            resource = json.dumps(synth.stack.resolve(statement["Resource"]))
+            assert bucket_id in resource
+            allowed = [f"/{pattern}" for pattern in ("jobs/*/attempts/*", "jobs/*/blend/*", "jobs/*/blend.json")]
+            assert any(suffix in resource for suffix in allowed), resource
+            assert not any(a.startswith("s3:Delete") for a in actions)
+        table_actions = [a for a in actions if a.startswith("dynamodb:")]
+        assert set(table_actions) <= {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+        assert "secretsmanager:GetSecretValue" not in actions
 
 
 def _roles_reading(synth: Synthesized, secret_id: str) -> set[str]:
@@ -414,14 +476,12 @@ def test_secrets_are_readable_only_by_what_uses_them(synthesized: dict[str, Synt
         return str(stack.resolve(stack.get_logical_id(role.node.default_child)))
 
     kaggle = role_id(stack.kaggle_secret)
-    execution_roles = {
-        role_id(d.container.execution_role)
-        for d in (stack.training.cpu_job_definition, stack.training.gpu_job_definition)
-        if d is not None
-    }
-    # The Batch jobs get it as variables; the leaderboard sync reads it itself.
+    # Only the prepare job's container gets the Kaggle secret (training jobs run untrusted programs);
+    # the leaderboard sync reads it itself.
+    assert stack.training.prepare_job_definition.container.execution_role is not None
+    prepare_role = role_id(stack.training.prepare_job_definition.container.execution_role)
     sync_role = role_id(stack.leaderboard_sync.sync.role)
-    assert _roles_reading(synth, kaggle) == execution_roles | {sync_role}
+    assert _roles_reading(synth, kaggle) == {prepare_role, sync_role}
 
     anthropic = role_id(stack.anthropic_secret)
     llm_roles = {role_id(stack.pipeline.steps[b].role) for b in LLM_STEPS} if settings.claude_enabled else set()
@@ -504,3 +564,15 @@ def test_gpu_instance_types_outside_the_g5_g6_families_are_refused() -> None:
         DeploymentSettings(**{**fields, "gpu_instance_types": ("p4d.24xlarge",)})
     with pytest.raises(ValueError, match="retention"):
         DeploymentSettings(**{**fields, "log_retention_days": 10})
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu"])
+def test_images_run_the_job_as_root_and_create_the_sandbox_uid(dockerfile: str) -> None:
+    from batch_agent.solver.isolation import DEFAULT_SANDBOX_UID, SANDBOX_USER
+
+    text = (REPO_ROOT / dockerfile).read_text()
+    # The job process must stay root to drop each program to the sandbox uid (a USER line would make
+    # programs share the uid of the process holding the job's credentials).
+    assert not re.search(r"^USER\s", text, re.MULTILINE)
+    assert re.search(rf"useradd[^\n]*(\\\n[^\n]*)*--uid {DEFAULT_SANDBOX_UID}\b[^\n]*(\\\n[^\n]*)*{SANDBOX_USER}", text)
+    assert "bwrap_path()" in text and "setpriv" in text

@@ -45,6 +45,10 @@ def test_run_on_the_bundled_example_writes_a_valid_submission_and_json_summary(t
     report = Path(summary["report"])
     assert report == tmp_path / "work" / "report.html"
     assert "scoreChartSvg" in report.read_text() and "malignant" in report.read_text()
+    # Which isolation the programs got, for the run and each attempt (the probe decides; never empty).
+    assert summary["isolation"].split(":")[0] in ("isolated", "partial", "none")
+    assert [h["isolation"] for h in summary["history"]] == [summary["isolation"]] * len(summary["history"])
+    assert f"isolation {summary['isolation']}" in proc.stderr
     with output.open() as handle:
         rows = list(csv.DictReader(handle))
     with (EXAMPLE / "test.csv").open() as handle:

@@ -14,18 +14,20 @@ from batch_agent.service import artifacts, jobs
 from batch_agent.service.settings import ContainerSettings
 from batch_agent.service.steps.context import COMPLETE_MARKER, ServiceClients, load_job
 from batch_agent.solver.competition import CompetitionProfile
-from batch_agent.solver.errors import SolverError
+from batch_agent.solver.errors import InputError, SolverError
 
 # ---------------------------------------------------------------- competition files
 
 log = logging.getLogger(__name__)
 
 
-def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug: str) -> Path:
+def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug: str, *,
+                      download: bool = True) -> Path:
     """A local folder with the competition's files: a local cache, else the S3 cache, else Kaggle.
 
     A Kaggle download is uploaded to ``cache/{slug}/`` so later jobs on the same
-    competition (on any machine) skip the download.
+    competition (on any machine) skip the download. Training jobs pass ``download=False``:
+    they hold no Kaggle credentials and read only what prepare put in the cache.
     """
     prefix = artifacts.cache_prefix(slug)
     if settings.local_cache_dir:
@@ -43,6 +45,8 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     if artifacts.download_prefix(clients.s3, clients.bucket, prefix, folder) == 0:
+        if not download:
+            raise InputError(f"competition {slug} is not in the cache; the prepare step fills it first")
         from batch_agent.kaggle.download import download_competition
 
         downloaded = Path(download_competition(slug, folder))

@@ -37,7 +37,7 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
 
     job = load_job(clients, job_id)
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "train", attempt=attempt, message="training")
-    data_dir = fetch_competition(clients, settings, job.competition)
+    data_dir = fetch_competition(clients, settings, job.competition, download=False)
     profile = load_profile(clients, job_id, data_dir)
     program = load_program(clients, job_id, attempt)
     attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
@@ -51,9 +51,11 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
         time_budget=budget,
         memory_limit_mb=settings.memory_limit_mb,
         number=attempt,
+        allow_unisolated=settings.allow_unisolated,
     )
+    log.info("attempt %d ran %s", attempt, result.isolation)
     prefix = artifacts.attempt_key(job_id, attempt, "")
-    artifacts.upload_folder(clients.s3, clients.bucket, prefix, attempt_dir, skip_large=True)
+    artifacts.upload_attempt_folder(clients.s3, clients.bucket, prefix, attempt_dir)
     artifacts.put_json(clients.s3, clients.bucket, prefix + "result.json", result.model_dump())
     if result.ok:
         try:

@@ -65,6 +65,7 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
         holdout_rows=result.holdout_rows,
         seconds=result.seconds,
         reason=result.reason,
+        isolation=result.isolation,
     )
     attempts = [a for a in job.attempts if a.number != attempt] + [summary]
     profile = load_profile(clients, job_id)

@@ -19,6 +19,7 @@ from batch_agent.llm.prompts import PLAN_TOOL, PROGRAM_TOOL
 from batch_agent.local.stack import EmulatedStack, StackOptions
 from batch_agent.service import names
 from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.isolation import probe_isolation
 from batch_agent.solver.submission import validate_submission
 from tests.fakes.anthropic_server import FakeAnthropic, fake_anthropic, tool_reply, usage
 
@@ -201,6 +202,8 @@ def test_successful_attempts_are_blended_when_the_blend_scores_better(stack: Emu
     assert status["status"] == "SUCCEEDED", status["message"]
     singles = [a["cv_score"] for a in status["attempts"] if a["ok"]]
     assert len(singles) == 3
+    # /status says, per attempt, what kept the program in (the training job probed it).
+    assert {a["isolation"] for a in status["attempts"]} == {probe_isolation().label}
     assert status["cv_score"] >= max(singles)  # roc_auc: higher is better
     s3 = stack.client("s3")
     published = s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/submission.csv")["Body"].read()

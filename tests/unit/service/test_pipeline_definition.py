@@ -47,6 +47,7 @@ def test_substitutions_refuse_a_missing_function_arn() -> None:
             function_arns=arns,
             cpu_job_queue_arn="q1",
             gpu_job_queue_arn="q2",
+            prepare_job_definition_arn="d0",
             cpu_job_definition_arn="d1",
             gpu_job_definition_arn="d2",
             artifacts_bucket_name="b",
@@ -94,3 +95,11 @@ def test_every_transition_names_an_existing_state(states: dict[str, Any]) -> Non
     assert {t for t in targets if t} <= set(states)
     reachable = {"Prepare"} | {t for t in targets if t}
     assert reachable == set(states)
+
+
+def test_only_the_prepare_job_uses_the_definition_that_holds_the_kaggle_secret(states: dict[str, Any]) -> None:
+    uses = {name: state["Parameters"]["JobDefinition"] for name, state in states.items()
+            if state.get("Resource", "").startswith("arn:aws:states:::batch:submitJob")}
+    prepare = local_arns("unit", region="us-east-1", account="123456789012")["PrepareJobDefinitionArn"]
+    assert uses.pop("Prepare") == prepare
+    assert uses and prepare not in uses.values()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.isolation import Isolation
 from batch_agent.solver.sandbox import SandboxResult, run_sandboxed, safe_environment
 from batch_agent.solver.submission import validate_submission
 
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="th
 
 
 def _program(tmp_path: Path, code: str, name: str = "program.py") -> list[str]:
-    path = tmp_path / name
+    # Inside the folder it runs in: under isolation, nothing else of tmp_path is visible to the program.
+    path = tmp_path / "run" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(code), encoding="utf-8")
     return [sys.executable, str(path)]
 
@@ -40,6 +43,30 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _no_process_left_in(folder: Path, wait: float = 5.0) -> bool:
+    """No live process has ``folder`` as its working directory (found from this side of any PID namespace)."""
+    folder = folder.resolve()
+    deadline = time.monotonic() + wait
+    while True:
+        left = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if Path(os.readlink(f"/proc/{entry}/cwd")) == folder and _alive(int(entry)):
+                        left.append(int(entry))
+                except OSError:
+                    continue
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+# Killing must hold with the probed isolation (a PID namespace here) and without any (the process-tree walk).
+ISOLATIONS = [pytest.param(None, id="probed"), pytest.param(Isolation("none"), id="no-isolation")]
 
 
 def test_program_that_succeeds_is_ok_and_its_output_is_logged(tmp_path: Path) -> None:
@@ -76,36 +103,34 @@ def test_program_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> N
     assert result.seconds < 10
 
 
-def test_grandchild_sleeper_is_killed_on_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_grandchild_sleeper_is_killed_on_timeout(tmp_path: Path, isolation: Isolation | None) -> None:
     code = """
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         open("grandchild.pid", "w").write(str(child.pid))
         time.sleep(60)
     """
-    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=1.5, memory_limit_mb=500)
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=1.5, memory_limit_mb=500,
+                           isolation=isolation)
     assert result.timed_out
-    grandchild = int((tmp_path / "run" / "grandchild.pid").read_text())
-    deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(grandchild)
+    assert (tmp_path / "run" / "grandchild.pid").exists()
+    assert _no_process_left_in(tmp_path / "run")
 
 
-def test_worker_left_behind_by_a_finished_program_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_worker_left_behind_by_a_finished_program_is_killed(tmp_path: Path, isolation: Isolation | None) -> None:
     code = """
         import os, subprocess, sys
         child = subprocess.Popen([sys.executable, "-c", "import os, time; os.setsid(); time.sleep(60)"])
         open("worker.pid", "w").write(str(child.pid))
         import time; time.sleep(0.5)
     """
-    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500)
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=20, memory_limit_mb=500,
+                           isolation=isolation)
     assert result.ok
-    worker = int((tmp_path / "run" / "worker.pid").read_text())
-    deadline = time.monotonic() + 5
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(worker)
+    assert (tmp_path / "run" / "worker.pid").exists()
+    assert _no_process_left_in(tmp_path / "run")
 
 
 def test_program_growing_past_the_memory_limit_is_stopped(tmp_path: Path) -> None:
@@ -272,7 +297,8 @@ def test_interrupted_parent_kills_the_program_before_re_raising(tmp_path: Path) 
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, code, time_limit=30, memory_limit_mb=500)
-    assert not _alive(int(pid_file.read_text()))
+    assert pid_file.exists()
+    assert _no_process_left_in(tmp_path / "run")
 
 
 def test_openmp_threads_sleep_while_waiting_unless_the_machine_says_otherwise(
