@@ -25,7 +25,7 @@ from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import AttemptsExhaustedError, InputError
 from batch_agent.solver.metrics import get_metric
-from batch_agent.solver.plan import AttemptResult, Plan, Program
+from batch_agent.solver.plan import PARALLEL_MIN_ROWS, AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
 from batch_agent.solver.sandbox import TERM_GRACE_SECONDS, run_sandboxed
 from batch_agent.solver.source import resolve_source
@@ -40,6 +40,8 @@ RemoteAttempt = Callable[[CompetitionProfile, Program, Path, float, int], Attemp
 T = TypeVar("T")
 # An attempt needs at least this long to start Python, read the data and fit one model.
 MIN_ATTEMPT_SECONDS = 6.0
+# The folder that holds the batch_agent package this solver runs from.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Programs get a soft budget below their hard limit, so they wrap up instead of being killed.
 SOFT_BUDGET_FRACTION = 0.8
 
@@ -102,6 +104,7 @@ def run_attempt(
         workdir=attempt_dir,
         time_limit=time_budget,
         memory_limit_mb=memory_limit_mb,
+        env=program_environment(profile),
     )
     result = AttemptResult(
         number=number,
@@ -116,6 +119,20 @@ def run_attempt(
         result.reason = outcome.reason
         return result
     return check_outputs(profile, result, ran="the program")
+
+
+def program_environment(profile: CompetitionProfile) -> dict[str, str]:
+    """What a program is told about its runtime, beyond the sandbox's allow-list.
+
+    * The training library it imports is this solver's own copy (the one that wrote its config), not
+      whichever ``batch_agent`` the interpreter would find first.
+    * OpenMP's wait policy follows the thread rule of the templates (``training.thread_count``): small
+      tables train on one thread, where sleeping waits cost nothing and keep stray BLAS pools quiet;
+      large ones on every core, where sleeping waits between LightGBM's many short parallel regions
+      made 2 threads slower than 1 (README, benchmarks), so threads spin instead.
+    """
+    policy = "ACTIVE" if profile.n_train >= PARALLEL_MIN_ROWS else "PASSIVE"
+    return {"PYTHONPATH": str(PACKAGE_ROOT), "OMP_WAIT_POLICY": policy}
 
 
 def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: str) -> AttemptResult:

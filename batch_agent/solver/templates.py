@@ -71,21 +71,40 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
                 "lambda_l2": 10.0, "extra_trees": True},
         seeds=[3, 4],
     )
+    catboost = ModelSpec(
+        name="catboost",
+        family="catboost",
+        params={"learning_rate": 0.08 if small else 0.06, "depth": 6, "l2_leaf_reg": 3.0},
+    )
+    xgboost = ModelSpec(
+        name="xgboost",
+        family="xgboost",
+        params={"learning_rate": 0.05, "max_depth": 4 if small else 6, "reg_lambda": 5.0, "reg_alpha": 0.5,
+                "subsample": 0.8, "colsample_bytree": 0.7},
+    )
     extra_trees = ModelSpec(name="extra-trees", family="extra_trees",
                             params={"n_estimators": 300 if not large else 100})
     random_forest = ModelSpec(name="random-forest", family="random_forest",
                               params={"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 1})
     if large:
-        return [lgbm_fast, lgbm, linear]
-    return [lgbm_fast, linear, lgbm, extra_trees, lgbm_shallow, random_forest]
+        return [lgbm_fast, lgbm, catboost, linear]
+    return [lgbm_fast, linear, lgbm, catboost, xgboost, extra_trees, lgbm_shallow, random_forest]
+
+
+_GPU_PARAMS: dict[str, dict[str, Any]] = {
+    "lightgbm": {"device_type": "gpu"},
+    "xgboost": {"device": "cuda"},
+    "catboost": {"task_type": "GPU"},
+}
+BOOSTERS = ("lightgbm", "xgboost", "catboost")
 
 
 def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec) -> str:
     """The program text for one candidate: its whole configuration inline, so the file runs alone."""
     compact = profile.model_copy(update={"description": ""})
-    if plan.compute == "gpu" and spec.family == "lightgbm":
-        # LightGBM falls back to the CPU inside the program when its build has no GPU support.
-        spec = spec.model_copy(update={"params": {**spec.params, "device_type": "gpu"}})
+    if plan.compute == "gpu" and spec.family in _GPU_PARAMS:
+        # Each family falls back to the CPU inside the program when its build has no GPU support.
+        spec = spec.model_copy(update={"params": {**spec.params, **_GPU_PARAMS[spec.family]}})
     config = {
         "profile": compact.model_dump(mode="json"),
         "model": spec.model_dump(mode="json"),
@@ -139,7 +158,7 @@ class TemplateAuthor:
             return None
         spec = ModelSpec.model_validate(config["model"])
         spec.seeds = spec.seeds[:1]
-        if spec.family == "lightgbm":
+        if spec.family in BOOSTERS:
             spec.params.update(learning_rate=max(0.1, float(spec.params.get("learning_rate", 0.05))),
                                early_stopping=30, n_rounds=1500)
         elif spec.family in ("extra_trees", "random_forest"):
@@ -155,12 +174,12 @@ class TemplateAuthor:
     def improve(
         self, profile: CompetitionProfile, plan: Plan, best: Program, history: list[AttemptResult]
     ) -> Program | None:
-        """More seeds of the best LightGBM model: a cheap, reliable gain while time remains."""
+        """More seeds of the best boosted model: a cheap, reliable gain while time remains."""
         config = _config_of(best)
         if config is None:
             return None
         spec = ModelSpec.model_validate(config["model"])
-        if spec.family != "lightgbm":
+        if spec.family not in BOOSTERS:
             return None
         tried = {h.program for h in history}
         for round_ in range(1, 4):
@@ -171,7 +190,7 @@ class TemplateAuthor:
                 variant.seeds = [100 * round_ + s for s in range(3)]
                 variant.params["learning_rate"] = min(float(spec.params.get("learning_rate", 0.05)), 0.03)
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
-                               parent=best.name, note="the best LightGBM model with new seeds")
+                               parent=best.name, note=f"the best {spec.family} model with new seeds")
         return None
 
 

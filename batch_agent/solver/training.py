@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -24,7 +25,7 @@ import pandas as pd
 from scipy import sparse
 
 from batch_agent.solver.competition import CompetitionProfile
-from batch_agent.solver.plan import ModelSpec
+from batch_agent.solver.plan import PARALLEL_MIN_ROWS, ModelSpec
 from batch_agent.solver.predictions import (
     Decision,
     cv_score,
@@ -43,6 +44,18 @@ HIGH_CARDINALITY = 64
 TEXT_TOKENS = 24
 FOREST_MAX_ROWS = 50_000
 TEXT_SVD = 8
+
+
+def thread_count(n_rows: int) -> int:
+    """Threads for one model fit: one for small tables, every core this process may use for large ones.
+
+    On small tables a second thread saves nothing and its waits cost up to 10× (sleeping waits on an
+    idle machine, spinning ones on a busy one: README, benchmarks); on large ones it pays.
+    """
+    if n_rows < PARALLEL_MIN_ROWS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores)
 
 
 class Deadline:
@@ -282,7 +295,7 @@ def fit_lightgbm(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFra
         "cat_smooth": 10.0,
         "min_data_per_group": 20,
         "verbosity": -1,
-        "num_threads": 2,
+        "num_threads": thread_count(len(X)),
     }
     params.update({k: v for k, v in spec.params.items() if k not in ("n_rounds", "early_stopping")})
     n_rounds = int(spec.params.get("n_rounds", 5000))
@@ -453,7 +466,8 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     fill = X.median()
     X_arr, X_test_arr = X.fillna(fill).fillna(0).to_numpy(), X_test.fillna(fill).fillna(0).to_numpy()
     extra = spec.family == "extra_trees"
-    params: dict[str, Any] = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5, "n_jobs": 2}
+    params: dict[str, Any] = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5,
+                              "n_jobs": thread_count(len(X_arr))}
     if len(X_arr) > FOREST_MAX_ROWS:
         # Each tree sees a bootstrap sample of at most FOREST_MAX_ROWS rows: deep trees on all rows of a
         # large table cost minutes, and averaging many trees on samples loses little.
@@ -474,8 +488,18 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     return _stack(profile, oof_cols), _stack(profile, test_cols)
 
 
+def fit_booster(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
+                y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    """XGBoost and CatBoost (``boosters.py``, which builds on this module's features and folds)."""
+    from batch_agent.solver.boosters import FITTERS
+
+    return FITTERS[spec.family](profile, spec, train, test, y, folds, deadline)
+
+
 FAMILIES: dict[str, Callable[..., FitResult]] = {
     "lightgbm": fit_lightgbm,
+    "xgboost": fit_booster,
+    "catboost": fit_booster,
     "linear": fit_linear,
     "extra_trees": fit_trees,
     "random_forest": fit_trees,
@@ -510,7 +534,11 @@ def main(config: dict[str, Any], argv: list[str], started: float | None = None) 
     log.info("%s: %d train rows, %d test rows, metric %s", spec.name, len(train), len(test), profile.metric)
 
     folds = make_folds(profile, y, int(config["n_folds"]), int(config["fold_seed"]))
-    oof, test_pred = FAMILIES[spec.family](profile, spec, train, test, y, folds, deadline)
+    from threadpoolctl import threadpool_limits
+
+    # BLAS and OpenMP pools (linear models, TF-IDF SVD) follow the same rule as the model libraries.
+    with threadpool_limits(limits=thread_count(len(train))):
+        oof, test_pred = FAMILIES[spec.family](profile, spec, train, test, y, folds, deadline)
     decision: Decision = fit_decision(profile, y, oof)
     score = cv_score(profile, y, oof, decision)
     log.info("%s: CV %s = %.6f in %.1f s", spec.name, profile.metric, score, deadline.elapsed())
