@@ -49,7 +49,7 @@ def cross_fit(profile: CompetitionProfile, spec: ModelSpec, y: np.ndarray, folds
     """
     oof_cols, test_cols = [], []
     for kind, column in _columns_of(profile, y):
-        target, inverse = _model_target(profile, column) if kind == "regression" else (column, lambda p: p)
+        target, inverse = _model_target(profile, column, spec) if kind == "regression" else (column, lambda p: p)
         width = len(profile.classes or []) if kind == "multiclass" else 1
         oof_sum, test_sum, n_done = np.zeros((len(target), width)), np.zeros((n_test, width)), 0
         for s, seed in enumerate(spec.seeds):

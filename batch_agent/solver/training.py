@@ -244,9 +244,15 @@ def _unique_names(columns: pd.Index) -> list[str]:
 # ----------------------------------------------------------------------------- targets
 
 
-def _model_target(profile: CompetitionProfile, y: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Targets trained on a transformed scale (log for RMSLE) and the inverse for predictions."""
-    if profile.metric == "rmsle" and np.nanmin(y) > -1:
+def _model_target(profile: CompetitionProfile, y: np.ndarray,
+                  spec: ModelSpec | None = None) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Targets trained on a transformed scale and the inverse for predictions.
+
+    Log for RMSLE always; for other metrics when the candidate asks for it (``features["target"] ==
+    "log"``: the plan pairs a log-target model with a raw-target one and CV decides between them).
+    """
+    wants_log = profile.metric == "rmsle" or (spec is not None and spec.features.get("target") == "log")
+    if wants_log and np.nanmin(y) > -1:
         return np.log1p(y), np.expm1
     return y, lambda p: p
 
@@ -302,7 +308,7 @@ def fit_lightgbm(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFra
     patience = int(spec.params.get("early_stopping", 100))
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
-        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
         task_params = dict(params)
         if kind == "binary":
             task_params["objective"] = "binary"
@@ -376,7 +382,7 @@ def fit_linear(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame
     strengths = [float(c) for c in spec.params.get("strengths", [0.03, 0.1, 0.3, 1.0, 3.0])]
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
-        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
 
         def model_for(strength: float, kind: str = kind) -> Any:
             if kind == "regression":
@@ -475,7 +481,7 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     params.update(spec.params)
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
-        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
         if kind == "regression":
             model: Any = (ExtraTreesRegressor if extra else RandomForestRegressor)(random_state=spec.seeds[0], **params)
         else:

@@ -113,3 +113,12 @@ def test_programs_from_other_authors_are_not_repaired_by_templates() -> None:
     prof = profile()
     foreign = author.draft(prof, author.plan(prof, 120))[0].model_copy(update={"code": "print('hi')"})
     assert author.repair(prof, foreign, failure(foreign.name)) is None
+
+
+def test_rmse_regression_plans_log_target_twins_that_other_metrics_do_not_get() -> None:
+    rmse = profile().model_copy(update={"task": "regression", "metric": "rmse", "classes": None,
+                                        "prediction_format": "value"})
+    twins = [c for c in TemplateAuthor().plan(rmse, 120).candidates if c.features.get("target") == "log"]
+    assert [c.name for c in twins] == ["lgbm-log", "catboost-log"]
+    mae = rmse.model_copy(update={"metric": "mae"})
+    assert not [c for c in TemplateAuthor().plan(mae, 120).candidates if c.features.get("target") == "log"]
