@@ -97,7 +97,18 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
         log_twins = []
     if large:
         return [lgbm_fast, lgbm, catboost, *log_twins[:1], linear]
+    if _categorical_heavy(profile):
+        # CatBoost's ordered target statistics are the strongest default on codes and names: train it
+        # second, before time runs short, and give XGBoost (target-encoded codes) the next turn.
+        return [lgbm_fast, catboost, lgbm, *log_twins, xgboost, linear, extra_trees, lgbm_shallow, random_forest]
     return [lgbm_fast, linear, lgbm, catboost, *log_twins, xgboost, extra_trees, lgbm_shallow, random_forest]
+
+
+def _categorical_heavy(profile: CompetitionProfile) -> bool:
+    """Tables whose signal is likely in categories: a high-cardinality code, or mostly categorical columns."""
+    categorical = [c for c in profile.features if c.kind == "categorical"]
+    high_cardinality = any(c.n_unique > 64 for c in categorical)  # training.HIGH_CARDINALITY
+    return high_cardinality or len(categorical) >= max(1, len(profile.features)) / 3
 
 
 _GPU_PARAMS: dict[str, dict[str, Any]] = {

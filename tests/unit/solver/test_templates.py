@@ -122,3 +122,13 @@ def test_rmse_regression_plans_log_target_twins_that_other_metrics_do_not_get() 
     assert [c.name for c in twins] == ["lgbm-log", "catboost-log"]
     mae = rmse.model_copy(update={"metric": "mae"})
     assert not [c for c in TemplateAuthor().plan(mae, 120).candidates if c.features.get("target") == "log"]
+
+
+def test_categorical_heavy_tables_train_catboost_right_after_the_fast_model() -> None:
+    codes = profile(n_features=3)
+    codes.features.append(ColumnInfo(name="postcode", kind="categorical", dtype="object", n_unique=900,
+                                     missing_fraction=0.0))
+    names = [c.name for c in TemplateAuthor().plan(codes, 120).candidates]
+    assert names[:2] == ["lgbm-fast", "catboost"]
+    plain = [c.name for c in TemplateAuthor().plan(profile(), 120).candidates]
+    assert plain[1] == "linear"
