@@ -112,7 +112,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tables", nargs="*", default=[t[0] for t in TABLES], choices=[t[0] for t in TABLES])
     parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds per (family, policy, threads) process; slower ones show as over the limit")
+                        help="seconds per (family, table, policy, threads) process, imports and all repeats "
+                             "included; slower ones show as over the limit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -125,33 +126,27 @@ def main() -> int:
         if not _installed(family):
             print(f"{family}: not installed, skipped", file=sys.stderr)
             continue
-        for policy, threads in [(p, t) for p in POLICIES for t in (1, 2)]:
+        for table, policy, threads in [(tb, p, t) for tb in args.tables for p in POLICIES for t in (1, 2)]:
             env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
             if policy != "unset":
                 env["OMP_WAIT_POLICY"] = policy
-            print(f"{family} {policy} {threads} thread(s) ...", file=sys.stderr, flush=True)
+            print(f"{family} {table} {policy} {threads} thread(s) ...", file=sys.stderr, flush=True)
             try:
                 proc = subprocess.run(
                     [sys.executable, __file__, "--child", family, "--threads", str(threads),
-                     "--repeats", str(args.repeats), "--tables", *args.tables],
+                     "--repeats", str(args.repeats), "--tables", table],
                     env=env, capture_output=True, text=True, cwd=ROOT, timeout=args.timeout)
-            except subprocess.TimeoutExpired as exc:
-                # What finished before the limit is kept; the rest of this configuration is "over the limit".
-                stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-                proc = subprocess.CompletedProcess(exc.cmd, 0, stdout, "")
-                done = {json.loads(line)["table"] for line in stdout.splitlines() if line.startswith("{")}
-                for table in args.tables:
-                    if table not in done:
-                        rows.append((family, table, policy, threads, math.inf, math.nan, math.inf))
+            except subprocess.TimeoutExpired:
+                rows.append((family, table, policy, threads, math.inf, math.nan, math.inf))
+                continue
             if proc.returncode != 0:
                 print(proc.stderr[-500:], file=sys.stderr)
                 continue
             for line in proc.stdout.splitlines():
-                if not line.startswith("{"):
-                    continue
-                r = json.loads(line)
-                rows.append((family, r["table"], policy, r["threads"], statistics.median(r["wall"]),
-                             max(r["wall"]) - min(r["wall"]), statistics.median(r["cpu"])))
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    rows.append((family, r["table"], policy, r["threads"], statistics.median(r["wall"]),
+                                 max(r["wall"]) - min(r["wall"]), statistics.median(r["cpu"])))
     load_after = os.getloadavg()[0]
     print(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after; "
           f"{os.cpu_count()} CPUs; {args.repeats} repeats, medians")
@@ -159,7 +154,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for family, table, policy, threads, wall, spread, cpu in sorted(rows, key=lambda r: (r[0], r[1], r[3], r[2])):
         if math.isinf(wall):
-            print(f"| {family} | {table} | {policy} | {threads} | > {args.timeout:.0f} s in all | - | - |")
+            print(f"| {family} | {table} | {policy} | {threads} | over the {args.timeout:.0f} s limit | - | - |")
         else:
             print(f"| {family} | {table} | {policy} | {threads} | {wall:.2f} | {spread:.2f} | {cpu:.2f} |")
     return 0

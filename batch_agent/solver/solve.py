@@ -128,8 +128,9 @@ def program_environment(profile: CompetitionProfile) -> dict[str, str]:
       whichever ``batch_agent`` the interpreter would find first.
     * OpenMP's wait policy follows the thread rule of the templates (``training.thread_count``): small
       tables train on one thread, where sleeping waits cost nothing and keep stray BLAS pools quiet;
-      large ones on every core, where sleeping waits between LightGBM's many short parallel regions
-      made 2 threads slower than 1 (README, benchmarks), so threads spin instead.
+      large ones on every core of a quiet machine, where sleeping waits between LightGBM's many short
+      parallel regions made 2 threads slower than 1, so threads spin instead (and a program that finds
+      the machine busy falls back to one thread, where the policy does not matter).
     """
     policy = "ACTIVE" if profile.n_train >= PARALLEL_MIN_ROWS else "PASSIVE"
     return {"PYTHONPATH": str(PACKAGE_ROOT), "OMP_WAIT_POLICY": policy}

@@ -47,14 +47,18 @@ TEXT_SVD = 8
 
 
 def thread_count(n_rows: int) -> int:
-    """Threads for one model fit: one for small tables, every core this process may use for large ones.
+    """Threads for one model fit: one for small tables, every core for large ones on a quiet machine.
 
-    On small tables a second thread saves nothing and its waits cost up to 10× (sleeping waits on an
-    idle machine, spinning ones on a busy one: README, benchmarks); on large ones it pays.
+    On small tables a second thread saves nothing and its waits cost up to 10×. Large tables get every
+    core with spinning waits (``solve.program_environment``), which pay only while nothing else wants
+    the cores: when the load average already exceeds the cores, spinning threads stall each other
+    (LightGBM on 200,000 rows: over 90 s instead of 3-6 s; README, benchmarks), so one thread it is.
     """
     if n_rows < PARALLEL_MIN_ROWS:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 1 and os.getloadavg()[0] > cores + 0.5:
+        return 1
     return max(1, cores)
 
 
@@ -537,7 +541,8 @@ def main(config: dict[str, Any], argv: list[str], started: float | None = None) 
     y_all = encode_target(profile, train)
     keep = (y_all >= 0) if is_classification(profile) else ~np.isnan(y_all).reshape(len(y_all), -1).any(axis=1)
     train, y = train[keep].reset_index(drop=True), y_all[keep]
-    log.info("%s: %d train rows, %d test rows, metric %s", spec.name, len(train), len(test), profile.metric)
+    log.info("%s: %d train rows, %d test rows, metric %s, %d thread(s)", spec.name, len(train), len(test),
+             profile.metric, thread_count(len(train)))
 
     folds = make_folds(profile, y, int(config["n_folds"]), int(config["fold_seed"]))
     from threadpoolctl import threadpool_limits

@@ -125,3 +125,17 @@ def test_target_encoding_of_repeated_levels_tracks_their_mean() -> None:
     enc_tr, enc_va, _ = encode_fold(ids, ids[:10], 20, target, tr, va, seed=0)
     assert np.corrcoef(enc_va[:, 0], effect[ids[va]])[0, 1] > 0.99
     assert np.corrcoef(enc_tr[:, 0], effect[ids[tr]])[0, 1] > 0.99
+
+
+def test_small_tables_train_on_one_thread_and_large_ones_on_every_core_unless_the_machine_is_busy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from batch_agent.solver import training
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert training.thread_count(3_500) == 1
+    assert training.thread_count(200_000) == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert training.thread_count(200_000) == 1
