@@ -30,6 +30,7 @@ from batch_agent.solver.training import (
     _columns_of,
     _model_target,
     _stack,
+    name_words,
     thread_count,
     tree_features,
 )
@@ -175,6 +176,12 @@ def catboost_features(train: pd.DataFrame, test: pd.DataFrame,
         strings = both.fillna("<missing>").astype(str).to_numpy()
         X[column], X_test[column] = strings[: len(train)], strings[len(train):]
         X[f"{column}_count"], X_test[f"{column}_count"] = counts[: len(train)], counts[len(train):]
+        words = name_words(both, int(both.nunique(dropna=True)))
+        if words is not None:
+            for word_column in words.columns:
+                values = words[word_column].to_numpy()
+                X[f"{column}_words_{word_column}"] = values[: len(train)]
+                X_test[f"{column}_words_{word_column}"] = values[len(train):]
         names.append(column)
     return X, X_test, names
 

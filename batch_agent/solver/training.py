@@ -148,6 +148,17 @@ def _text_features(values: pd.Series, n_tokens: int, n_svd: int) -> pd.DataFrame
     return out.astype(float)
 
 
+def name_words(values: pd.Series, n_unique: int) -> pd.DataFrame | None:
+    """Word features of a high-cardinality column of short phrases (names, titles, models), else None.
+
+    Such a column is too short to be profiled as text, and as a category most of its levels are rare;
+    the words inside ("deluxe", "Jr", a brand) are shared by many rows and carry the signal.
+    """
+    if n_unique <= HIGH_CARDINALITY or values.fillna("").astype(str).str.count(r"\S+").mean() < 1.5:
+        return None
+    return _text_features(values, TEXT_TOKENS, TEXT_SVD)
+
+
 def tree_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionProfile,
                   native_categorical: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features for tree models; categoricals stay pandas categories when ``native_categorical``."""
@@ -167,6 +178,9 @@ def tree_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionP
             counts = text.map(text.value_counts(dropna=False)).astype(float)
             frame = pd.DataFrame({f"{name}_count": counts.to_numpy()})
             n_unique = text.nunique(dropna=True)
+            words = name_words(text, n_unique)
+            if words is not None:
+                parts.append(words.add_prefix(f"{name}_words_").reset_index(drop=True))
             if native_categorical and n_unique <= HIGH_CARDINALITY:
                 frame[name] = pd.Categorical(text.to_numpy(dtype=object))
             else:

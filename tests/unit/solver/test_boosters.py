@@ -139,3 +139,21 @@ def test_small_tables_train_on_one_thread_and_large_ones_on_every_core_unless_th
     assert training.thread_count(200_000) == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 6.0, 6.0))
     assert training.thread_count(200_000) == 1
+
+
+def test_words_inside_high_cardinality_names_become_features_for_every_tree_family() -> None:
+    from batch_agent.solver.training import tree_features
+
+    rng = np.random.default_rng(0)
+    titles = pd.Series([f"{rng.choice(['red', 'blue', 'green'])} model{i} {rng.choice(['deluxe', 'basic'])}"
+                        for i in range(N + 100)])
+    frame = pd.DataFrame({"a": rng.normal(size=N + 100), "code": titles})
+    train, test = frame.iloc[:N].reset_index(drop=True), frame.iloc[N:].reset_index(drop=True)
+    prof = profile("regression", "rmse")
+    X, _ = tree_features(train, test, prof, native_categorical=True)
+    assert "code_words_has_deluxe" in X.columns
+    assert X["code_words_has_deluxe"].to_numpy().tolist() == titles[:N].str.contains("deluxe").astype(float).tolist()
+    X_cat, _, _ = catboost_features(train, test, prof)
+    assert "code_words_has_deluxe" in X_cat.columns
+    # Short codes with one word each stay plain categories.
+    assert not any("words" in c for c in tree_features(*tables()[:2], prof, native_categorical=True)[0].columns)
