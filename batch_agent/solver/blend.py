@@ -5,8 +5,8 @@ keep adding the model whose inclusion most improves the competition metric on
 the out-of-fold predictions. Template programs bring their oof.npy/test_pred.npy;
 other programs bring oof.csv (plus holdout.csv, the product's record of their
 predictions for the rows hidden from them) and submission.csv, turned back into
-prediction space. The final answer is the better of the blend and the best
-single attempt.
+prediction space. A second-layer stacker (``stacking.py``) competes too; the final
+answer is the best by CV of the stacker, the blend and the best single attempt.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.outputs import copy_output, read_output
 from batch_agent.solver.plan import AttemptResult
 from batch_agent.solver.predictions import Decision, cv_score, encode_target, fit_decision, submission_frame
+from batch_agent.solver.stacking import stack
 
 MAX_ROUNDS = 25
 _FITTED_AFTER_SELECTION = frozenset({"log_loss", "qwk"})
 # A blend must beat the best single model by more than noise-level rounding to be used.
 MIN_GAIN = 1e-6
+# The stacker is a fitted model chosen after the fact: it must win by a relative margin, not a rounding.
+STACK_MIN_RELATIVE_GAIN = 1e-3
 
 
 class FinalSubmission(BaseModel):
@@ -101,6 +104,15 @@ def blend_attempts(
     decision = fit_decision(profile, y, current)
     blend_score = cv_score(profile, y, current, decision)
     better = (blend_score - best.cv_score) * sign > MIN_GAIN
+    path = outdir / "submission.csv"
+    stacked = None
+    if time.monotonic() - started < time_budget:
+        stacked = stack(profile, y, oofs, {name: test for name, (_, test) in predictions.items()})
+    to_beat = blend_score if len(counts) >= 2 and better else best.cv_score
+    if stacked is not None and (stacked.cv_score - to_beat) * sign > STACK_MIN_RELATIVE_GAIN * abs(to_beat):
+        frame = submission_frame(profile, test[profile.id_column], stacked.test_pred, stacked.decision)
+        frame.to_csv(path, index=False)
+        return FinalSubmission(name="stack", cv_score=stacked.cv_score, weights=stacked.weights, submission=path)
     if len(counts) < 2 or not better:
         return single
 
@@ -108,7 +120,6 @@ def blend_attempts(
     test_pred = sum(w * predictions[name][1] for name, w in weights.items())
     assert isinstance(test_pred, np.ndarray)
     frame = submission_frame(profile, test[profile.id_column], test_pred, decision)
-    path = outdir / "submission.csv"
     frame.to_csv(path, index=False)
     return FinalSubmission(name="blend", cv_score=float(blend_score), weights=weights, submission=path)
 

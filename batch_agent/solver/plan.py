@@ -27,7 +27,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-ModelFamily = Literal["lightgbm", "linear", "extra_trees", "random_forest", "knn"]
+# Training rows from which programs train on every core; below it, on one (benchmarks/threads.py).
+PARALLEL_MIN_ROWS = 20_000
+
+ModelFamily = Literal["lightgbm", "xgboost", "catboost", "linear", "extra_trees", "random_forest", "knn"]
 Origin = Literal["template", "llm-draft", "llm-repair", "llm-improve"]
 
 

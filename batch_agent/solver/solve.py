@@ -26,7 +26,7 @@ from batch_agent.solver.errors import AttemptsExhaustedError, InputError
 from batch_agent.solver.holdout import Holdout, prepare_holdout, remove_prepared
 from batch_agent.solver.isolation import Isolation, probe_isolation
 from batch_agent.solver.metrics import get_metric
-from batch_agent.solver.plan import AttemptResult, Plan, Program
+from batch_agent.solver.plan import PARALLEL_MIN_ROWS, AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
 from batch_agent.solver.sandbox import TERM_GRACE_SECONDS, run_sandboxed
 from batch_agent.solver.source import resolve_source
@@ -41,9 +41,10 @@ RemoteAttempt = Callable[[CompetitionProfile, Program, Path, float, int], Attemp
 T = TypeVar("T")
 # An attempt needs at least this long to start Python, read the data and fit one model.
 MIN_ATTEMPT_SECONDS = 6.0
+# The folder that holds the batch_agent package this solver runs from.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Programs get a soft budget below their hard limit, so they wrap up instead of being killed.
 SOFT_BUDGET_FRACTION = 0.8
-PRODUCT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SolveOptions(BaseModel):
@@ -132,9 +133,7 @@ def run_attempt(
             workdir=attempt_dir,
             time_limit=time_budget,
             memory_limit_mb=memory_limit_mb,
-            # Template programs import the training library from the code that runs them, never from an
-            # older copy installed elsewhere: what they write must match what this process checks.
-            env={"PYTHONPATH": str(PRODUCT_ROOT)} if program.origin == "template" else None,
+            env=program_environment(profile),
             read_only=[Path(data_dir)],
             isolation=isolation,
         )
@@ -164,6 +163,21 @@ def unisolated_refusal(program: Program, isolation: Isolation, *, allow_unisolat
         return None
     return (f"not run: a model-written program needs at least its own uid, and this machine gives "
             f"\"{isolation.label}\" (run as root, or where user namespaces work; --allow-unisolated accepts the risk)")
+
+
+def program_environment(profile: CompetitionProfile) -> dict[str, str]:
+    """What a program is told about its runtime, beyond the sandbox's allow-list.
+
+    * The training library it imports is this solver's own copy (the one that wrote its config), not
+      whichever ``batch_agent`` the interpreter would find first.
+    * OpenMP's wait policy follows the thread rule of the templates (``training.thread_count``): small
+      tables train on one thread, where sleeping waits cost nothing and keep stray BLAS pools quiet;
+      large ones on every core of a quiet machine, where sleeping waits between LightGBM's many short
+      parallel regions made 2 threads slower than 1, so threads spin instead (and a program that finds
+      the machine busy falls back to one thread, where the policy does not matter).
+    """
+    policy = "ACTIVE" if profile.n_train >= PARALLEL_MIN_ROWS else "PASSIVE"
+    return {"PYTHONPATH": str(PACKAGE_ROOT), "OMP_WAIT_POLICY": policy}
 
 
 def check_outputs(profile: CompetitionProfile, result: AttemptResult, *, ran: str,

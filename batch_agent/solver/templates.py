@@ -71,21 +71,60 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
                 "lambda_l2": 10.0, "extra_trees": True},
         seeds=[3, 4],
     )
+    catboost = ModelSpec(
+        name="catboost",
+        family="catboost",
+        params={"learning_rate": 0.08 if small else 0.06, "depth": 6, "l2_leaf_reg": 3.0},
+    )
+    xgboost = ModelSpec(
+        name="xgboost",
+        family="xgboost",
+        params={"learning_rate": 0.05, "max_depth": 4 if small else 6, "reg_lambda": 5.0, "reg_alpha": 0.5,
+                "subsample": 0.8, "colsample_bytree": 0.7},
+    )
     extra_trees = ModelSpec(name="extra-trees", family="extra_trees",
                             params={"n_estimators": 300 if not large else 100})
     random_forest = ModelSpec(name="random-forest", family="random_forest",
                               params={"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 1})
+    if profile.task == "regression" and profile.metric in ("rmse", "mse", "r2"):
+        # Skewed targets (prices, counts) often fit better on the log scale; the profile does not say
+        # whether this one is skewed, so a log-target twin competes on CV (the program keeps the raw
+        # scale when a target is -1 or below).
+        lgbm_log = lgbm.model_copy(deep=True, update={"name": "lgbm-log", "features": {"target": "log"}})
+        catboost_log = catboost.model_copy(deep=True, update={"name": "catboost-log", "features": {"target": "log"}})
+        log_twins = [lgbm_log, catboost_log]
+    else:
+        log_twins = []
     if large:
-        return [lgbm_fast, lgbm, linear]
-    return [lgbm_fast, linear, lgbm, extra_trees, lgbm_shallow, random_forest]
+        return [lgbm_fast, lgbm, catboost, *log_twins[:1], linear]
+    if _categorical_heavy(profile):
+        # CatBoost's ordered target statistics are the strongest default on codes and names: train it
+        # second, before time runs short, and give XGBoost (target-encoded codes) the next turn.
+        return [lgbm_fast, catboost, lgbm, *log_twins, xgboost, linear, extra_trees, lgbm_shallow, random_forest]
+    return [lgbm_fast, linear, lgbm, catboost, *log_twins, xgboost, extra_trees, lgbm_shallow, random_forest]
+
+
+def _categorical_heavy(profile: CompetitionProfile) -> bool:
+    """Tables whose signal is likely in categories: a high-cardinality code, or mostly categorical columns."""
+    categorical = [c for c in profile.features if c.kind == "categorical"]
+    high_cardinality = any(c.n_unique > 64 for c in categorical)  # training.HIGH_CARDINALITY
+    return high_cardinality or len(categorical) >= max(1, len(profile.features)) / 3
+
+
+_GPU_PARAMS: dict[str, dict[str, Any]] = {
+    "lightgbm": {"device_type": "gpu"},
+    "xgboost": {"device": "cuda"},
+    "catboost": {"task_type": "GPU"},
+}
+BOOSTERS = ("lightgbm", "xgboost", "catboost")
 
 
 def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec) -> str:
     """The program text for one candidate: its whole configuration inline, so the file runs alone."""
     compact = profile.model_copy(update={"description": ""})
-    if plan.compute == "gpu" and spec.family == "lightgbm":
-        # LightGBM falls back to the CPU inside the program when its build has no GPU support.
-        spec = spec.model_copy(update={"params": {**spec.params, "device_type": "gpu"}})
+    if plan.compute == "gpu" and spec.family in _GPU_PARAMS:
+        # Each family falls back to the CPU inside the program when its build has no GPU support.
+        spec = spec.model_copy(update={"params": {**spec.params, **_GPU_PARAMS[spec.family]}})
     config = {
         "profile": compact.model_dump(mode="json"),
         "model": spec.model_dump(mode="json"),
@@ -139,7 +178,7 @@ class TemplateAuthor:
             return None
         spec = ModelSpec.model_validate(config["model"])
         spec.seeds = spec.seeds[:1]
-        if spec.family == "lightgbm":
+        if spec.family in BOOSTERS:
             spec.params.update(learning_rate=max(0.1, float(spec.params.get("learning_rate", 0.05))),
                                early_stopping=30, n_rounds=1500)
         elif spec.family in ("extra_trees", "random_forest"):
@@ -155,12 +194,12 @@ class TemplateAuthor:
     def improve(
         self, profile: CompetitionProfile, plan: Plan, best: Program, history: list[AttemptResult]
     ) -> Program | None:
-        """More seeds of the best LightGBM model: a cheap, reliable gain while time remains."""
+        """More seeds of the best boosted model: a cheap, reliable gain while time remains."""
         config = _config_of(best)
         if config is None:
             return None
         spec = ModelSpec.model_validate(config["model"])
-        if spec.family != "lightgbm":
+        if spec.family not in BOOSTERS:
             return None
         tried = {h.program for h in history}
         for round_ in range(1, 4):
@@ -171,7 +210,7 @@ class TemplateAuthor:
                 variant.seeds = [100 * round_ + s for s in range(3)]
                 variant.params["learning_rate"] = min(float(spec.params.get("learning_rate", 0.05)), 0.03)
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
-                               parent=best.name, note="the best LightGBM model with new seeds")
+                               parent=best.name, note=f"the best {spec.family} model with new seeds")
         return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -24,7 +25,7 @@ import pandas as pd
 from scipy import sparse
 
 from batch_agent.solver.competition import CompetitionProfile
-from batch_agent.solver.plan import ModelSpec
+from batch_agent.solver.plan import PARALLEL_MIN_ROWS, ModelSpec
 from batch_agent.solver.predictions import (
     Decision,
     cv_score,
@@ -43,6 +44,22 @@ HIGH_CARDINALITY = 64
 TEXT_TOKENS = 24
 FOREST_MAX_ROWS = 50_000
 TEXT_SVD = 8
+
+
+def thread_count(n_rows: int) -> int:
+    """Threads for one model fit: one for small tables, every core for large ones on a quiet machine.
+
+    On small tables a second thread saves nothing and its waits cost up to 10×. Large tables get every
+    core with spinning waits (``solve.program_environment``), which pay only while nothing else wants
+    the cores: when the load average already exceeds the cores, spinning threads stall each other
+    (LightGBM on 200,000 rows: over 90 s instead of 3-6 s; README, benchmarks), so one thread it is.
+    """
+    if n_rows < PARALLEL_MIN_ROWS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 1 and os.getloadavg()[0] > cores + 0.5:
+        return 1
+    return max(1, cores)
 
 
 class Deadline:
@@ -131,6 +148,17 @@ def _text_features(values: pd.Series, n_tokens: int, n_svd: int) -> pd.DataFrame
     return out.astype(float)
 
 
+def name_words(values: pd.Series, n_unique: int) -> pd.DataFrame | None:
+    """Word features of a high-cardinality column of short phrases (names, titles, models), else None.
+
+    Such a column is too short to be profiled as text, and as a category most of its levels are rare;
+    the words inside ("deluxe", "Jr", a brand) are shared by many rows and carry the signal.
+    """
+    if n_unique <= HIGH_CARDINALITY or values.fillna("").astype(str).str.count(r"\S+").mean() < 1.5:
+        return None
+    return _text_features(values, TEXT_TOKENS, TEXT_SVD)
+
+
 def tree_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionProfile,
                   native_categorical: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features for tree models; categoricals stay pandas categories when ``native_categorical``."""
@@ -150,6 +178,9 @@ def tree_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionP
             counts = text.map(text.value_counts(dropna=False)).astype(float)
             frame = pd.DataFrame({f"{name}_count": counts.to_numpy()})
             n_unique = text.nunique(dropna=True)
+            words = name_words(text, n_unique)
+            if words is not None:
+                parts.append(words.add_prefix(f"{name}_words_").reset_index(drop=True))
             if native_categorical and n_unique <= HIGH_CARDINALITY:
                 frame[name] = pd.Categorical(text.to_numpy(dtype=object))
             else:
@@ -231,9 +262,15 @@ def _unique_names(columns: pd.Index) -> list[str]:
 # ----------------------------------------------------------------------------- targets
 
 
-def _model_target(profile: CompetitionProfile, y: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Targets trained on a transformed scale (log for RMSLE) and the inverse for predictions."""
-    if profile.metric == "rmsle" and np.nanmin(y) > -1:
+def _model_target(profile: CompetitionProfile, y: np.ndarray,
+                  spec: ModelSpec | None = None) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Targets trained on a transformed scale and the inverse for predictions.
+
+    Log for RMSLE always; for other metrics when the candidate asks for it (``features["target"] ==
+    "log"``: the plan pairs a log-target model with a raw-target one and CV decides between them).
+    """
+    wants_log = profile.metric == "rmsle" or (spec is not None and spec.features.get("target") == "log")
+    if wants_log and np.nanmin(y) > -1:
         return np.log1p(y), np.expm1
     return y, lambda p: p
 
@@ -282,14 +319,14 @@ def fit_lightgbm(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFra
         "cat_smooth": 10.0,
         "min_data_per_group": 20,
         "verbosity": -1,
-        "num_threads": 2,
+        "num_threads": thread_count(len(X)),
     }
     params.update({k: v for k, v in spec.params.items() if k not in ("n_rounds", "early_stopping")})
     n_rounds = int(spec.params.get("n_rounds", 5000))
     patience = int(spec.params.get("early_stopping", 100))
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
-        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
         task_params = dict(params)
         if kind == "binary":
             task_params["objective"] = "binary"
@@ -363,7 +400,7 @@ def fit_linear(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame
     strengths = [float(c) for c in spec.params.get("strengths", [0.03, 0.1, 0.3, 1.0, 3.0])]
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
-        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
 
         def model_for(strength: float, kind: str = kind) -> Any:
             if kind == "regression":
@@ -453,7 +490,8 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     fill = X.median()
     X_arr, X_test_arr = X.fillna(fill).fillna(0).to_numpy(), X_test.fillna(fill).fillna(0).to_numpy()
     extra = spec.family == "extra_trees"
-    params: dict[str, Any] = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5, "n_jobs": 2}
+    params: dict[str, Any] = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5,
+                              "n_jobs": thread_count(len(X_arr))}
     if len(X_arr) > FOREST_MAX_ROWS:
         # Each tree sees a bootstrap sample of at most FOREST_MAX_ROWS rows: deep trees on all rows of a
         # large table cost minutes, and averaging many trees on samples loses little.
@@ -461,7 +499,7 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     params.update(spec.params)
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
-        target, inverse = _model_target(profile, target) if kind == "regression" else (target, lambda p: p)
+        target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
         if kind == "regression":
             model: Any = (ExtraTreesRegressor if extra else RandomForestRegressor)(random_state=spec.seeds[0], **params)
         else:
@@ -474,8 +512,18 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     return _stack(profile, oof_cols), _stack(profile, test_cols)
 
 
+def fit_booster(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
+                y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    """XGBoost and CatBoost (``boosters.py``, which builds on this module's features and folds)."""
+    from batch_agent.solver.boosters import FITTERS
+
+    return FITTERS[spec.family](profile, spec, train, test, y, folds, deadline)
+
+
 FAMILIES: dict[str, Callable[..., FitResult]] = {
     "lightgbm": fit_lightgbm,
+    "xgboost": fit_booster,
+    "catboost": fit_booster,
     "linear": fit_linear,
     "extra_trees": fit_trees,
     "random_forest": fit_trees,
@@ -508,10 +556,15 @@ def main(config: dict[str, Any], argv: list[str], started: float | None = None) 
     train_ids = train[profile.id_column]
     keep = (y_all >= 0) if is_classification(profile) else ~np.isnan(y_all).reshape(len(y_all), -1).any(axis=1)
     train, y = train[keep].reset_index(drop=True), y_all[keep]
-    log.info("%s: %d train rows, %d test rows, metric %s", spec.name, len(train), len(test), profile.metric)
+    log.info("%s: %d train rows, %d test rows, metric %s, %d thread(s)", spec.name, len(train), len(test),
+             profile.metric, thread_count(len(train)))
 
     folds = make_folds(profile, y, int(config["n_folds"]), int(config["fold_seed"]))
-    oof, test_pred = FAMILIES[spec.family](profile, spec, train, test, y, folds, deadline)
+    from threadpoolctl import threadpool_limits
+
+    # BLAS and OpenMP pools (linear models, TF-IDF SVD) follow the same rule as the model libraries.
+    with threadpool_limits(limits=thread_count(len(train))):
+        oof, test_pred = FAMILIES[spec.family](profile, spec, train, test, y, folds, deadline)
     decision: Decision = fit_decision(profile, y, oof)
     score = cv_score(profile, y, oof, decision)
     log.info("%s: CV %s = %.6f in %.1f s", spec.name, profile.metric, score, deadline.elapsed())

@@ -126,7 +126,8 @@ def test_a_constant_program_claiming_a_perfect_score_loses_to_an_honest_one(tmp_
 
     liar, honest = result.history
     assert liar.program == "liar" and liar.claim_disagrees
-    assert result.best in ("honest", "blend") and "liar" not in {n for n, w in result.blend.items() if w > 0}
+    # The constant carries no information: it earns no real weight in a blend or a stack.
+    assert result.best in ("honest", "blend", "stack") and result.blend.get("liar", 0.0) < 0.05, result.blend
     assert result.cv_score >= (honest.cv_score or 1.0) - 1e-9
 
 
@@ -333,8 +334,15 @@ def test_labels_rewritten_in_the_programs_copy_of_the_data_do_not_change_its_sco
 ) -> None:
     result = attempt(profile, RELABELS_ITS_DATA, tmp_path / "relabels")
 
-    # A constant out-of-fold prediction scores a constant's AUC against the labels the product holds.
-    assert result.cv_score == pytest.approx(0.5)
+    if result.ok:
+        # Where the sandbox lets it rewrite its copy, a constant out-of-fold prediction still scores a
+        # constant's AUC against the labels the product holds.
+        assert result.cv_score == pytest.approx(0.5)
+    else:
+        # Isolated, its copy of the data is mounted read-only: the rewrite itself fails.
+        assert result.cv_score is None
+        assert any(word in result.log_tail for word in ("Read-only file system", "Permission denied",
+                                                         "Operation not permitted")), result.log_tail
 
 
 def test_a_holdout_without_both_classes_gives_no_verdict_but_the_attempt_still_counts(tmp_path: Path) -> None:

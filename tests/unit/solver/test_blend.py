@@ -48,8 +48,8 @@ def test_two_models_with_independent_errors_blend_to_a_better_score(tmp_path: Pa
     a = attempt(tmp_path, profile, y, "a", y + rng.normal(0, 0.5, N_TRAIN), np.full(N_TEST, 1.0))
     b = attempt(tmp_path, profile, y, "b", y + rng.normal(0, 0.5, N_TRAIN), np.full(N_TEST, 3.0))
     final = blend_attempts(profile, [a, b], tmp_path / "final", higher_is_better=False)
-    assert final.name == "blend"
-    assert set(final.weights) == {"a", "b"}
+    assert final.name in ("blend", "stack")
+    assert set(final.weights) == {"a", "b"} and min(final.weights.values()) > 0.3
     assert final.cv_score < min(a.cv_score or 0, b.cv_score or 0)
     written = pd.read_csv(final.submission)
     assert written["y"].between(1.0, 3.0).all() and not written["y"].isin([1.0, 3.0]).any()
@@ -61,9 +61,10 @@ def test_a_useless_second_model_leaves_the_best_single_model(tmp_path: Path) -> 
     good = attempt(tmp_path, profile, y, "good", y + rng.normal(0, 0.1, N_TRAIN))
     bad = attempt(tmp_path, profile, y, "bad", rng.normal(5, 1, N_TRAIN))
     final = blend_attempts(profile, [bad, good], tmp_path / "final", higher_is_better=False)
-    assert final.name == "good"
-    assert final.weights == {"good": 1.0}
-    assert final.cv_score == good.cv_score
+    assert final.weights.get("bad", 0.0) < 0.02
+    assert final.cv_score <= (good.cv_score or 0)
+    if final.name != "stack":  # a stacker may shrink "good" a little and win; a blend never includes "bad"
+        assert final.name == "good" and final.weights == {"good": 1.0} and final.cv_score == good.cv_score
 
 
 def test_predictions_in_another_shape_are_left_out_of_the_blend(tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_predictions_in_another_shape_are_left_out_of_the_blend(tmp_path: Path) 
     b = attempt(tmp_path, profile, y, "b", y + rng.normal(0, 0.5, N_TRAIN))
     odd = attempt(tmp_path, profile, y, "odd", np.column_stack([y, y]), np.zeros((N_TEST, 2)))
     final = blend_attempts(profile, [a, b, odd], tmp_path / "final", higher_is_better=False)
-    assert final.name == "blend"
+    assert final.name in ("blend", "stack")
     assert "odd" not in final.weights
     assert np.isfinite(decide(profile, pd.read_csv(final.submission)["y"].to_numpy(), fit_decision(
         profile, y, y))).all()

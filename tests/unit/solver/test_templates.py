@@ -37,9 +37,25 @@ def test_huge_data_plans_fewer_candidates_on_gpu_with_three_folds() -> None:
     plan = TemplateAuthor().plan(profile(n_train=5_000_000, n_features=40), time_limit=3600)
     assert plan.compute == "gpu"
     assert plan.n_folds == 3
-    assert len(plan.candidates) == 3
-    lgbm_programs = [p for p in TemplateAuthor().draft(profile(), plan) if "lgbm" in p.name]
-    assert all('"device_type": "gpu"' in p.code for p in lgbm_programs)
+    assert len(plan.candidates) < len(TemplateAuthor().plan(profile(), time_limit=3600).candidates)
+    programs = TemplateAuthor().draft(profile(), plan)
+    lgbm_programs = [p for p in programs if "lgbm" in p.name]
+    assert lgbm_programs and all('"device_type": "gpu"' in p.code for p in lgbm_programs)
+    assert all('"task_type": "GPU"' in p.code for p in programs if p.name == "catboost")
+
+
+def test_plan_includes_catboost_and_xgboost_after_the_fast_model() -> None:
+    names = [c.name for c in TemplateAuthor().plan(profile(), time_limit=120).candidates]
+    assert names[0] == "lgbm-fast"
+    assert "catboost" in names and "xgboost" in names
+
+
+def test_gpu_programs_ask_xgboost_for_cuda() -> None:
+    author = TemplateAuthor()
+    plan = author.plan(profile(), time_limit=120).model_copy(update={"compute": "gpu"})
+    xgb = next(p for p in author.draft(profile(), plan) if p.name == "xgboost")
+    config = _config_of(xgb)
+    assert config is not None and config["model"]["params"]["device"] == "cuda"
 
 
 def test_drafts_are_valid_python_carrying_their_config_without_the_description() -> None:
@@ -81,8 +97,38 @@ def test_improve_adds_seed_rounds_to_the_best_lightgbm_then_runs_out() -> None:
     assert names == ["lgbm-fast+seeds1", "lgbm-fast+seeds2", "lgbm-fast+seeds3"]
 
 
+def test_improve_adds_seeds_to_the_best_catboost_too() -> None:
+    author = TemplateAuthor()
+    prof = profile()
+    plan = author.plan(prof, 120)
+    best = next(p for p in author.draft(prof, plan) if p.name == "catboost")
+    program = author.improve(prof, plan, best, [])
+    assert program is not None and program.name == "catboost+seeds1"
+    config = _config_of(program)
+    assert config is not None and config["model"]["family"] == "catboost" and len(config["model"]["seeds"]) == 3
+
+
 def test_programs_from_other_authors_are_not_repaired_by_templates() -> None:
     author = TemplateAuthor()
     prof = profile()
     foreign = author.draft(prof, author.plan(prof, 120))[0].model_copy(update={"code": "print('hi')"})
     assert author.repair(prof, foreign, failure(foreign.name)) is None
+
+
+def test_rmse_regression_plans_log_target_twins_that_other_metrics_do_not_get() -> None:
+    rmse = profile().model_copy(update={"task": "regression", "metric": "rmse", "classes": None,
+                                        "prediction_format": "value"})
+    twins = [c for c in TemplateAuthor().plan(rmse, 120).candidates if c.features.get("target") == "log"]
+    assert [c.name for c in twins] == ["lgbm-log", "catboost-log"]
+    mae = rmse.model_copy(update={"metric": "mae"})
+    assert not [c for c in TemplateAuthor().plan(mae, 120).candidates if c.features.get("target") == "log"]
+
+
+def test_categorical_heavy_tables_train_catboost_right_after_the_fast_model() -> None:
+    codes = profile(n_features=3)
+    codes.features.append(ColumnInfo(name="postcode", kind="categorical", dtype="object", n_unique=900,
+                                     missing_fraction=0.0))
+    names = [c.name for c in TemplateAuthor().plan(codes, 120).candidates]
+    assert names[:2] == ["lgbm-fast", "catboost"]
+    plain = [c.name for c in TemplateAuthor().plan(profile(), 120).candidates]
+    assert plain[1] == "linear"
