@@ -74,9 +74,10 @@ def judge_attempt(profile: CompetitionProfile, result: AttemptResult, *, ran: st
     try:
         with tempfile.TemporaryDirectory(prefix="kaggle-solver-check-") as tmp:
             private = Path(tmp)
+            # What the program left comes first: nothing else is read when it wrote no submission.
+            submission = _private_copy(folder, "submission.csv", private, ran)
             train = _read_table(Path(profile.data_dir) / profile.train_file)
             seen, seen_train = _reference(profile, holdout, train, private / "reference")
-            submission = _private_copy(folder, "submission.csv", private, ran)
             problems = validate_submission(submission, seen)
             if problems:
                 raise ScoringError("invalid submission: " + "; ".join(problems))

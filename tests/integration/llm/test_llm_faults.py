@@ -46,7 +46,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--data")
 parser.add_argument("--time-budget", type=float)
 args = parser.parse_args()
-# writes submission.csv and metrics.json
+# writes submission.csv and oof.csv
 """
 DRAFT = {"summary": "logistic regression on parity", "code": PROGRAM_CODE}
 

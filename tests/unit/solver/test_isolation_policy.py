@@ -12,6 +12,7 @@ from batch_agent.solver import solve as solve_module
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.isolation import Isolation, probe_isolation
 from batch_agent.solver.plan import Plan, Program
+from batch_agent.solver.profiling import profile_competition
 from batch_agent.solver.solve import SolveOptions, run_attempt, solve
 from batch_agent.solver.templates import TemplateAuthor
 
@@ -64,8 +65,9 @@ def test_model_written_program_runs_unisolated_only_when_the_user_accepts_the_ri
     tmp_path: Path, unisolated: Isolation
 ) -> None:
     program = Program(name="drafted", code=WRITES_MARKER, origin="llm-repair")
-    result = run_attempt(_profile(tmp_path), program, tmp_path / "attempt", time_budget=20, memory_limit_mb=500,
-                         allow_unisolated=True)
+    # A real competition: a model-written program gets its own copy of the data (too small for a holdout).
+    result = run_attempt(profile_competition(EXAMPLE), program, tmp_path / "attempt", time_budget=20,
+                         memory_limit_mb=500, allow_unisolated=True)
     assert (tmp_path / "attempt" / "ran.txt").read_text() == "ran"
     assert result.isolation == unisolated.label
 
