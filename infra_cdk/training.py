@@ -46,6 +46,8 @@ IMAGE_EXCLUDES = [
 # Memory the sandbox may give a training program: the job's memory less room for
 # the container's own Python process.
 SANDBOX_HEADROOM_MIB = 1536
+# Batch's status reason when Fargate Spot reclaims a task's capacity.
+FARGATE_SPOT_REASON = "Your Spot Task was interrupted*"
 # Where the official Kaggle client may write its config inside the container.
 KAGGLE_CONFIG_DIR = "/tmp/kaggle"
 
@@ -56,7 +58,7 @@ def container_image(dockerfile: str) -> ecs.ContainerImage:
 
 
 def container_environment(
-    *, bucket: s3.IBucket, table: dynamodb.ITableV2, memory_mib: int, usd_per_hour: float
+    *, bucket: s3.IBucket, table: dynamodb.ITableV2, memory_mib: int, usd_per_hour: float, timeout_s: int
 ) -> dict[str, str]:
     """The variables ContainerSettings reads, plus where the Kaggle client keeps its config."""
     return {
@@ -64,6 +66,7 @@ def container_environment(
         names.ENV_ARTIFACTS_BUCKET: bucket.bucket_name,
         names.ENV_MEMORY_LIMIT_MB: str(memory_mib - SANDBOX_HEADROOM_MIB),
         names.ENV_USD_PER_HOUR: str(usd_per_hour),
+        names.ENV_ATTEMPT_TIMEOUT_S: str(timeout_s),
         "KAGGLE_CONFIG_DIR": KAGGLE_CONFIG_DIR,
     }
 
@@ -142,8 +145,10 @@ class TrainingCompute(Construct):
 
         timeout = cdk.Duration.minutes(settings.job_timeout_minutes)
         # Spot reclaims are worth retrying; a program's own failure is not (the pipeline repairs it).
+        # EC2 Spot reports "Host EC2 (instance i-...) terminated."; Fargate Spot "Your Spot Task was interrupted.".
         retry_strategies = [
             batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+            batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_status_reason=FARGATE_SPOT_REASON)),
             batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
         ]
 
@@ -176,7 +181,8 @@ class TrainingCompute(Construct):
                 memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
                 command=names.BATCH_COMMAND,
                 environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
-                                                  usd_per_hour=settings.cpu_job_usd_per_hour),
+                                                  usd_per_hour=settings.cpu_job_usd_per_hour,
+                                                  timeout_s=int(timeout.to_seconds())),
                 secrets=kaggle_secrets(kaggle_secret),
                 job_role=self.job_role,
                 # No NAT: a Fargate task pulls its image through its public IP.
@@ -235,7 +241,8 @@ class TrainingCompute(Construct):
                 gpu=1,
                 command=names.BATCH_COMMAND,
                 environment=container_environment(bucket=bucket, table=table, memory_mib=settings.gpu_job_memory_mib,
-                                                  usd_per_hour=settings.gpu_job_usd_per_hour),
+                                                  usd_per_hour=settings.gpu_job_usd_per_hour,
+                                                  timeout_s=int(timeout.to_seconds())),
                 secrets=kaggle_secrets(kaggle_secret),
                 job_role=self.job_role,
                 logging=ecs.LogDriver.aws_logs(stream_prefix="gpu", log_group=self.log_group),

@@ -284,6 +284,7 @@ class EmulatedStack:
             names.ENV_ARTIFACTS_BUCKET: self.bucket,
             names.ENV_WORK_DIR: str(self.options.work_dir / "batch"),
             names.ENV_MEMORY_LIMIT_MB: str(self.options.memory_limit_mb),
+            names.ENV_ATTEMPT_TIMEOUT_S: str(self.options.batch_timeout_s),
             **({names.ENV_LOCAL_CACHE_DIR: str(self.options.local_cache_dir)} if self.options.local_cache_dir else {}),
             **self.options.container_environment,
         }

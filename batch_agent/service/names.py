@@ -86,6 +86,7 @@ ENV_MEMORY_LIMIT_MB = "KAGGLE_SOLVER_MEMORY_LIMIT_MB"  # container: sandbox memo
 ENV_WORK_DIR = "KAGGLE_SOLVER_WORK_DIR"  # container: scratch folder
 ENV_LOCAL_CACHE_DIR = "KAGGLE_SOLVER_LOCAL_CACHE_DIR"  # container: local cache by slug
 ENV_USD_PER_HOUR = "KAGGLE_SOLVER_USD_PER_HOUR"  # container: price of one job-hour, for the run's cost
+ENV_ATTEMPT_TIMEOUT_S = "KAGGLE_SOLVER_ATTEMPT_TIMEOUT_S"  # container: the job definition's attempt timeout
 # The container also reads the official Kaggle client's own variables
 # (KAGGLE_USERNAME / KAGGLE_KEY or KAGGLE_API_TOKEN, KAGGLE_CONFIG_DIR), which the
 # job definition injects from the Kaggle secret.

@@ -59,3 +59,6 @@ class ContainerSettings(_ServiceSettings):
     local_cache_dir: str | None = None
     # What one job of this definition costs per hour (instance or Fargate price); None: not priced.
     usd_per_hour: float | None = Field(default=None, ge=0)
+    # The job definition's attempt timeout (Batch kills the job after it); a training
+    # budget ends well before it, so the attempt's result is stored. None: no cap.
+    attempt_timeout_s: int | None = Field(default=None, ge=60)

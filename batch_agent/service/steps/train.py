@@ -26,6 +26,9 @@ from batch_agent.solver.plan import AttemptResult
 
 log = logging.getLogger(__name__)
 
+# Kept back from the Batch attempt timeout for fetching the data before training and storing results after.
+ATTEMPT_TIMEOUT_MARGIN_SECONDS = 300.0
+
 
 def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int) -> AttemptResult:
     """Run attempt n's program in the sandbox and store its result and files under attempts/{n}/."""
@@ -39,7 +42,7 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
     attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
     shutil.rmtree(attempt_dir, ignore_errors=True)
     attempt_dir.mkdir(parents=True)
-    budget = max(seconds_left(job) - FINISH_RESERVE_SECONDS, MIN_ATTEMPT_SECONDS)
+    budget = training_budget(seconds_left(job), settings.attempt_timeout_s)
     result = run_attempt(
         profile,
         program,
@@ -58,6 +61,19 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
             # A blend is a bonus over the best single attempt; its failure must not fail the attempt.
             log.warning("blending after attempt %d failed: %s", attempt, exc)
     return result
+
+
+def training_budget(job_seconds_left: float, attempt_timeout_s: int | None) -> float:
+    """Seconds a program may train: the job's time left, and never past the Batch attempt timeout.
+
+    Batch kills the container at its attempt timeout; the fetch before training and the
+    upload and blend after it must fit inside that too, so a margin is kept back.
+    """
+    budget = job_seconds_left - FINISH_RESERVE_SECONDS
+    if attempt_timeout_s is not None:
+        margin = min(ATTEMPT_TIMEOUT_MARGIN_SECONDS, attempt_timeout_s * 0.25)
+        budget = min(budget, attempt_timeout_s - margin)
+    return max(budget, MIN_ATTEMPT_SECONDS)
 
 
 def _blend_so_far(

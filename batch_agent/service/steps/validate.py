@@ -15,6 +15,7 @@ from batch_agent.service.steps.context import (
     ServiceClients,
     best_attempt,
     carried_state,
+    failure_message,
     higher_is_better,
     load_job,
     load_profile,
@@ -42,7 +43,11 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
             origin=program.origin,
             ok=False,
             seconds=0.0,
-            reason="the training job wrote no result",
+            reason=(
+                failure_message(state["train_error"])
+                if state.get("train_error")
+                else "the training job wrote no result"
+            ),
             workdir="",
         )
     elif result.ok:

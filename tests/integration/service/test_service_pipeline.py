@@ -9,6 +9,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -241,17 +242,19 @@ def test_program_that_always_fails_ends_failed_with_reason_and_attempts(
     assert _execution_status(stack, job_id) == "FAILED"
 
 
-def test_batch_job_whose_process_dies_ends_failed_never_running(stack: EmulatedStack, api: httpx.Client) -> None:
+@contextmanager
+def _train_command(stack: EmulatedStack, kill_when: str) -> Iterator[None]:
+    """A new CPU job definition revision whose train step is SIGKILLed (as the OOM killer would) when
+    ``kill_when`` (a Python expression over ``attempt``, the attempt number as text) holds."""
     batch = stack.client("batch")
     definition = stack.name(names.CPU_JOB_DEFINITION)
     current = batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")["jobDefinitions"]
     original = max(current, key=lambda d: d["revision"])
-    # A new revision whose train step is killed by SIGKILL, as the OOM killer would.
     dying = [
         "python",
         "-c",
         "import os, signal, sys\n"
-        "if sys.argv[1] == 'train': os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"attempt = sys.argv[-1]\nif sys.argv[1] == 'train' and ({kill_when}): os.kill(os.getpid(), signal.SIGKILL)\n"
         "os.execv(sys.executable, [sys.executable, '-m', 'batch_agent', *sys.argv[1:]])",
         *names.BATCH_COMMAND[3:],
     ]
@@ -262,8 +265,7 @@ def test_batch_job_whose_process_dies_ends_failed_never_running(stack: EmulatedS
         containerProperties={**original["containerProperties"], "command": dying},
     )
     try:
-        job_id = _start(api, max_attempts=2)
-        status = _wait(api, job_id)
+        yield
     finally:
         batch.register_job_definition(
             jobDefinitionName=definition,
@@ -272,9 +274,33 @@ def test_batch_job_whose_process_dies_ends_failed_never_running(stack: EmulatedS
             containerProperties=original["containerProperties"],
         )
 
+
+def test_batch_job_whose_process_dies_every_time_ends_failed_never_running(
+    stack: EmulatedStack, api: httpx.Client
+) -> None:
+    with _train_command(stack, "True"):
+        job_id = _start(api, max_attempts=2)
+        status = _wait(api, job_id)
+
     assert status["status"] == "FAILED"
     assert "train job failed" in status["message"] and "exit code 137" in status["message"]
+    assert [a["ok"] for a in status["attempts"]] == [False, False]
     assert _execution_status(stack, job_id) == "FAILED"
+
+
+def test_batch_job_killed_after_a_good_attempt_ends_succeeded_with_that_attempt(
+    stack: EmulatedStack, api: httpx.Client
+) -> None:
+    with _train_command(stack, "attempt == '2'"):
+        job_id = _start(api, max_attempts=2)
+        status = _wait(api, job_id)
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    first, second = status["attempts"]
+    assert first["ok"] is True
+    assert second["ok"] is False and "exit code 137" in (second["reason"] or "")
+    assert status["cv_score"] == first["cv_score"]
+    assert _execution_status(stack, job_id) == "SUCCEEDED"
 
 
 def test_lambda_step_that_raises_ends_failed_with_its_cause(stack: EmulatedStack, api: httpx.Client) -> None:
