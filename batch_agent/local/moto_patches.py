@@ -78,6 +78,8 @@ def install_patches() -> None:
     original_invoke = LambdaSimpleBackend.invoke
     original_finish = BatchSimpleBackend._mark_job_as_finished
     original_get_definition = BatchBackend.get_job_definition
+    original_terminate = BatchBackend.terminate_job
+    original_cancel = BatchBackend.cancel_job
 
     original_describe = Job.describe
     original_sync_resolver = StateTaskServiceBatch._build_sync_resolver
@@ -157,6 +159,17 @@ def install_patches() -> None:
             return
         _HARNESS.batch.submit(self.backend, job)
 
+    def terminate_job(self: Any, job_id: str, reason: str) -> None:
+        # moto only flags the job; the harness's process must die (or never start) as a container would.
+        original_terminate(self, job_id, reason)
+        if _HARNESS is not None:
+            _HARNESS.batch.terminate(job_id, reason)
+
+    def cancel_job(self: Any, job_id: str, reason: str) -> None:
+        original_cancel(self, job_id, reason)
+        if _HARNESS is not None:
+            _HARNESS.batch.terminate(job_id, reason)
+
     _share_service_clients()
     # The Batch .sync wait below paces the polls, so the loop's own pause can be short.
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -171,6 +184,8 @@ def install_patches() -> None:
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     BatchSimpleBackend._mark_job_as_finished = mark_job  # type: ignore[method-assign]
     BatchBackend.get_job_definition = get_job_definition  # type: ignore[method-assign]
+    BatchBackend.terminate_job = terminate_job  # type: ignore[method-assign]
+    BatchBackend.cancel_job = cancel_job  # type: ignore[method-assign]
     Job.describe = describe_job  # type: ignore[method-assign]
     _PATCHED = True
 

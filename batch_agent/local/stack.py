@@ -22,7 +22,12 @@ execution on, creates the resources the CDK app defines (names from
   instead of building one per call, an ASL definition is parsed once (each execution gets a
   copy) and a Batch ``.sync`` task waits for the harness to report its job stopped (re-checking
   every 5 s) instead of polling every 0.5 s;
-* executions are always started with a name (the API names them by job id).
+* executions are always started with a name (the job's, drawn when it was recorded);
+* TerminateJob / CancelJob kill the job's local process (or keep a waiting one from starting).
+
+The starter (``job_stream.LocalStarter``) reads the jobs table's stream and sweeps
+unfinished jobs on a timer, as the starter Lambda does in AWS. Batch jobs and Lambda
+workers run at a lower CPU priority than the API and the emulator.
 
 ``serve`` adds the API (uvicorn, another process) on 127.0.0.1:8000. Nothing
 here is imported by product code paths; it is the local driver and the tests'
@@ -52,6 +57,7 @@ import boto3
 
 from batch_agent.local import moto_patches
 from batch_agent.local.batch_runner import LocalBatch
+from batch_agent.local.job_stream import LocalStarter
 from batch_agent.local.lambda_workers import LambdaWorkers
 from batch_agent.service import names
 from batch_agent.service.state_machine import local_arns, render_definition
@@ -93,6 +99,11 @@ class StackOptions:
     container_environment: dict[str, str] = field(default_factory=dict)
     lambda_timeout_s: int = 900
     batch_timeout_s: int = 24 * 3600
+    # The starter's sweep (AWS: an EventBridge schedule) and the limits it enforces (PipelineSettings).
+    sweep_interval_s: float = 30.0
+    start_after_s: int = 30
+    reconcile_after_s: int = 120
+    deadline_grace_s: int = 900
 
 
 class EmulatedStack:
@@ -104,6 +115,7 @@ class EmulatedStack:
         self._server: Any = None
         self._workers: LambdaWorkers | None = None
         self._batch: LocalBatch | None = None
+        self._starter: LocalStarter | None = None
         self.resources: dict[str, str] = {}
         self._previous_moto_port: str | None = None
 
@@ -137,12 +149,16 @@ class EmulatedStack:
             # moto's backends live in the process: start from nothing, not from an earlier stack's state.
             urllib.request.urlopen(urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST"))
             self._create_resources()
+            self._start_starter()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        if self._starter:
+            self._starter.stop()
+            self._starter = None
         if self._workers:
             self._workers.close()
         if self._batch:
@@ -190,13 +206,19 @@ class EmulatedStack:
             "AWS_REGION": REGION,
         }
 
-    def api_environment(self, api_key: str | None = None) -> dict[str, str]:
-        env = {
-            **self.aws_environment(),
+    def pipeline_environment(self) -> dict[str, str]:
+        """The PipelineSettings variables the API and the starter share."""
+        return {
             names.ENV_JOBS_TABLE: self.table,
             names.ENV_ARTIFACTS_BUCKET: self.bucket,
             names.ENV_STATE_MACHINE_ARN: self.state_machine_arn,
+            names.ENV_START_AFTER_S: str(self.options.start_after_s),
+            names.ENV_RECONCILE_AFTER_S: str(self.options.reconcile_after_s),
+            names.ENV_DEADLINE_GRACE_S: str(self.options.deadline_grace_s),
         }
+
+    def api_environment(self, api_key: str | None = None) -> dict[str, str]:
+        env = {**self.aws_environment(), **self.pipeline_environment()}
         if api_key:
             env[names.ENV_API_KEY] = api_key
         return env
@@ -220,6 +242,29 @@ class EmulatedStack:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def _start_starter(self) -> None:
+        from batch_agent.service.job_starter import PipelineClients
+        from batch_agent.service.settings import StarterSettings
+
+        settings = StarterSettings.model_validate(
+            {k.removeprefix(names.ENV_PREFIX).lower(): v for k, v in self.pipeline_environment().items()}
+        )
+        clients = PipelineClients(
+            dynamodb=self.client("dynamodb"),
+            s3=self.client("s3"),
+            stepfunctions=self.client("stepfunctions"),
+            batch=self.client("batch"),
+        )
+        stream_arn = self.client("dynamodb").describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
+        self._starter = LocalStarter(
+            clients,
+            self.client("dynamodbstreams"),
+            stream_arn,
+            settings,
+            sweep_interval_s=self.options.sweep_interval_s,
+        )
+        self._starter.start()
 
     # ------------------------------------------------------------ resources (mirrors infra_cdk)
 
@@ -368,7 +413,7 @@ class EmulatedStack:
 
 
 def jobs_table_definition(table: str) -> dict[str, Any]:
-    """The jobs table as the CDK app defines it (key and the two listing indexes)."""
+    """The jobs table as the CDK app defines it (key, the two listing indexes, the stream)."""
     index_projection = {"ProjectionType": "ALL"}
     return {
         "TableName": table,
@@ -380,6 +425,8 @@ def jobs_table_definition(table: str) -> dict[str, Any]:
             {"AttributeName": names.JOBS_SORT_ATTRIBUTE, "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": names.JOBS_TABLE_KEY, "KeyType": "HASH"}],
+        # The starter reads new jobs from the stream (the outbox).
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
         "GlobalSecondaryIndexes": [
             {
                 "IndexName": names.JOBS_BY_STATUS_INDEX,

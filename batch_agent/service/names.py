@@ -38,6 +38,9 @@ REPAIR_FUNCTION = "repair"
 FINISH_FUNCTION = "finish"
 FAIL_FUNCTION = "fail"
 API_HANDLER = "lambdas.api.handler.handler"
+# Starts each new job's execution (the jobs table's stream) and sweeps unfinished jobs (a schedule).
+STARTER_FUNCTION = "starter"
+STARTER_HANDLER = "lambdas.starter.handler.handler"
 STEP_HANDLERS: dict[str, str] = {
     PLAN_FUNCTION: "lambdas.steps.plan.handler",
     GENERATE_FUNCTION: "lambdas.steps.generate.handler",
@@ -79,7 +82,9 @@ ENV_STATE_MACHINE_ARN = "KAGGLE_SOLVER_STATE_MACHINE_ARN"  # api
 ENV_API_KEY = "KAGGLE_SOLVER_API_KEY"  # api, local serving only (AWS: API Gateway keys)
 ENV_PRESIGN_EXPIRY_S = "KAGGLE_SOLVER_PRESIGN_EXPIRY_S"  # api
 ENV_JOB_RETENTION_DAYS = "KAGGLE_SOLVER_JOB_RETENTION_DAYS"  # api: TTL of job records (expires_at)
-ENV_RECONCILE_AFTER_S = "KAGGLE_SOLVER_RECONCILE_AFTER_S"  # api: check stale jobs' executions
+ENV_RECONCILE_AFTER_S = "KAGGLE_SOLVER_RECONCILE_AFTER_S"  # api, starter: check stale jobs' executions
+ENV_START_AFTER_S = "KAGGLE_SOLVER_START_AFTER_S"  # api, starter: the sweep starts jobs left this long
+ENV_DEADLINE_GRACE_S = "KAGGLE_SOLVER_DEADLINE_GRACE_S"  # api, starter: past time limit + this: FAILED
 ENV_ANTHROPIC_SECRET_ARN = "KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN"  # steps: Claude when set
 ENV_AUTHOR = "KAGGLE_SOLVER_AUTHOR"  # steps: auto | template | claude | module:attr
 ENV_MEMORY_LIMIT_MB = "KAGGLE_SOLVER_MEMORY_LIMIT_MB"  # container: sandbox memory limit

@@ -82,7 +82,15 @@ def record_compute(clients: ServiceClients, settings: ContainerSettings, job_id:
 def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: str) -> CompetitionProfile:
     """Fetch the competition and write jobs/{id}/profile.json. A SolverError marks the job FAILED."""
     job = load_job(clients, job_id)
-    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data")
+    if not jobs.mark_stage(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        "prepare",
+        message="fetching and profiling the data",
+        batch_job_id=settings.batch_job_id,
+    ):
+        raise SolverError(f"job {job_id} has already ended ({load_job(clients, job_id).status}); nothing to prepare")
     try:
         from batch_agent.solver.profiling import profile_competition
 

@@ -22,6 +22,7 @@ from batch_agent.service.steps.context import (
 )
 from batch_agent.service.steps.prepare import fetch_competition
 from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.errors import SolverError
 from batch_agent.solver.plan import AttemptResult
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,16 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
     from batch_agent.solver.solve import run_attempt
 
     job = load_job(clients, job_id)
-    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "train", attempt=attempt, message="training")
+    if not jobs.mark_stage(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        "train",
+        attempt=attempt,
+        message="training",
+        batch_job_id=settings.batch_job_id,
+    ):
+        raise SolverError(f"job {job_id} has already ended ({load_job(clients, job_id).status}); nothing to train")
     data_dir = fetch_competition(clients, settings, job.competition)
     profile = load_profile(clients, job_id, data_dir)
     program = load_program(clients, job_id, attempt)

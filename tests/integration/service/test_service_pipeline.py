@@ -18,7 +18,7 @@ import pytest
 
 from batch_agent.llm.prompts import PLAN_TOOL, PROGRAM_TOOL
 from batch_agent.local.stack import EmulatedStack, StackOptions
-from batch_agent.service import names
+from batch_agent.service import jobs, names
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.submission import validate_submission
 from tests.fakes.anthropic_server import FakeAnthropic, fake_anthropic, tool_reply, usage
@@ -92,8 +92,14 @@ def _wait(api: httpx.Client, job_id: str, timeout_s: float = 120) -> dict[str, A
     raise AssertionError(f"job {job_id} did not finish in {timeout_s} s: {status}")
 
 
+def _execution_name(stack: EmulatedStack, job_id: str) -> str:
+    record = jobs.require_job(stack.client("dynamodb"), stack.table, job_id)
+    assert record.execution_name and record.execution_name.startswith(job_id)
+    return record.execution_name
+
+
 def _execution_status(stack: EmulatedStack, job_id: str) -> str:
-    arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+    arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{_execution_name(stack, job_id)}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         status: str = stack.client("stepfunctions").describe_execution(executionArn=arn)["status"]
