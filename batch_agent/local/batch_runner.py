@@ -32,6 +32,7 @@ class LocalBatch:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stopped: dict[str, threading.Event] = {}
         self._terminated: dict[str, str] = {}
+        self._waiting: dict[str, Any] = {}
         self._closed = False
 
     def running(self) -> int:
@@ -49,12 +50,19 @@ class LocalBatch:
         with self._lock:
             self._terminated[job_id] = reason
             process = self._processes.get(job_id)
+            waiting = self._waiting.pop(job_id, None)
         if process is not None and process.poll() is None:
             kill_group(process)
+        elif waiting is not None:
+            # Batch fails a RUNNABLE job at once; it never takes capacity.
+            waiting.exit_code, waiting.job_stopped_reason = None, reason
+            waiting._mark_stopped(success=False)
+            self._finished(job_id)
 
     def submit(self, backend: Any, job: Any) -> None:
         with self._lock:
             self._stopped[job.job_id] = threading.Event()
+            self._waiting[job.job_id] = job
         backend._jobs[job.job_id] = job
         job.log_stream_name = job._stream_name
         job.status = "RUNNABLE"
@@ -91,12 +99,9 @@ class LocalBatch:
             if self._closed:
                 return
             with self._lock:
-                terminated = self._terminated.get(job.job_id)
-            if terminated is not None:
-                job.exit_code, job.job_stopped_reason = None, terminated
-                job._mark_stopped(success=False)
-                self._finished(job.job_id)
-                return
+                if job.job_id in self._terminated:
+                    return  # terminated while it waited: already marked FAILED
+                self._waiting.pop(job.job_id, None)
             command, env = self.command_of(job), self.environment_of(job)
             log_path = self.log_dir / f"batch-{job.job_name}-{job.job_id[:8]}.log"
             job.job_started_at = datetime.datetime.now()

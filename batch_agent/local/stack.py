@@ -60,6 +60,8 @@ from batch_agent.local.batch_runner import LocalBatch
 from batch_agent.local.job_stream import LocalStarter
 from batch_agent.local.lambda_workers import LambdaWorkers
 from batch_agent.service import names
+from batch_agent.service.job_starter import PipelineClients
+from batch_agent.service.settings import StarterSettings
 from batch_agent.service.state_machine import local_arns, render_definition
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ class StackOptions:
     batch_timeout_s: int = 24 * 3600
     # The starter's sweep (AWS: an EventBridge schedule) and the limits it enforces (PipelineSettings).
     sweep_interval_s: float = 30.0
+    # False: nothing starts recorded jobs (tests drive batch_agent.service.job_starter themselves).
+    run_starter: bool = True
     start_after_s: int = 30
     reconcile_after_s: int = 120
     deadline_grace_s: int = 900
@@ -149,7 +153,8 @@ class EmulatedStack:
             # moto's backends live in the process: start from nothing, not from an earlier stack's state.
             urllib.request.urlopen(urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST"))
             self._create_resources()
-            self._start_starter()
+            if self.options.run_starter:
+                self._start_starter()
         except BaseException:
             self.stop()
             raise
@@ -243,19 +248,21 @@ class EmulatedStack:
             aws_secret_access_key="testing",
         )
 
-    def _start_starter(self) -> None:
-        from batch_agent.service.job_starter import PipelineClients
-        from batch_agent.service.settings import StarterSettings
-
-        settings = StarterSettings.model_validate(
+    def starter_settings(self) -> StarterSettings:
+        return StarterSettings.model_validate(
             {k.removeprefix(names.ENV_PREFIX).lower(): v for k, v in self.pipeline_environment().items()}
         )
-        clients = PipelineClients(
+
+    def pipeline_clients(self) -> PipelineClients:
+        return PipelineClients(
             dynamodb=self.client("dynamodb"),
             s3=self.client("s3"),
             stepfunctions=self.client("stepfunctions"),
             batch=self.client("batch"),
         )
+
+    def _start_starter(self) -> None:
+        settings, clients = self.starter_settings(), self.pipeline_clients()
         stream_arn = self.client("dynamodb").describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
         self._starter = LocalStarter(
             clients,

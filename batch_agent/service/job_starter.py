@@ -92,17 +92,49 @@ def start_execution(clients: PipelineClients, settings: PipelineSettings, record
 
 
 def stop_job_execution(clients: PipelineClients, settings: PipelineSettings, record: JobRecord, cause: str) -> None:
-    """Stop the execution and terminate the Batch job the record names (both may have ended already)."""
+    """Stop the execution and terminate its Batch job, running or still waiting (both may have ended already).
+
+    The Batch job is the one the execution submitted last (its history holds the id,
+    even for a job still RUNNABLE) or the one the container recorded on the job.
+    """
+    arn = execution_arn(settings.state_machine_arn, record.execution)
+    batch_jobs = set(_submitted_batch_jobs(clients, arn))
     try:
-        clients.stepfunctions.stop_execution(
-            executionArn=execution_arn(settings.state_machine_arn, record.execution), cause=cause[:32000]
-        )
+        clients.stepfunctions.stop_execution(executionArn=arn, cause=cause[:32000])
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
             raise
     current = jobs.get_job(clients.dynamodb, settings.jobs_table, record.job_id) or record
     if current.batch_job_id:
-        clients.batch.terminate_job(jobId=current.batch_job_id, reason=cause[:256])
+        batch_jobs.add(current.batch_job_id)
+    for batch_job in sorted(batch_jobs):
+        try:
+            clients.batch.terminate_job(jobId=batch_job, reason=cause[:256])
+        except ClientError as exc:
+            log.warning("job %s: could not terminate Batch job %s: %s", record.job_id, batch_job, exc)
+
+
+def _submitted_batch_jobs(clients: PipelineClients, arn: str) -> list[str]:
+    """Batch job ids in the execution's recent TaskSubmitted events (newest first)."""
+    try:
+        events = clients.stepfunctions.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=50)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+        return []
+    found = []
+    for event in events.get("events", []):
+        details = event.get("taskSubmittedEventDetails") or {}
+        if details.get("resourceType") != "batch":
+            continue
+        try:
+            output = json.loads(details.get("output") or "{}")
+        except json.JSONDecodeError:
+            continue
+        job = output.get("JobId") or output.get("jobId")
+        if job:
+            found.append(str(job))
+    return found
 
 
 def handle_stream_records(
