@@ -48,6 +48,16 @@ IMAGE_EXCLUDES = [
 SANDBOX_HEADROOM_MIB = 1536
 # Batch's status reason when Fargate Spot reclaims a task's capacity.
 FARGATE_SPOT_REASON = "Your Spot Task was interrupted*"
+# Containers must not reach the instance metadata service (the instance role's credentials live
+# there). Bridge-mode containers: dropped in DOCKER-USER, which Docker creates only when missing and
+# never flushes. Host-network containers (the job runs as uid 10001, the images' user): dropped
+# by owner in OUTPUT; root on the host (the ECS agent) keeps access. IMDSv2 with a hop limit of 1
+# also keeps token replies from crossing the bridge.
+IMDS_BLOCK_SCRIPT = """\
+iptables --new-chain DOCKER-USER 2>/dev/null || true
+iptables --insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP
+iptables --insert OUTPUT 1 --destination 169.254.169.254/32 --match owner ! --uid-owner 0 --jump DROP
+"""
 # Where the official Kaggle client may write its config inside the container.
 KAGGLE_CONFIG_DIR = "/tmp/kaggle"
 
@@ -77,6 +87,50 @@ def kaggle_secrets(secret: secretsmanager.ISecret) -> dict[str, batch.Secret]:
         "KAGGLE_USERNAME": batch.Secret.from_secrets_manager(secret, "username"),
         "KAGGLE_KEY": batch.Secret.from_secrets_manager(secret, "key"),
     }
+
+
+def runnable_time_limits(settings: DeploymentSettings) -> list[batch.JobStateTimeLimitAction]:
+    """A job RUNNABLE for lack of capacity is cancelled after a while, whatever the reason Batch gives."""
+    return [
+        batch.JobStateTimeLimitAction(
+            max_time=cdk.Duration.minutes(settings.runnable_time_limit_minutes),
+            reason=reason,
+            action=batch.JobStateTimeLimitActionsAction.CANCEL,
+            state=batch.JobStateTimeLimitActionsState.RUNNABLE,
+        )
+        for reason in (
+            batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+            batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+            batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+        )
+    ]
+
+
+def gpu_launch_template(scope: Construct, settings: DeploymentSettings) -> ec2.LaunchTemplate:
+    """GPU hosts: a root volume sized for the image plus data, IMDSv2 only, containers cut off from IMDS."""
+    user_data = ec2.MultipartUserData()  # Batch requires MIME multi-part user data in launch templates
+    commands = ec2.UserData.for_linux()
+    commands.add_commands(*IMDS_BLOCK_SCRIPT.strip().splitlines())
+    user_data.add_user_data_part(commands, ec2.MultipartBody.SHELL_SCRIPT, True)
+    return ec2.LaunchTemplate(
+        scope,
+        "GpuLaunchTemplate",
+        launch_template_name=names.resource_name(settings.prefix, "gpu"),
+        block_devices=[
+            ec2.BlockDevice(
+                device_name="/dev/xvda",
+                volume=ec2.BlockDeviceVolume.ebs(
+                    settings.gpu_root_volume_gib,
+                    volume_type=ec2.EbsDeviceVolumeType.GP3,
+                    encrypted=True,
+                    delete_on_termination=True,
+                ),
+            )
+        ],
+        require_imdsv2=True,
+        http_put_response_hop_limit=1,
+        user_data=user_data,
+    )
 
 
 class TrainingCompute(Construct):
@@ -168,6 +222,7 @@ class TrainingCompute(Construct):
             "CpuQueue",
             job_queue_name=names.resource_name(prefix, names.CPU_QUEUE),
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.cpu_environment, order=1)],
+            job_state_time_limit_actions=runnable_time_limits(settings),
         )
         self.cpu_job_definition = batch.EcsJobDefinition(
             self,
@@ -197,11 +252,13 @@ class TrainingCompute(Construct):
         )
 
         # --- GPU: EC2 with the ECS GPU AMI, g5/g6 instances ---
+        self.gpu_launch_template: ec2.LaunchTemplate | None = None
         self.gpu_environment: batch.ManagedEc2EcsComputeEnvironment | None = None
         self.gpu_queue: batch.JobQueue | None = None
         self.gpu_job_definition: batch.EcsJobDefinition | None = None
         if not settings.gpu_enabled:
             return
+        self.gpu_launch_template = gpu_launch_template(self, settings)
         self.gpu_environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
             "GpuEnvironment",
@@ -221,12 +278,14 @@ class TrainingCompute(Construct):
             ),
             minv_cpus=0,
             maxv_cpus=settings.gpu_max_vcpus,
+            launch_template=self.gpu_launch_template,
         )
         self.gpu_queue = batch.JobQueue(
             self,
             "GpuQueue",
             job_queue_name=names.resource_name(prefix, names.GPU_QUEUE),
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.gpu_environment, order=1)],
+            job_state_time_limit_actions=runnable_time_limits(settings),
         )
         self.gpu_job_definition = batch.EcsJobDefinition(
             self,

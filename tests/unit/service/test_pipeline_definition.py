@@ -102,3 +102,14 @@ def test_every_transition_names_an_existing_state(states: dict[str, Any]) -> Non
     assert {t for t in targets if t} <= set(states)
     reachable = {"Prepare"} | {t for t in targets if t}
     assert reachable == set(states)
+
+
+def test_every_execution_times_out_after_the_longest_job_the_api_accepts_plus_its_grace() -> None:
+    from batch_agent.service.settings import ApiSettings
+
+    definition = json.loads(ASL_PATH.read_text())
+    settings = ApiSettings(jobs_table="t", artifacts_bucket="b", state_machine_arn="arn")
+
+    # The sweep ends each job at its own time limit + grace; this bounds the execution even without it.
+    assert settings.max_time_limit + settings.deadline_grace_s <= definition["TimeoutSeconds"]
+    assert definition["TimeoutSeconds"] <= settings.max_time_limit + 2 * 3600
