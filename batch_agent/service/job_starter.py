@@ -31,10 +31,11 @@ from batch_agent.service.settings import PipelineSettings
 log = logging.getLogger(__name__)
 
 # Every AWS call on the API path stays well inside API Gateway's 29 s: at most
-# 2 attempts × (2 s to connect + 5 s to read) = 14 s, plus a short backoff.
+# 2 attempts × (1 s to connect + 3 s to read) = 8 s, plus one short backoff. A call that
+# takes that long fails the request (5xx) instead of outliving API Gateway's answer.
 API_CALL_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=5,
+    connect_timeout=1,
+    read_timeout=3,
     retries={"total_max_attempts": 2, "mode": "standard"},
 )
 
@@ -47,12 +48,24 @@ class PipelineClients:
     batch: Any
 
 
+# Presigned URLs: SigV4 on the bucket's regional virtual-host endpoint (the bucket lives in the API's
+# region). botocore's default for a bucket outside us-east-1 is the global endpoint, which S3
+# redirects (a presigned GET then fails its signature) for buckets younger than a day or so.
+PRESIGN_CONFIG = Config(
+    signature_version="s3v4", s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+)
+
+
 def pipeline_clients(max_connections: int = 64, config: Config = API_CALL_CONFIG) -> PipelineClients:
     # One pool shared by the request threads; boto3 reads AWS_ENDPOINT_URL itself.
     merged = config.merge(Config(max_pool_connections=max_connections))
+    s3 = boto3.client("s3", config=merged.merge(Config(signature_version="s3v4")))
+    if s3.meta.endpoint_url.endswith(".amazonaws.com"):
+        # Virtual hosts exist only on AWS; an emulator (AWS_ENDPOINT_URL) is addressed by path.
+        s3 = boto3.client("s3", config=merged.merge(PRESIGN_CONFIG))
     return PipelineClients(
         dynamodb=boto3.client("dynamodb", config=merged),
-        s3=boto3.client("s3", config=merged),
+        s3=s3,
         stepfunctions=boto3.client("stepfunctions", config=merged),
         batch=boto3.client("batch", config=merged),
     )
