@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -188,6 +189,46 @@ def test_steps_use_claude_when_an_anthropic_key_secret_is_configured(
     queue = json.loads(s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/queue.json")["Body"].read())
     assert plan["source"] == "llm"
     assert "llm-draft" in [p["origin"] for p in queue]
+
+
+def test_a_model_call_that_would_outlive_the_lambda_falls_back_to_templates_and_records_usage(
+    stack: EmulatedStack, api: httpx.Client, fake_anthropic: FakeAnthropic
+) -> None:
+    release = threading.Event()
+
+    def never_in_time(request: Any) -> Any:
+        release.wait(100)  # longer than the Lambda may run
+        return tool_reply(PLAN_TOOL, CLAUDE_PLAN, usage_fields=usage(1000, 200))
+
+    fake_anthropic.responder = never_in_time
+    secret_arn = stack.client("secretsmanager").create_secret(
+        Name=f"anthropic-{time.time_ns()}", SecretString="sk-slow"
+    )["ARN"]
+    llm_env = {
+        names.ENV_ANTHROPIC_SECRET_ARN: secret_arn,
+        "ANTHROPIC_BASE_URL": fake_anthropic.url,
+        "KAGGLE_SOLVER_LLM_SDK_MAX_RETRIES": "0",
+        "KAGGLE_SOLVER_LLM_BACKOFF_ATTEMPTS": "0",
+    }
+    lam = stack.client("lambda")
+    saved = {step: lam.get_function_configuration(FunctionName=stack.name(step)) for step in AUTHOR_STEPS}
+    for step in AUTHOR_STEPS:
+        stack.set_step_environment(step, llm_env)
+        # 70 s: the margin leaves 40 s, a call may take half of it, the fake answers after 100 s.
+        lam.update_function_configuration(FunctionName=stack.name(step), Timeout=70)
+    try:
+        status = _wait(api, _start(api, max_attempts=1, time_limit=900), timeout_s=150)
+    finally:
+        release.set()
+        for step, config in saved.items():
+            lam.update_function_configuration(
+                FunctionName=stack.name(step), Timeout=config["Timeout"], Environment=config["Environment"]
+            )
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    llm = status["llm_usage"]
+    assert llm["llm_used"] is False and llm["fallback_reason"], llm
+    assert len(fake_anthropic.calls(PLAN_TOOL)) == 1  # one call tried, cut at its deadline, then templates
 
 
 def test_successful_attempts_are_blended_when_the_blend_scores_better(stack: EmulatedStack, api: httpx.Client) -> None:
