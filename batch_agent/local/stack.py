@@ -86,11 +86,18 @@ _PASSED_THROUGH = (
 )
 
 
+# Served by the data process (data_server), and the variables that point boto3 there.
+DATA_SERVICES = frozenset({"dynamodb", "dynamodbstreams", "s3"})
+_DATA_SERVICE_VARIABLES = ("DYNAMODB", "DYNAMODB_STREAMS", "S3")
+
+
 @dataclass
 class StackOptions:
     prefix: str = "local"
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port
+    # DynamoDB and S3 in a process of their own (data_server), on this port (0: any free one).
+    data_port: int = 0
     work_dir: Path = field(default_factory=lambda: Path("/tmp/kaggle-solver-stack"))
     # Competition folders by slug ({dir}/{slug}/train.csv ...), used before S3 and Kaggle.
     local_cache_dir: Path | None = None
@@ -116,6 +123,9 @@ class EmulatedStack:
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
         self.endpoint = ""
+        # DynamoDB, its streams and S3 are served here (a separate process); the rest at endpoint.
+        self.data_endpoint = ""
+        self._data_server: subprocess.Popen[bytes] | None = None
         self._server: Any = None
         self._workers: LambdaWorkers | None = None
         self._batch: LocalBatch | None = None
@@ -136,6 +146,7 @@ class EmulatedStack:
         moto_patches.install_patches()
         # One log line per emulated AWS call drowns everything else.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._start_data_server()
         self._server = ThreadedMotoServer(ip_address=self.options.host, port=self.options.port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -160,6 +171,22 @@ class EmulatedStack:
             raise
         return self
 
+    def _start_data_server(self) -> None:
+        port = self.options.data_port or _free_port(self.options.host)
+        self.options.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.options.work_dir / "logs").mkdir(exist_ok=True)
+        with open(self.options.work_dir / "logs" / "moto-data.log", "ab") as log_file:
+            self._data_server = subprocess.Popen(
+                [sys.executable, "-m", "batch_agent.local.data_server", self.options.host, str(port)],
+                cwd=REPO_ROOT,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                                os.environ.get("PYTHONPATH")]))},
+                stdout=log_file,
+                stderr=log_file,
+            )
+        self.data_endpoint = f"http://{self.options.host}:{port}"
+        _wait_for_http(self.data_endpoint + "/moto-api/data.json", self._data_server, timeout_s=60)
+
     def stop(self) -> None:
         if self._starter:
             self._starter.stop()
@@ -175,6 +202,13 @@ class EmulatedStack:
                 os.environ.pop("MOTO_PORT", None)
             else:
                 os.environ["MOTO_PORT"] = self._previous_moto_port
+        if self._data_server is not None:
+            self._data_server.terminate()
+            try:
+                self._data_server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._data_server.kill()
+            self._data_server = None
         moto_patches.detach()
 
     def __enter__(self) -> EmulatedStack:
@@ -204,6 +238,8 @@ class EmulatedStack:
         """What any process needs to talk to this emulator with boto3."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
+            # boto3 reads per-service endpoints (botocore's AWS_ENDPOINT_URL_<SERVICE_ID>).
+            **{f"AWS_ENDPOINT_URL_{variable}": self.data_endpoint for variable in _DATA_SERVICE_VARIABLES},
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
@@ -239,10 +275,13 @@ class EmulatedStack:
         env.update(extra)
         return env
 
+    def endpoint_for(self, service: str) -> str:
+        return self.data_endpoint if service in DATA_SERVICES else self.endpoint
+
     def client(self, service: str) -> Any:
         return boto3.client(
             service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint,
+            endpoint_url=self.endpoint_for(service),
             region_name=REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
@@ -453,6 +492,15 @@ def jobs_table_definition(table: str) -> dict[str, Any]:
             },
         ],
     }
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:

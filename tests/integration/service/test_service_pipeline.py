@@ -120,7 +120,7 @@ def test_job_runs_end_to_end_and_its_presigned_submission_is_valid(
     assert status["status"] == "SUCCEEDED", status["message"]
     assert status["competition"] == SLUG
     assert status["cv_score"] is not None and 0.5 < status["cv_score"] <= 1.0
-    assert status["submission_url"].startswith(stack.endpoint)
+    assert status["submission_url"].startswith(stack.endpoint_for("s3"))
     download = api.get(f"/result/{job_id}/submission.csv")
     assert download.status_code == 307
     csv_response = httpx.get(download.headers["location"])  # the presigned S3 URL, as `curl -L` follows it
