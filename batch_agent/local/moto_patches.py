@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from batch_agent.local.lambda_workers import LambdaWorkers
 
 import copy
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -201,7 +202,8 @@ def _share_service_clients() -> None:
     lock = threading.Lock()
 
     def shared_client(region: str, service: str, state_credentials: Any = None) -> Any:
-        key = (region, service)
+        # The clients call back to localhost:$MOTO_PORT: a later stack in this process has another port.
+        key = (region, service, os.environ.get("MOTO_PORT", ""))
         with lock:
             if key not in cache:
                 cache[key] = original(region=region, service=service, state_credentials=state_credentials)

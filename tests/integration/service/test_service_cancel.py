@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from batch_agent.local.stack import EmulatedStack, StackOptions
-from batch_agent.service import job_starter, jobs
+from batch_agent.service import job_starter, jobs, names
 from batch_agent.service.settings import ApiSettings
 
+AUTHORS = "tests.integration.service.service_authors"
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "breast-cancer-diagnosis"
 SLUG = "breast-cancer-diagnosis"
 URL = f"https://www.kaggle.com/competitions/{SLUG}"
@@ -94,9 +95,19 @@ def test_reused_key_with_another_body_is_409_over_http(api: httpx.Client) -> Non
 def test_cancel_during_training_ends_cancelled_with_nothing_left_running(
     stack: EmulatedStack, api: httpx.Client
 ) -> None:
-    body = {"url": URL, "time_limit": 600, "max_attempts": 1, "idempotency_key": "cancel-me"}
-    job_id = api.post("/run", json=body).json()["job_id"]
-    _wait_for(api, job_id, lambda s: s["stage"] == "train", timeout_s=90)
+    for step in (names.PLAN_FUNCTION, names.GENERATE_FUNCTION, names.REPAIR_FUNCTION):
+        stack.set_step_environment(step, {names.ENV_AUTHOR: f"{AUTHORS}:SlowAuthor"})
+    try:
+        body = {"url": URL, "time_limit": 900, "max_attempts": 1, "idempotency_key": "cancel-me"}
+        job_id = api.post("/run", json=body).json()["job_id"]
+        _wait_for(api, job_id, lambda s: s["stage"] == "train", timeout_s=120)
+    finally:
+        for step in (names.PLAN_FUNCTION, names.GENERATE_FUNCTION, names.REPAIR_FUNCTION):
+            stack.set_step_environment(step, {names.ENV_AUTHOR: "auto"})
+    deadline = time.monotonic() + 30
+    while stack.running_batch_processes() == 0:  # the training process is up
+        assert time.monotonic() < deadline, "the training job never started"
+        time.sleep(0.2)
 
     cancelled = api.delete(f"/jobs/{job_id}")
 
@@ -123,7 +134,7 @@ def test_attempt_route_hands_out_the_program_log_and_submission_then_purge_remov
     stack: EmulatedStack, api: httpx.Client
 ) -> None:
     job_id = api.post("/run", json={"url": URL, "time_limit": 60, "max_attempts": 1}).json()["job_id"]
-    done = _wait_for(api, job_id, lambda s: s["status"] in ("SUCCEEDED", "FAILED"))
+    done = _wait_for(api, job_id, lambda s: s["status"] in ("SUCCEEDED", "FAILED"), timeout_s=240)
     assert done["status"] == "SUCCEEDED", done["message"]
     assert api.delete(f"/jobs/{job_id}").status_code == 409  # finished: nothing to cancel
 
