@@ -441,6 +441,10 @@ class EmulatedStack:
             "--log-level",
             "warning",
             "--no-access-log",
+            # Longer than a loaded machine's slowest answer: a client reusing a connection the
+            # server just closed as idle gets a dropped request (uvicorn's default is 5 s).
+            "--timeout-keep-alive",
+            "60",
             "--workers",
             str(workers),
         ]
