@@ -198,7 +198,7 @@ def _share_service_clients() -> None:
     from moto.stepfunctions.parser.asl.utils import boto_client
 
     original = boto_client.boto_client_for
-    cache: dict[tuple[str, str], Any] = {}
+    cache: dict[tuple[str, str, str], Any] = {}
     lock = threading.Lock()
 
     def shared_client(region: str, service: str, state_credentials: Any = None) -> Any:
