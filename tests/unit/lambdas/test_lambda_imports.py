@@ -57,3 +57,8 @@ def test_api_handler_loads_no_http_or_kaggle_client() -> None:
 
 def test_the_check_sees_a_heavy_import() -> None:
     assert _heavy_modules_after_importing(["batch_agent.solver.profiling"]) != []
+
+
+def test_starter_handler_loads_no_numeric_http_or_kaggle_library() -> None:
+    starter = names.STARTER_HANDLER.rsplit(".", 1)[0]
+    assert _heavy_modules_after_importing([starter], HEAVY + ("requests", "kaggle", "kagglesdk", "anthropic")) == []
