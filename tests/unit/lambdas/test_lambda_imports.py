@@ -61,4 +61,4 @@ def test_the_check_sees_a_heavy_import() -> None:
 
 def test_starter_handler_loads_no_numeric_http_or_kaggle_library() -> None:
     starter = names.STARTER_HANDLER.rsplit(".", 1)[0]
-    assert _heavy_modules_after_importing([starter], HEAVY + ("requests", "kaggle", "kagglesdk", "anthropic")) == []
+    assert _heavy_modules_after_importing([starter], (*HEAVY, "requests", "kaggle", "kagglesdk", "anthropic")) == []
