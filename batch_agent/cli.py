@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default: 8000)")
     serve.add_argument("--aws-port", type=int, default=5000,
                        help="emulated AWS endpoint port on 127.0.0.1 (default: 5000)")
+    serve.add_argument("--aws-data-port", type=int, default=5001,
+                       help="port of the emulated DynamoDB and S3, a process of their own (default: 5001)")
     serve.add_argument("--work-dir", type=Path, default=Path("/tmp/kaggle-solver-stack"),
                        help="logs and Batch scratch space (default: /tmp/kaggle-solver-stack)")
     serve.add_argument("--cache-dir", type=Path,
@@ -322,12 +324,13 @@ def _serve(args: argparse.Namespace) -> int:
     from batch_agent.local.stack import EmulatedStack
 
     def ready(stack: EmulatedStack, base: str) -> None:
-        print(f"emulated AWS: {stack.endpoint} (AWS_ENDPOINT_URL for the aws CLI and boto3)", file=sys.stderr)
+        print(f"emulated AWS: {stack.endpoint} (AWS_ENDPOINT_URL for the aws CLI and boto3); DynamoDB and S3: "
+              f"{stack.data_endpoint} (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3)", file=sys.stderr)
         print(f"API: {base}  (docs: {base}/docs)  logs: {stack.options.work_dir / 'logs'}", file=sys.stderr)
         print(f"try: curl -X POST {base}/run -H 'content-type: application/json' "
               "-d '{\"url\": \"https://www.kaggle.com/competitions/<slug>\"}'", file=sys.stderr)
 
-    serve(api_port=args.port, moto_port=args.aws_port, work_dir=args.work_dir,
+    serve(api_port=args.port, moto_port=args.aws_port, data_port=args.aws_data_port, work_dir=args.work_dir,
           local_cache_dir=args.cache_dir.resolve() if args.cache_dir else None, api_key=args.api_key,
           api_workers=args.api_workers, batch_slots=args.batch_slots,
           leaderboard_interval_s=args.leaderboard_interval, ready=ready)

@@ -11,7 +11,9 @@ example competition as the local cache, then:
    process starts → SUCCEEDED, against the seconds the training program itself ran;
 2. load: N concurrent clients each POST /run, then poll GET /status/{id}
    ``--polls`` times; every request's latency and every error (non-2xx or
-   exception) is recorded, and p50/p95/p99 are printed per endpoint.
+   exception) is recorded, and p50/p95/p99 are printed per endpoint;
+3. outcome: the jobs table holds exactly one job per client (none lost, none
+   duplicated), and the starter starts every one of them (seconds until the last).
 
 The jobs the load starts really run (Batch capacity 2 at a time) while the
 clients poll, so the API is measured with the pipeline busy behind it.
@@ -49,6 +51,7 @@ class Samples:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    job_ids: list[str] = field(default_factory=list)
 
     def add(self, endpoint: str, seconds: float, error: str | None) -> None:
         self.latencies.setdefault(endpoint, []).append(seconds)
@@ -80,26 +83,29 @@ async def _request(
 
 
 async def _one_client(
-    client: httpx.AsyncClient, samples: Samples, index: int, polls: int, interval: float, delay: float
+    client: httpx.AsyncClient, samples: Samples, index: int, polls: int, interval: float, delay: float, run: str
 ) -> None:
     await asyncio.sleep(delay)
-    body = {"url": URL, "time_limit": 30, "max_attempts": 1, "idempotency_key": f"load-{time.time_ns()}-{index}"}
+    body = {"url": URL, "time_limit": 30, "max_attempts": 1, "idempotency_key": f"{run}-{index}"}
     response = await _request(client, samples, "POST /run", "POST", "/run", json=body)
     if response is None or response.status_code != 202:
         return
     job_id = response.json()["job_id"]
+    samples.job_ids.append(job_id)
     for _ in range(polls):
         await asyncio.sleep(interval)
         await _request(client, samples, "GET /status", "GET", f"/status/{job_id}")
 
 
-async def run_load(base: str, clients: int, polls: int, interval: float, ramp_s: float = 0.0) -> tuple[Samples, float]:
+async def run_load(
+    base: str, clients: int, polls: int, interval: float, ramp_s: float = 0.0, run: str = "load"
+) -> tuple[Samples, float]:
     samples = Samples()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
         start = time.perf_counter()
         await asyncio.gather(
-            *(_one_client(client, samples, i, polls, interval, ramp_s * i / clients) for i in range(clients))
+            *(_one_client(client, samples, i, polls, interval, ramp_s * i / clients, run) for i in range(clients))
         )
         return samples, time.perf_counter() - start
 
@@ -137,6 +143,36 @@ def measure_overhead(batch: Any, base: str) -> dict[str, float]:
         "training program ran (s)": program_seconds,
         "orchestration + process start-up (s)": done - posted - program_seconds,
     }
+
+
+def check_outcome(dynamodb: Any, run: str, clients: int, timeout_s: float = 300) -> dict[str, float]:
+    """Jobs of this run in the table (one per client: none lost, none twice) and how long until all started."""
+    start = time.monotonic()
+    table = names.resource_name("local", names.JOBS_TABLE)
+    while True:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "FilterExpression": "begins_with(idempotency_key, :run)",
+            "ExpressionAttributeValues": {":run": {"S": f"{run}-"}},
+        }
+        while True:
+            page = dynamodb.scan(**kwargs)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        started = sum("execution_started_at" in item for item in items)
+        if started >= len(items) or time.monotonic() - start > timeout_s:
+            keys = {item["idempotency_key"]["S"] for item in items}
+            return {
+                "clients": clients,
+                "jobs recorded": len(items),
+                "distinct idempotency keys": len(keys),
+                "jobs started": started,
+                "seconds after the load until every job started": round(time.monotonic() - start, 1),
+            }
+        time.sleep(0.5)
 
 
 def _wait_until_up(base: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -199,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
     args = parser.parse_args(argv)
 
-    api_port, aws_port = _free_port(), _free_port()
+    api_port, aws_port, data_port = _free_port(), _free_port(), _free_port()
     base = f"http://127.0.0.1:{api_port}"
     with tempfile.TemporaryDirectory(prefix="api-load-") as tmp:
         # The stack runs as `kaggle-solver serve` in its own process, as `make stack` runs it, so
@@ -213,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             str(api_port),
             "--aws-port",
             str(aws_port),
+            "--aws-data-port",
+            str(data_port),
             "--work-dir",
             tmp,
             "--cache-dir",
@@ -247,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("| measure | seconds |\n| --- | ---: |")
                 for name, value in overhead.items():
                     print(f"| {name.removesuffix(' (s)')} | {value:.1f} |")
-            samples, wall = asyncio.run(run_load(base, args.clients, args.polls, args.interval, args.ramp))
+            run = f"load-{time.time_ns()}"
+            samples, wall = asyncio.run(run_load(base, args.clients, args.polls, args.interval, args.ramp, run))
             print(
                 f"\n## {args.clients} concurrent clients: POST /run, then {args.polls} × GET /status "
                 f"(started over {args.ramp:g} s, Batch capacity {args.batch_capacity}, "
@@ -256,6 +295,20 @@ def main(argv: list[str] | None = None) -> int:
             print(_table(samples, wall))
             if samples.examples:
                 print("\nfirst errors:\n" + "\n".join(samples.examples))
+            dynamodb = boto3.client(
+                "dynamodb",
+                endpoint_url=f"http://127.0.0.1:{data_port}",
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            outcome = check_outcome(dynamodb, run, args.clients)
+            result["outcome"] = outcome
+            print("\n## Outcome: every job recorded once and started\n")
+            print("| measure | value |\n| --- | ---: |")
+            for name, value in outcome.items():
+                print(f"| {name} | {value:g} |")
+            print(f"\nload average after the run: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
             result["load"] = {
                 "clients": args.clients,
                 "latencies_ms": {k: [round(v * 1000, 1) for v in vs] for k, vs in samples.latencies.items()},

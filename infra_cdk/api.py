@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -32,6 +33,8 @@ ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("/jobs", "GET", True),
     ("/leaderboards/{slug}", "GET", True),
     ("/leaderboards/{slug}", "POST", True),
+    ("/jobs/{job_id}", "DELETE", True),
+    ("/jobs/{job_id}/attempts/{number}", "GET", True),
 )
 API_TIMEOUT = cdk.Duration.seconds(29)  # API Gateway's own integration limit
 
@@ -49,6 +52,67 @@ def api_environment(
         names.ENV_STATE_MACHINE_ARN: state_machine.state_machine_arn,
         names.ENV_JOB_RETENTION_DAYS: str(retention_days),
     }
+
+
+def allow_api_calls(
+    role: iam.IRole, *, bucket: s3.IBucket, table: dynamodb.ITableV2, state_machine: sfn.IStateMachine
+) -> None:
+    """Exactly what job_requests and leaderboard_requests call: no StartExecution, object writes only under tracked/.
+
+    Reads and presigns jobs/{id}/..., deletes them on a purge; reads, records, cancels and
+    deletes job items; stops an execution (reading its history for the Batch job) and
+    terminates that job on a cancel. The starter, not the API, starts executions.
+    """
+    stack = cdk.Stack.of(role)
+    jobs_objects = bucket.arn_for_objects(f"{names.JOBS_PREFIX}*")
+    statements = [
+        iam.PolicyStatement(actions=["s3:GetObject", "s3:DeleteObject"], resources=[jobs_objects]),
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{names.JOBS_PREFIX}*"]}},
+        ),
+        # GET /status and GET /leaderboards read the sync's snapshots; POST /leaderboards/{slug} marks a
+        # competition as tracked (the snapshots themselves are the sync's alone).
+        iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{names.LEADERBOARD_PREFIX}*")]
+        ),
+        iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject"], resources=[bucket.arn_for_objects(f"{names.TRACKED_PREFIX}*")]
+        ),
+        iam.PolicyStatement(
+            actions=[
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+            ],
+            resources=[table.table_arn, f"{table.table_arn}/index/*"],
+        ),
+        iam.PolicyStatement(
+            actions=["states:StopExecution", "states:DescribeExecution", "states:GetExecutionHistory"],
+            resources=[execution_arns(state_machine)],
+        ),
+        iam.PolicyStatement(
+            actions=["batch:TerminateJob"],
+            resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
+        ),
+    ]
+    for statement in statements:
+        role.add_to_principal_policy(statement)
+
+
+def execution_arns(state_machine: sfn.IStateMachine) -> str:
+    """Every execution of this state machine (names are drawn per job)."""
+    stack = cdk.Stack.of(state_machine)
+    name = cdk.Fn.select(6, cdk.Fn.split(":", state_machine.state_machine_arn))
+    return stack.format_arn(
+        service="states",
+        resource="execution",
+        resource_name=f"{name}:*",
+        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+    )
 
 
 class ServiceApi(Construct):
@@ -79,16 +143,15 @@ class ServiceApi(Construct):
             environment=api_environment(bucket=bucket, table=table, state_machine=state_machine,
                                         retention_days=settings.artifact_expiry_days),
             timeout=API_TIMEOUT,
-            memory_mib=512,
+            memory_mib=settings.api_memory_mib,
         )
-        # The API writes the job request under jobs/{id}/ and presigns GETs of results.
-        bucket.grant_read(self.handler.role)
-        bucket.grant_put(self.handler.role, f"{names.JOBS_PREFIX}*")
-        # POST /leaderboards/{slug} marks a competition for the sync; the snapshots are the sync's alone.
-        bucket.grant_put(self.handler.role, f"{names.TRACKED_PREFIX}*")
-        table.grant_read_write_data(self.handler.role)
-        state_machine.grant_start_execution(self.handler.role)
-        state_machine.grant_execution(self.handler.role, "states:DescribeExecution")
+        allow_api_calls(self.handler.role, bucket=bucket, table=table, state_machine=state_machine)
+        target: lambda_.IFunction = self.handler.function
+        if settings.api_provisioned_concurrency:
+            # Warm instances answer without a cold start; API Gateway calls the alias that holds them.
+            target = self.handler.function.add_alias(
+                "live", provisioned_concurrent_executions=settings.api_provisioned_concurrency
+            )
 
         access_logs = logs.LogGroup(
             self,
@@ -137,9 +200,12 @@ class ServiceApi(Construct):
             retention=log_retention(settings),
             removal_policy=removal_policy(settings),
         )
-        integration = apigateway.LambdaIntegration(self.handler.function, proxy=True)
+        integration = apigateway.LambdaIntegration(target, proxy=True)
+        methods: dict[tuple[str, str], apigateway.Method] = {}
         for path, method, key_required in ROUTES:
-            self.rest_api.root.resource_for_path(path).add_method(method, integration, api_key_required=key_required)
+            methods[(path, method)] = self.rest_api.root.resource_for_path(path).add_method(
+                method, integration, api_key_required=key_required
+            )
 
         self.api_key = apigateway.ApiKey(
             self,
@@ -154,6 +220,20 @@ class ServiceApi(Construct):
                 rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit
             ),
             quota=apigateway.QuotaSettings(limit=settings.api_quota_per_day, period=apigateway.Period.DAY),
-            api_stages=[apigateway.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
+            api_stages=[
+                apigateway.UsagePlanPerApiStage(
+                    api=self.rest_api,
+                    stage=self.rest_api.deployment_stage,
+                    # Jobs cost money, polls do not: POST /run has a rate of its own.
+                    throttle=[
+                        apigateway.ThrottlingPerMethod(
+                            method=methods[("/run", "POST")],
+                            throttle=apigateway.ThrottleSettings(
+                                rate_limit=settings.api_run_rate_limit, burst_limit=settings.api_run_burst_limit
+                            ),
+                        )
+                    ],
+                )
+            ],
         )
         self.usage_plan.add_api_key(self.api_key)

@@ -73,10 +73,21 @@ class DeploymentSettings(BaseModel):
     cpu_job_usd_per_hour: float = Field(default=0.23, ge=0)
     gpu_job_usd_per_hour: float = Field(default=1.01, ge=0)
 
-    # API Gateway usage plan for the one API key.
+    # API Gateway usage plan for the one API key. Rate and burst hold 50 clients polling at once
+    # (each polling about once a second); POST /run has its own, lower rate, so the
+    # number of jobs is what the key is limited on, not the polls.
     api_rate_limit: float = Field(gt=0)
     api_burst_limit: int = Field(ge=1)
     api_quota_per_day: int = Field(ge=1)
+    api_run_rate_limit: float = Field(default=2, gt=0)
+    api_run_burst_limit: int = Field(default=50, ge=1)
+    # The API Lambda: memory sets its CPU share (cold start and request time); warm instances kept ready.
+    api_memory_mib: int = Field(default=1024, ge=128, le=10240)
+    api_provisioned_concurrency: int = Field(default=0, ge=0)
+    # GPU hosts: root volume for the image (~15 GiB), the competition's files and the programs' outputs.
+    gpu_root_volume_gib: int = Field(default=200, ge=30, le=16384)
+    # A job RUNNABLE this long (no capacity) is cancelled by its queue; the sweep then fails the job.
+    runnable_time_limit_minutes: int = Field(default=60, ge=10, le=24 * 60)
 
     log_retention_days: int
     # Job artifacts (data, programs, logs, submissions) expire after this many days.
@@ -124,9 +135,9 @@ ENVIRONMENTS: dict[str, DeploymentSettings] = {
         job_timeout_minutes=60,
         cpu_job_usd_per_hour=0.07,
         gpu_job_usd_per_hour=0.40,
-        api_rate_limit=2,
-        api_burst_limit=5,
-        api_quota_per_day=100,
+        api_rate_limit=100,
+        api_burst_limit=200,
+        api_quota_per_day=200_000,
         log_retention_days=14,
         artifact_expiry_days=14,
         removal_policy="destroy",
@@ -141,9 +152,12 @@ ENVIRONMENTS: dict[str, DeploymentSettings] = {
         gpu_spot=False,
         gpu_instance_types=("g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge"),
         job_timeout_minutes=180,
-        api_rate_limit=5,
-        api_burst_limit=10,
-        api_quota_per_day=1000,
+        api_rate_limit=200,
+        api_burst_limit=400,
+        api_quota_per_day=500_000,
+        api_run_rate_limit=5,
+        api_run_burst_limit=100,
+        api_provisioned_concurrency=2,
         log_retention_days=90,
         artifact_expiry_days=90,
         removal_policy="retain",
@@ -160,9 +174,9 @@ ENVIRONMENTS: dict[str, DeploymentSettings] = {
         gpu_spot=False,
         gpu_instance_types=(),
         job_timeout_minutes=30,
-        api_rate_limit=10,
-        api_burst_limit=20,
-        api_quota_per_day=10000,
+        api_rate_limit=100,
+        api_burst_limit=200,
+        api_quota_per_day=200_000,
         log_retention_days=1,
         artifact_expiry_days=1,
         removal_policy="destroy",

@@ -32,6 +32,7 @@ class ServiceFunction(Construct):
         environment: Mapping[str, str],
         timeout: cdk.Duration,
         memory_mib: int = 512,
+        ephemeral_storage_mib: int = 512,
     ) -> None:
         super().__init__(scope, construct_id)
         function_name = names.resource_name(settings.prefix, base_name)
@@ -62,6 +63,7 @@ class ServiceFunction(Construct):
             environment=dict(environment),
             timeout=timeout,
             memory_size=memory_mib,
+            ephemeral_storage_size=cdk.Size.mebibytes(ephemeral_storage_mib),
             role=self.role,
             log_group=self.log_group,
         )

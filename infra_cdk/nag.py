@@ -110,13 +110,37 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
             "the owner replaces the value in the console or with put-secret-value.",
         )
 
-    # Lambdas: read the whole bucket (competition cache + job artifacts), write under jobs/.
-    lambda_roles = [step.role for step in stack.pipeline.steps.values()] + [stack.api.handler.role]
-    for role in lambda_roles:
+    # Step Lambdas: read the whole bucket (competition cache + job artifacts), write under jobs/.
+    for role in [step.role for step in stack.pipeline.steps.values()]:
         for finding in bucket_findings(bucket, write=True, key_patterns=("*", "jobs/*")) + table_findings(table):
             acknowledge(role, finding, GRANT_REASON)
-    for finding in bucket_findings(bucket, write=True, key_patterns=("tracked/*",)):
-        acknowledge(stack.api.handler.role, finding, GRANT_REASON)
+    # The API reads and purges objects under jobs/ only, reads leaderboards/ and marks tracked/; the API and the
+    # starter query the table's indexes.
+    acknowledge(
+        stack.api.handler.role,
+        f"IAM5[Resource::<{_logical_id(bucket)}.Arn>/jobs/*]",
+        "GetObject (results, presigned downloads) and DeleteObject (purge) on job artifacts only; "
+        "job ids are unknown in advance.",
+    )
+    acknowledge(
+        stack.api.handler.role,
+        f"IAM5[Resource::<{_logical_id(bucket)}.Arn>/leaderboards/*]",
+        "GetObject of the leaderboard snapshots the status and leaderboard routes show; slugs are unknown in advance.",
+    )
+    acknowledge(
+        stack.api.handler.role,
+        f"IAM5[Resource::<{_logical_id(bucket)}.Arn>/tracked/*]",
+        "Get/PutObject of the marker a user sets to track a competition; slugs are unknown in advance.",
+    )
+    batch_jobs = f"IAM5[Resource::{_arn_finding(stack, 'batch', 'job/*')}]"
+    for role in (stack.api.handler.role, stack.starter.handler.role):
+        for finding in table_findings(table):
+            acknowledge(role, finding, GRANT_REASON)
+        acknowledge(
+            role,
+            batch_jobs,
+            "batch:TerminateJob of a cancelled or overdue job's Batch job; Batch job ids are unknown in advance.",
+        )
     # The leaderboard sync: reads the bucket and the jobs table's listing index, writes under leaderboards/.
     sync_role = stack.leaderboard_sync.sync.role
     for finding in bucket_findings(bucket, write=True, key_patterns=("*", "leaderboards/*")) + table_findings(table):
@@ -135,12 +159,13 @@ def acknowledge_stack_findings(stack: KaggleSolverStack) -> None:
     for finding in bucket_findings(bucket, write=True, key_patterns=train_patterns) + table_findings(table):
         acknowledge(stack.training.train_access_role, finding, GRANT_REASON)
     machine_name = '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"' + _logical_id(stack.pipeline.state_machine) + '"}]}]}'
-    acknowledge(
-        stack.api.handler.role,
-        f"IAM5[Resource::{_arn_finding(stack, 'states', f'execution:{machine_name}:*')}]",
-        "grant_execution: DescribeExecution on the executions of this stack's state machine only; "
-        "execution names are job ids, unknown in advance.",
-    )
+    for role in (stack.api.handler.role, stack.starter.handler.role):
+        acknowledge(
+            role,
+            f"IAM5[Resource::{_arn_finding(stack, 'states', f'execution:{machine_name}:*')}]",
+            "Stop, describe and read the history of the executions of this stack's state machine only; "
+            "execution names are drawn per job, unknown in advance.",
+        )
 
     machine = stack.pipeline.state_machine
     for finding in invoke_findings(step.function for step in stack.pipeline.steps.values()):

@@ -28,6 +28,8 @@ from infra_cdk.storage import log_retention, removal_policy
 LLM_STEPS = frozenset({names.PLAN_FUNCTION, names.GENERATE_FUNCTION, names.REPAIR_FUNCTION})
 LLM_STEP_TIMEOUT = cdk.Duration.minutes(15)
 STEP_TIMEOUT = cdk.Duration.minutes(2)
+# Lambda's largest /tmp: test files of tabular competitions reach a few GiB.
+VALIDATE_EPHEMERAL_MIB = 10240
 # The rule Step Functions creates to follow Batch jobs for `submitJob.sync`.
 BATCH_SYNC_RULE = "StepFunctionsGetEventsForBatchJobsRule"
 
@@ -80,6 +82,8 @@ class Pipeline(Construct):
                 environment=step_environment(bucket=bucket, table=table, anthropic_secret=secret),
                 timeout=LLM_STEP_TIMEOUT if uses_llm else STEP_TIMEOUT,
                 memory_mib=1024 if base_name == names.VALIDATE_FUNCTION else 512,
+                # Validate downloads the competition's test file and sample submission into /tmp.
+                ephemeral_storage_mib=VALIDATE_EPHEMERAL_MIB if base_name == names.VALIDATE_FUNCTION else 512,
             )
             bucket.grant_read(step.role)
             bucket.grant_put(step.role, f"{names.JOBS_PREFIX}*")
@@ -112,8 +116,8 @@ class Pipeline(Construct):
             state_machine_name=names.resource_name(prefix, names.STATE_MACHINE),
             definition_body=sfn.DefinitionBody.from_file(str(ASL_PATH)),
             definition_substitutions=substitutions,
-            # No `timeout`: with a definition file CDK does not apply it; an execution is bounded
-            # by its Lambda and Batch timeouts and the job's attempt limit.
+            # No `timeout`: with a definition file CDK does not apply it; the ASL's own TimeoutSeconds
+            # bounds every execution, and the starter's sweep ends each job at its time limit plus a grace.
             # X-Ray and log delivery take Resource "*" (AWS offers no narrower scope); see nag.py.
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),

@@ -15,6 +15,7 @@ from infra_cdk.environments import DeploymentSettings
 from infra_cdk.lambda_bundle import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
 from infra_cdk.leaderboard_sync import LeaderboardSync
 from infra_cdk.pipeline import Pipeline
+from infra_cdk.starter import JobStarter
 from infra_cdk.storage import JobStorage, removal_policy
 from infra_cdk.training import TrainingCompute
 
@@ -113,6 +114,16 @@ class KaggleSolverStack(cdk.Stack):
             alarm_topic=self.pipeline.alarm_topic,
         )
 
+        self.starter = JobStarter(
+            self,
+            "Starter",
+            settings=settings,
+            code=code,
+            layer=self.dependency_layer,
+            bucket=self.storage.bucket,
+            table=self.storage.table,
+            state_machine=self.pipeline.state_machine,
+        )
         cdk.CfnOutput(self, "ApiUrl", value=self.api.rest_api.url)
         cdk.CfnOutput(
             self,

@@ -118,6 +118,8 @@ class JobStorage(Construct):
                 point_in_time_recovery_enabled=True
             ),
             time_to_live_attribute=JOBS_TTL_ATTRIBUTE,
+            # New jobs reach the starter through the stream (the outbox; batch_agent.service.job_starter).
+            dynamo_stream=dynamodb.StreamViewType.NEW_IMAGE,
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
                     index_name=names.JOBS_BY_STATUS_INDEX,

@@ -48,6 +48,18 @@ IMAGE_EXCLUDES = [
 SANDBOX_HEADROOM_MIB = 1536
 # What a training job may write: its attempts' files and the blend (steps/train.py).
 TRAIN_WRITE_KEY_PATTERNS = ("jobs/*/attempts/*", "jobs/*/blend/*", "jobs/*/blend.json")
+# Batch's status reason when Fargate Spot reclaims a task's capacity.
+FARGATE_SPOT_REASON = "Your Spot Task was interrupted*"
+# Containers must not reach the instance metadata service (the instance role's credentials live
+# there). Bridge-mode containers: dropped in DOCKER-USER, which Docker creates only when missing and
+# never flushes. Host-network containers: dropped by owner in OUTPUT for every uid but root, so the
+# training programs (the sandbox uid 61000) are cut off while root on the host (the ECS agent) keeps
+# access. IMDSv2 with a hop limit of 1 also keeps token replies from crossing the bridge.
+IMDS_BLOCK_SCRIPT = """\
+iptables --new-chain DOCKER-USER 2>/dev/null || true
+iptables --insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP
+iptables --insert OUTPUT 1 --destination 169.254.169.254/32 --match owner ! --uid-owner 0 --jump DROP
+"""
 # Where the official Kaggle client may write its config inside the container.
 KAGGLE_CONFIG_DIR = "/tmp/kaggle"
 
@@ -58,7 +70,7 @@ def container_image(dockerfile: str) -> ecs.ContainerImage:
 
 
 def container_environment(
-    *, bucket: s3.IBucket, table: dynamodb.ITableV2, memory_mib: int, usd_per_hour: float
+    *, bucket: s3.IBucket, table: dynamodb.ITableV2, memory_mib: int, usd_per_hour: float, timeout_s: int
 ) -> dict[str, str]:
     """The variables ContainerSettings reads, plus where the Kaggle client keeps its config."""
     return {
@@ -66,6 +78,7 @@ def container_environment(
         names.ENV_ARTIFACTS_BUCKET: bucket.bucket_name,
         names.ENV_MEMORY_LIMIT_MB: str(memory_mib - SANDBOX_HEADROOM_MIB),
         names.ENV_USD_PER_HOUR: str(usd_per_hour),
+        names.ENV_ATTEMPT_TIMEOUT_S: str(timeout_s),
         "KAGGLE_CONFIG_DIR": KAGGLE_CONFIG_DIR,
     }
 
@@ -76,6 +89,50 @@ def kaggle_secrets(secret: secretsmanager.ISecret) -> dict[str, batch.Secret]:
         "KAGGLE_USERNAME": batch.Secret.from_secrets_manager(secret, "username"),
         "KAGGLE_KEY": batch.Secret.from_secrets_manager(secret, "key"),
     }
+
+
+def runnable_time_limits(settings: DeploymentSettings) -> list[batch.JobStateTimeLimitAction]:
+    """A job RUNNABLE for lack of capacity is cancelled after a while, whatever the reason Batch gives."""
+    return [
+        batch.JobStateTimeLimitAction(
+            max_time=cdk.Duration.minutes(settings.runnable_time_limit_minutes),
+            reason=reason,
+            action=batch.JobStateTimeLimitActionsAction.CANCEL,
+            state=batch.JobStateTimeLimitActionsState.RUNNABLE,
+        )
+        for reason in (
+            batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+            batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+            batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+        )
+    ]
+
+
+def gpu_launch_template(scope: Construct, settings: DeploymentSettings) -> ec2.LaunchTemplate:
+    """GPU hosts: a root volume sized for the image plus data, IMDSv2 only, containers cut off from IMDS."""
+    user_data = ec2.MultipartUserData()  # Batch requires MIME multi-part user data in launch templates
+    commands = ec2.UserData.for_linux()
+    commands.add_commands(*IMDS_BLOCK_SCRIPT.strip().splitlines())
+    user_data.add_user_data_part(commands, ec2.MultipartBody.SHELL_SCRIPT, True)
+    return ec2.LaunchTemplate(
+        scope,
+        "GpuLaunchTemplate",
+        launch_template_name=names.resource_name(settings.prefix, "gpu"),
+        block_devices=[
+            ec2.BlockDevice(
+                device_name="/dev/xvda",
+                volume=ec2.BlockDeviceVolume.ebs(
+                    settings.gpu_root_volume_gib,
+                    volume_type=ec2.EbsDeviceVolumeType.GP3,
+                    encrypted=True,
+                    delete_on_termination=True,
+                ),
+            )
+        ],
+        require_imdsv2=True,
+        http_put_response_hop_limit=1,
+        user_data=user_data,
+    )
 
 
 class TrainingCompute(Construct):
@@ -166,8 +223,10 @@ class TrainingCompute(Construct):
 
         timeout = cdk.Duration.minutes(settings.job_timeout_minutes)
         # Spot reclaims are worth retrying; a program's own failure is not (the pipeline repairs it).
+        # EC2 Spot reports "Host EC2 (instance i-...) terminated."; Fargate Spot "Your Spot Task was interrupted.".
         retry_strategies = [
             batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+            batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_status_reason=FARGATE_SPOT_REASON)),
             batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
         ]
 
@@ -187,6 +246,7 @@ class TrainingCompute(Construct):
             "CpuQueue",
             job_queue_name=names.resource_name(prefix, names.CPU_QUEUE),
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.cpu_environment, order=1)],
+            job_state_time_limit_actions=runnable_time_limits(settings),
         )
         self.prepare_job_definition = batch.EcsJobDefinition(
             self,
@@ -200,7 +260,8 @@ class TrainingCompute(Construct):
                 memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
                 command=names.BATCH_COMMAND,
                 environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
-                                                  usd_per_hour=settings.cpu_job_usd_per_hour),
+                                                  usd_per_hour=settings.cpu_job_usd_per_hour,
+                                                  timeout_s=int(timeout.to_seconds())),
                 secrets=kaggle_secrets(kaggle_secret),
                 job_role=self.prepare_role,
                 assign_public_ip=True,
@@ -225,7 +286,8 @@ class TrainingCompute(Construct):
                 command=names.BATCH_COMMAND,
                 environment={**container_environment(bucket=bucket, table=table,
                                                      memory_mib=settings.cpu_job_memory_mib,
-                                                     usd_per_hour=settings.cpu_job_usd_per_hour),
+                                                     usd_per_hour=settings.cpu_job_usd_per_hour,
+                                                     timeout_s=int(timeout.to_seconds())),
                              names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
                 job_role=self.train_role,
                 # No NAT: a Fargate task pulls its image through its public IP.
@@ -240,11 +302,13 @@ class TrainingCompute(Construct):
         )
 
         # --- GPU: EC2 with the ECS GPU AMI, g5/g6 instances ---
+        self.gpu_launch_template: ec2.LaunchTemplate | None = None
         self.gpu_environment: batch.ManagedEc2EcsComputeEnvironment | None = None
         self.gpu_queue: batch.JobQueue | None = None
         self.gpu_job_definition: batch.EcsJobDefinition | None = None
         if not settings.gpu_enabled:
             return
+        self.gpu_launch_template = gpu_launch_template(self, settings)
         self.gpu_environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
             "GpuEnvironment",
@@ -264,12 +328,14 @@ class TrainingCompute(Construct):
             ),
             minv_cpus=0,
             maxv_cpus=settings.gpu_max_vcpus,
+            launch_template=self.gpu_launch_template,
         )
         self.gpu_queue = batch.JobQueue(
             self,
             "GpuQueue",
             job_queue_name=names.resource_name(prefix, names.GPU_QUEUE),
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.gpu_environment, order=1)],
+            job_state_time_limit_actions=runnable_time_limits(settings),
         )
         self.gpu_job_definition = batch.EcsJobDefinition(
             self,
@@ -285,7 +351,8 @@ class TrainingCompute(Construct):
                 command=names.BATCH_COMMAND,
                 environment={**container_environment(bucket=bucket, table=table,
                                                      memory_mib=settings.gpu_job_memory_mib,
-                                                     usd_per_hour=settings.gpu_job_usd_per_hour),
+                                                     usd_per_hour=settings.gpu_job_usd_per_hour,
+                                                     timeout_s=int(timeout.to_seconds())),
                              names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
                 job_role=self.train_role,
                 logging=ecs.LogDriver.aws_logs(stream_prefix="gpu", log_group=self.log_group),

@@ -35,6 +35,7 @@ from batch_agent.kaggle.errors import (
     KaggleUnavailableError,
 )
 from batch_agent.kaggle.urls import competition_url
+from batch_agent.solver.errors import SolverError
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +340,30 @@ def _cache_filled(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in folder.rglob("*"))
 
 
+class NotEnoughDiskError(SolverError):
+    """The competition's files would not fit in the space left where they are downloaded."""
+
+
+# Besides the files: the zip being downloaded, and room for the programs' outputs.
+DISK_HEADROOM_BYTES = 2 * 1024**3
+
+
+def check_disk_space(meta: CompetitionMetadata, dest: Path) -> None:
+    """Fail before downloading when the zip and its extracted files would not fit under dest.
+
+    Kaggle reports each file's size; the download holds the zip (at most that size)
+    and the extracted files at once.
+    """
+    total = sum(f.size for f in meta.files)
+    needed = 2 * total + DISK_HEADROOM_BYTES
+    free = shutil.disk_usage(dest).free
+    if needed > free:
+        raise NotEnoughDiskError(
+            f"{meta.slug} has {_human(total)} of files; downloading and extracting them needs about "
+            f"{_human(needed)} but only {_human(free)} is free in {dest}"
+        )
+
+
 def download_competition(
     slug: str,
     dest: Path,
@@ -367,6 +392,7 @@ def download_competition(
 
     with connection(options) as conn:
         meta = _metadata(conn, slug)
+        check_disk_space(meta, dest)
         if progress is not None:
             total = sum(f.size for f in meta.files)
             progress(f"{meta.title}: {len(meta.files)} files, {_human(total)}")

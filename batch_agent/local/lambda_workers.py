@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from batch_agent.local.batch_runner import Environment
+from batch_agent.local.batch_runner import Environment, lower_priority
 
 
 class _Worker:
@@ -68,6 +68,8 @@ class LambdaWorkers:
             env=env,
             cwd=self.cwd,
             text=True,
+            # Below the API and the emulator, as the Batch jobs are.
+            preexec_fn=lower_priority,
         )
         log_file.close()  # the child holds its own descriptor
         worker = _Worker(process)

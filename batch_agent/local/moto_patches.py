@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from batch_agent.local.lambda_workers import LambdaWorkers
 
 import copy
+import os
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 _HARNESS: Harness | None = None
@@ -78,10 +80,13 @@ def install_patches() -> None:
     original_invoke = LambdaSimpleBackend.invoke
     original_finish = BatchSimpleBackend._mark_job_as_finished
     original_get_definition = BatchBackend.get_job_definition
+    original_terminate = BatchBackend.terminate_job
+    original_cancel = BatchBackend.cancel_job
 
     original_describe = Job.describe
     original_sync_resolver = StateTaskServiceBatch._build_sync_resolver
     original_entrypoint = ExecutionWorker._get_evaluation_entrypoint
+    original_execution_logic = ExecutionWorker._execution_logic
     parsed: dict[str, Any] = {}
     parsed_lock = threading.Lock()
 
@@ -92,6 +97,13 @@ def install_patches() -> None:
             if definition not in parsed:
                 parsed[definition] = original_entrypoint(self)
             return copy.deepcopy(parsed[definition])
+
+    def execution_logic(self: Any) -> Any:
+        # Each execution runs in a thread of its own: below the threads that answer requests, so a
+        # burst of new executions does not slow the emulated calls the API makes (Linux: per thread).
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        return original_execution_logic(self)
 
     def sync_resolver(self: Any, *args: Any, **kwargs: Any) -> Any:
         # moto polls describe-jobs every 0.5 s per waiting task; with many jobs queued behind the
@@ -157,6 +169,17 @@ def install_patches() -> None:
             return
         _HARNESS.batch.submit(self.backend, job)
 
+    def terminate_job(self: Any, job_id: str, reason: str) -> None:
+        # moto only flags the job; the harness's process must die (or never start) as a container would.
+        original_terminate(self, job_id, reason)
+        if _HARNESS is not None:
+            _HARNESS.batch.terminate(job_id, reason)
+
+    def cancel_job(self: Any, job_id: str, reason: str) -> None:
+        original_cancel(self, job_id, reason)
+        if _HARNESS is not None:
+            _HARNESS.batch.terminate(job_id, reason)
+
     _share_service_clients()
     # The Batch .sync wait below paces the polls, so the loop's own pause can be short.
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -166,11 +189,14 @@ def install_patches() -> None:
     state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.1  # type: ignore[misc]
     StateTaskServiceBatch._build_sync_resolver = sync_resolver  # type: ignore[method-assign]
     ExecutionWorker._get_evaluation_entrypoint = evaluation_entrypoint  # type: ignore[method-assign]
+    ExecutionWorker._execution_logic = execution_logic  # type: ignore[method-assign]
     StateTaskServiceBatch._normalise_parameters = normalise_parameters  # type: ignore[method-assign]
     StateTaskServiceBatch._normalise_response = normalise_response  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     BatchSimpleBackend._mark_job_as_finished = mark_job  # type: ignore[method-assign]
     BatchBackend.get_job_definition = get_job_definition  # type: ignore[method-assign]
+    BatchBackend.terminate_job = terminate_job  # type: ignore[method-assign]
+    BatchBackend.cancel_job = cancel_job  # type: ignore[method-assign]
     Job.describe = describe_job  # type: ignore[method-assign]
     _PATCHED = True
 
@@ -182,11 +208,12 @@ def _share_service_clients() -> None:
     from moto.stepfunctions.parser.asl.utils import boto_client
 
     original = boto_client.boto_client_for
-    cache: dict[tuple[str, str], Any] = {}
+    cache: dict[tuple[str, str, str], Any] = {}
     lock = threading.Lock()
 
     def shared_client(region: str, service: str, state_credentials: Any = None) -> Any:
-        key = (region, service)
+        # The clients call back to localhost:$MOTO_PORT: a later stack in this process has another port.
+        key = (region, service, os.environ.get("MOTO_PORT", ""))
         with lock:
             if key not in cache:
                 cache[key] = original(region=region, service=service, state_credentials=state_credentials)

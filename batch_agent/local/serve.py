@@ -18,6 +18,7 @@ def serve(
     *,
     api_port: int = 8000,
     moto_port: int = 5000,
+    data_port: int = 5001,
     work_dir: Path = Path("/tmp/kaggle-solver-stack"),
     local_cache_dir: Path | None = None,
     api_key: str | None = None,
@@ -31,7 +32,11 @@ def serve(
     if fresh:
         shutil.rmtree(work_dir, ignore_errors=True)
     options = StackOptions(
-        port=moto_port, work_dir=work_dir, local_cache_dir=local_cache_dir, max_batch_jobs=batch_slots,
+        port=moto_port,
+        data_port=data_port,
+        work_dir=work_dir,
+        local_cache_dir=local_cache_dir,
+        max_batch_jobs=batch_slots,
         leaderboard_sync_interval_s=leaderboard_interval_s,
     )
     stop = threading.Event()

@@ -22,9 +22,14 @@ execution on, creates the resources the CDK app defines (names from
   instead of building one per call, an ASL definition is parsed once (each execution gets a
   copy) and a Batch ``.sync`` task waits for the harness to report its job stopped (re-checking
   every 5 s) instead of polling every 0.5 s;
-* executions are always started with a name (the API names them by job id);
+* executions are always started with a name (the job's, drawn when it was recorded);
+* TerminateJob / CancelJob kill the job's local process (or keep a waiting one from starting);
 * the EventBridge schedule of the leaderboard sync is a timer thread
   (``leaderboard_sync_interval_s``) running the same ``run_sync`` in this process.
+
+The starter (``job_stream.LocalStarter``) reads the jobs table's stream and sweeps
+unfinished jobs on a timer, as the starter Lambda does in AWS. Batch jobs and Lambda
+workers run at a lower CPU priority than the API and the emulator.
 
 ``serve`` adds the API (uvicorn, another process) on 127.0.0.1:8000. Nothing
 here is imported by product code paths; it is the local driver and the tests'
@@ -54,11 +59,13 @@ import boto3
 
 from batch_agent.local import moto_patches
 from batch_agent.local.batch_runner import LocalBatch
+from batch_agent.local.job_stream import LocalStarter
 from batch_agent.local.lambda_workers import LambdaWorkers
 from batch_agent.local.leaderboard_timer import SyncTimer
 from batch_agent.service import names
+from batch_agent.service.job_starter import PipelineClients
 from batch_agent.service.leaderboard_sync import SyncClients, SyncReport, run_sync
-from batch_agent.service.settings import LeaderboardSyncSettings
+from batch_agent.service.settings import LeaderboardSyncSettings, StarterSettings
 from batch_agent.service.state_machine import local_arns, render_definition
 
 log = logging.getLogger(__name__)
@@ -83,11 +90,18 @@ _PASSED_THROUGH = (
 )
 
 
+# Served by the data process (data_server), and the variables that point boto3 there.
+DATA_SERVICES = frozenset({"dynamodb", "dynamodbstreams", "s3"})
+_DATA_SERVICE_VARIABLES = ("DYNAMODB", "DYNAMODB_STREAMS", "S3")
+
+
 @dataclass
 class StackOptions:
     prefix: str = "local"
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port
+    # DynamoDB and S3 in a process of their own (data_server), on this port (0: any free one).
+    data_port: int = 0
     work_dir: Path = field(default_factory=lambda: Path("/tmp/kaggle-solver-stack"))
     # Competition folders by slug ({dir}/{slug}/train.csv ...), used before S3 and Kaggle.
     local_cache_dir: Path | None = None
@@ -102,6 +116,13 @@ class StackOptions:
     leaderboard_sync_interval_s: float | None = None
     # Least time between two Kaggle requests of the sync.
     kaggle_min_interval_s: float = 1.0
+    # The starter's sweep (AWS: an EventBridge schedule) and the limits it enforces (PipelineSettings).
+    sweep_interval_s: float = 30.0
+    # False: nothing starts recorded jobs (tests drive batch_agent.service.job_starter themselves).
+    run_starter: bool = True
+    start_after_s: int = 30
+    reconcile_after_s: int = 120
+    deadline_grace_s: int = 900
 
 
 class EmulatedStack:
@@ -110,10 +131,14 @@ class EmulatedStack:
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
         self.endpoint = ""
+        # DynamoDB, its streams and S3 are served here (a separate process); the rest at endpoint.
+        self.data_endpoint = ""
+        self._data_server: subprocess.Popen[bytes] | None = None
         self._server: Any = None
         self._workers: LambdaWorkers | None = None
         self._batch: LocalBatch | None = None
         self.sync_timer: SyncTimer | None = None
+        self._starter: LocalStarter | None = None
         self.resources: dict[str, str] = {}
         self._previous_moto_port: str | None = None
 
@@ -130,6 +155,7 @@ class EmulatedStack:
         moto_patches.install_patches()
         # One log line per emulated AWS call drowns everything else.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._start_data_server()
         self._server = ThreadedMotoServer(ip_address=self.options.host, port=self.options.port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -150,15 +176,36 @@ class EmulatedStack:
             if self.options.leaderboard_sync_interval_s is not None:
                 self.sync_timer = SyncTimer(self.run_leaderboard_sync, self.options.leaderboard_sync_interval_s)
                 self.sync_timer.start()
+            if self.options.run_starter:
+                self._start_starter()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _start_data_server(self) -> None:
+        port = self.options.data_port or _free_port(self.options.host)
+        self.options.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.options.work_dir / "logs").mkdir(exist_ok=True)
+        with open(self.options.work_dir / "logs" / "moto-data.log", "ab") as log_file:
+            self._data_server = subprocess.Popen(
+                [sys.executable, "-m", "batch_agent.local.data_server", self.options.host, str(port)],
+                cwd=REPO_ROOT,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                                os.environ.get("PYTHONPATH")]))},
+                stdout=log_file,
+                stderr=log_file,
+            )
+        self.data_endpoint = f"http://{self.options.host}:{port}"
+        _wait_for_http(self.data_endpoint + "/moto-api/data.json", self._data_server, timeout_s=60)
+
     def stop(self) -> None:
         if self.sync_timer:
             self.sync_timer.stop()
             self.sync_timer = None
+        if self._starter:
+            self._starter.stop()
+            self._starter = None
         if self._workers:
             self._workers.close()
         if self._batch:
@@ -170,6 +217,13 @@ class EmulatedStack:
                 os.environ.pop("MOTO_PORT", None)
             else:
                 os.environ["MOTO_PORT"] = self._previous_moto_port
+        if self._data_server is not None:
+            self._data_server.terminate()
+            try:
+                self._data_server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._data_server.kill()
+            self._data_server = None
         moto_patches.detach()
 
     def __enter__(self) -> EmulatedStack:
@@ -199,6 +253,8 @@ class EmulatedStack:
         """What any process needs to talk to this emulator with boto3."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
+            # boto3 reads per-service endpoints (botocore's AWS_ENDPOINT_URL_<SERVICE_ID>).
+            **{f"AWS_ENDPOINT_URL_{variable}": self.data_endpoint for variable in _DATA_SERVICE_VARIABLES},
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
@@ -206,13 +262,19 @@ class EmulatedStack:
             "AWS_REGION": REGION,
         }
 
-    def api_environment(self, api_key: str | None = None) -> dict[str, str]:
-        env = {
-            **self.aws_environment(),
+    def pipeline_environment(self) -> dict[str, str]:
+        """The PipelineSettings variables the API and the starter share."""
+        return {
             names.ENV_JOBS_TABLE: self.table,
             names.ENV_ARTIFACTS_BUCKET: self.bucket,
             names.ENV_STATE_MACHINE_ARN: self.state_machine_arn,
+            names.ENV_START_AFTER_S: str(self.options.start_after_s),
+            names.ENV_RECONCILE_AFTER_S: str(self.options.reconcile_after_s),
+            names.ENV_DEADLINE_GRACE_S: str(self.options.deadline_grace_s),
         }
+
+    def api_environment(self, api_key: str | None = None) -> dict[str, str]:
+        env = {**self.aws_environment(), **self.pipeline_environment()}
         if api_key:
             env[names.ENV_API_KEY] = api_key
         return env
@@ -228,14 +290,42 @@ class EmulatedStack:
         env.update(extra)
         return env
 
+    def endpoint_for(self, service: str) -> str:
+        return self.data_endpoint if service in DATA_SERVICES else self.endpoint
+
     def client(self, service: str) -> Any:
         return boto3.client(
             service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint,
+            endpoint_url=self.endpoint_for(service),
             region_name=REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def starter_settings(self) -> StarterSettings:
+        return StarterSettings.model_validate(
+            {k.removeprefix(names.ENV_PREFIX).lower(): v for k, v in self.pipeline_environment().items()}
+        )
+
+    def pipeline_clients(self) -> PipelineClients:
+        return PipelineClients(
+            dynamodb=self.client("dynamodb"),
+            s3=self.client("s3"),
+            stepfunctions=self.client("stepfunctions"),
+            batch=self.client("batch"),
+        )
+
+    def _start_starter(self) -> None:
+        settings, clients = self.starter_settings(), self.pipeline_clients()
+        stream_arn = self.client("dynamodb").describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
+        self._starter = LocalStarter(
+            clients,
+            self.client("dynamodbstreams"),
+            stream_arn,
+            settings,
+            sweep_interval_s=self.options.sweep_interval_s,
+        )
+        self._starter.start()
 
     # ------------------------------------------------------------ resources (mirrors infra_cdk)
 
@@ -302,6 +392,7 @@ class EmulatedStack:
             names.ENV_MEMORY_LIMIT_MB: str(self.options.memory_limit_mb),
             # Training jobs assume it with their per-job session policy, as in AWS (moto does not enforce it).
             names.ENV_TRAIN_ACCESS_ROLE_ARN: role_arn,
+            names.ENV_ATTEMPT_TIMEOUT_S: str(self.options.batch_timeout_s),
             **({names.ENV_LOCAL_CACHE_DIR: str(self.options.local_cache_dir)} if self.options.local_cache_dir else {}),
             **self.options.container_environment,
         }
@@ -387,6 +478,10 @@ class EmulatedStack:
             "--log-level",
             "warning",
             "--no-access-log",
+            # Longer than a loaded machine's slowest answer: a client reusing a connection the
+            # server just closed as idle gets a dropped request (uvicorn's default is 5 s).
+            "--timeout-keep-alive",
+            "60",
             "--workers",
             str(workers),
         ]
@@ -405,7 +500,7 @@ class EmulatedStack:
 
 
 def jobs_table_definition(table: str) -> dict[str, Any]:
-    """The jobs table as the CDK app defines it (key and the two listing indexes)."""
+    """The jobs table as the CDK app defines it (key, the two listing indexes, the stream)."""
     index_projection = {"ProjectionType": "ALL"}
     return {
         "TableName": table,
@@ -417,6 +512,8 @@ def jobs_table_definition(table: str) -> dict[str, Any]:
             {"AttributeName": names.JOBS_SORT_ATTRIBUTE, "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": names.JOBS_TABLE_KEY, "KeyType": "HASH"}],
+        # The starter reads new jobs from the stream (the outbox).
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
         "GlobalSecondaryIndexes": [
             {
                 "IndexName": names.JOBS_BY_STATUS_INDEX,
@@ -436,6 +533,15 @@ def jobs_table_definition(table: str) -> dict[str, Any]:
             },
         ],
     }
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -1,28 +1,27 @@
 """What the API does with a request: start a job, show its status, hand out its files and logs.
 
 The FastAPI routes in ``lambdas/api`` parse HTTP and call one function here.
-A job's DynamoDB item is written before its Step Functions execution starts (the
-execution is named by the job id, so starting it again is harmless); when the
-start fails, the job is marked FAILED with the reason, so no job is left QUEUED
-without an execution. Stdlib + boto3 + pydantic only (the API Lambda imports it).
+``POST /run`` writes the job's item (one conditional PutItem) and returns: the
+starter (``job_starter``) starts its execution from the table's stream, under a
+name drawn when the job was recorded. ``GET /status`` is one consistent GetItem:
+the scheduled sweep, not the read path, reconciles unfinished jobs.
+Stdlib + boto3 + pydantic only (the API Lambda imports it).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from batch_agent.kaggle.urls import competition_slug
-from batch_agent.service import artifacts, jobs
-from batch_agent.service.jobs import AttemptSummary, JobRecord, JobStatus
+from batch_agent.service import artifacts, job_starter, jobs
+from batch_agent.service.job_starter import PipelineClients
+from batch_agent.service.jobs import AttemptSummary, JobNotFoundError, JobRecord, JobStatus
 from batch_agent.service.settings import ApiSettings
 from batch_agent.solver.errors import InputError, SolverError
 
@@ -34,8 +33,16 @@ class JobNotReadyError(SolverError):
     """The job has no submission yet (HTTP 409)."""
 
 
-class JobStartError(SolverError):
-    """The job was recorded but its execution could not be started; it is now FAILED (HTTP 503)."""
+class IdempotencyConflictError(SolverError):
+    """An idempotency key already used with another request body (HTTP 409)."""
+
+
+class JobFinishedError(SolverError):
+    """The job has already ended, so it cannot be cancelled (HTTP 409)."""
+
+
+class JobStillRunningError(SolverError):
+    """The job has not ended, so it cannot be purged (HTTP 409)."""
 
 
 class RunRequest(BaseModel):
@@ -77,6 +84,8 @@ class JobStatusView(BaseModel):
     # compute_cost_usd + the LLM's cost; None while neither is priced.
     cost_usd: float | None = None
     submission_url: str | None = None
+    cancelled_by: str | None = None
+    cancelled_at: str | None = None
 
 
 class AttemptLog(BaseModel):
@@ -97,21 +106,39 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
-@dataclass(frozen=True)
-class ApiClients:
-    dynamodb: Any
-    s3: Any
-    stepfunctions: Any
+class AttemptDetail(BaseModel):
+    """One training attempt: the program's source, how it did, its log tail and its submission."""
+
+    job_id: str
+    number: int
+    program: str
+    origin: str
+    code: str
+    ok: bool | None  # None: not run (or not validated) yet
+    cv_score: float | None
+    seconds: float
+    reason: str | None
+    log_tail: str
+    submission_url: str | None
+
+
+class JobPurged(BaseModel):
+    job_id: str
+    purged: bool
+    deleted_objects: int
+
+
+ApiClients = PipelineClients
 
 
 def api_clients(max_connections: int = 64) -> ApiClients:
-    # One pool shared by the request threads; boto3 reads AWS_ENDPOINT_URL itself.
-    config = Config(max_pool_connections=max_connections, retries={"max_attempts": 3, "mode": "standard"})
-    return ApiClients(
-        dynamodb=boto3.client("dynamodb", config=config),
-        s3=boto3.client("s3", config=config),
-        stepfunctions=boto3.client("stepfunctions", config=config),
-    )
+    return job_starter.pipeline_clients(max_connections)
+
+
+def request_digest(request: RunRequest) -> str:
+    """What the request asks for, whatever its key: the same body twice gives the same digest."""
+    body = request.model_dump_json(exclude={"idempotency_key"})
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def job_id_for(idempotency_key: str | None) -> str:
@@ -121,7 +148,11 @@ def job_id_for(idempotency_key: str | None) -> str:
 
 
 def submit_job(clients: ApiClients, settings: ApiSettings, request: RunRequest) -> JobRecord:
-    """Record the job and start its execution; the same idempotency key returns the same job."""
+    """Record the job in the outbox (the starter starts it); the same idempotency key returns the same job.
+
+    A key reused with another body is refused; a retry of a request whose job was
+    cancelled returns the cancelled job and starts nothing.
+    """
     slug = competition_slug(request.url)
     time_limit = request.time_limit or settings.default_time_limit
     if time_limit > settings.max_time_limit:
@@ -132,8 +163,10 @@ def submit_job(clients: ApiClients, settings: ApiSettings, request: RunRequest) 
             f"max_attempts {max_attempts} is above this deployment's limit of {settings.max_attempts_limit}"
         )
     now = jobs.now_iso()
+    job_id = job_id_for(request.idempotency_key)
+    digest = request_digest(request)
     record = JobRecord(
-        job_id=job_id_for(request.idempotency_key),
+        job_id=job_id,
         url=request.url.strip(),
         competition=slug,
         created_at=now,
@@ -144,32 +177,17 @@ def submit_job(clients: ApiClients, settings: ApiSettings, request: RunRequest) 
         idempotency_key=request.idempotency_key,
         message="waiting to start",
         expires_at=(int(time.time()) + settings.job_retention_days * 86400 if settings.job_retention_days else None),
+        # Names of executions stay reserved for 90 days: a job id reused after its record
+        # expired must not collide with the closed execution of the old job.
+        execution_name=f"{job_id}-{uuid.uuid4().hex[:8]}",
+        request_digest=digest,
     )
     stored, created = jobs.create_job(clients.dynamodb, settings.jobs_table, record)
-    if not created and stored.status != "QUEUED":
-        return stored
-    # A new job, or a repeated request for one whose first start may not have happened.
-    _start_execution(clients, settings, stored)
-    return stored
-
-
-def _start_execution(clients: ApiClients, settings: ApiSettings, record: JobRecord) -> None:
-    try:
-        clients.stepfunctions.start_execution(
-            stateMachineArn=settings.state_machine_arn,
-            name=record.job_id,
-            input=json.dumps({"job_id": record.job_id}),
+    if not created and stored.request_digest is not None and stored.request_digest != digest:
+        raise IdempotencyConflictError(
+            f"idempotency_key {request.idempotency_key!r} was already used for job {job_id} with another request body"
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
-            return
-        reason = f"could not start the pipeline: {exc.response['Error'].get('Message') or exc}"
-        jobs.mark_failed(clients.dynamodb, settings.jobs_table, record.job_id, reason)
-        raise JobStartError(reason) from exc
-    except BotoCoreError as exc:
-        reason = f"could not start the pipeline: {exc}"
-        jobs.mark_failed(clients.dynamodb, settings.jobs_table, record.job_id, reason)
-        raise JobStartError(reason) from exc
+    return stored
 
 
 def status_view(clients: ApiClients, settings: ApiSettings, record: JobRecord) -> JobStatusView:
@@ -197,51 +215,77 @@ def _cost(record: JobRecord) -> float | None:
 
 
 def job_status(clients: ApiClients, settings: ApiSettings, job_id: str) -> JobStatusView:
+    # One GetItem: the sweep, not the read path, reconciles unfinished jobs.
     record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
-    if (
-        record.status not in jobs.TERMINAL_STATUSES
-        and jobs.seconds_since(record.updated_at) >= settings.reconcile_after_s
-    ):
-        record = reconcile_job(clients, settings, record)
     return status_view(clients, settings, record)
 
 
-def execution_arn(state_machine_arn: str, job_id: str) -> str:
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{job_id}"
+def cancel_job(clients: ApiClients, settings: ApiSettings, job_id: str, requested_by: str) -> JobStatusView:
+    """CANCELLED with who and when; its execution stops and its running Batch job is terminated."""
+    record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
+    if record.status == "CANCELLED":
+        return status_view(clients, settings, record)
+    if not jobs.mark_cancelled(clients.dynamodb, settings.jobs_table, job_id, requested_by):
+        current = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
+        raise JobFinishedError(f"job {job_id} has already ended {current.status}; nothing to cancel")
+    job_starter.stop_job_execution(clients, settings, record, f"cancelled by {requested_by}")
+    return status_view(clients, settings, jobs.require_job(clients.dynamodb, settings.jobs_table, job_id))
 
 
-def reconcile_job(clients: ApiClients, settings: ApiSettings, record: JobRecord) -> JobRecord:
-    """Mark FAILED a job whose execution ended (timed out, aborted, failed) or never started.
-
-    The state machine records failures itself; this covers what no Catch can:
-    an execution-level timeout, a manual abort, a crash between recording the
-    job and starting its execution.
-    """
-    try:
-        execution = clients.stepfunctions.describe_execution(
-            executionArn=execution_arn(settings.state_machine_arn, record.job_id)
+def purge_job(clients: ApiClients, settings: ApiSettings, job_id: str) -> JobPurged:
+    """Delete a finished job's files (jobs/{id}/...) and then its record."""
+    record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
+    if record.status not in jobs.TERMINAL_STATUSES:
+        raise JobStillRunningError(f"job {job_id} is {record.status}; cancel it before purging it")
+    keys = artifacts.list_keys(clients.s3, settings.artifacts_bucket, artifacts.job_key(job_id, ""))
+    for start in range(0, len(keys), 1000):
+        clients.s3.delete_objects(
+            Bucket=settings.artifacts_bucket,
+            Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True},
         )
-        ended = execution["status"] if execution["status"] in ("FAILED", "TIMED_OUT", "ABORTED") else None
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
-            raise
-        ended = "NOT_STARTED"
-    if ended is None:
-        return record
-    reason = (
-        "the pipeline was never started"
-        if ended == "NOT_STARTED"
-        else f"the pipeline execution ended {ended} without recording a result"
+    jobs.delete_job(clients.dynamodb, settings.jobs_table, job_id)
+    return JobPurged(job_id=job_id, purged=True, deleted_objects=len(keys))
+
+
+def attempt_detail(clients: ApiClients, settings: ApiSettings, job_id: str, number: int) -> AttemptDetail:
+    """Attempt n's program source, result, log tail and a presigned link to its submission.csv."""
+    record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
+    bucket = settings.artifacts_bucket
+    program = artifacts.get_json_or_none(clients.s3, bucket, artifacts.attempt_key(job_id, number, "program.json"))
+    if program is None:
+        raise JobNotFoundError(f"job {job_id} has no attempt {number}")
+    result = artifacts.get_json_or_none(clients.s3, bucket, artifacts.attempt_key(job_id, number, "result.json"))
+    summary = next((a for a in record.attempts if a.number == number), None)
+    submission_key = artifacts.attempt_key(job_id, number, "submission.csv")
+    url = None
+    if summary is not None and summary.ok and artifacts.exists(clients.s3, bucket, submission_key):
+        url = artifacts.presigned_get(
+            clients.s3,
+            bucket,
+            submission_key,
+            settings.presign_expiry_s,
+            filename=f"{record.competition}-attempt-{number}-submission.csv",
+        )
+    return AttemptDetail(
+        job_id=job_id,
+        number=number,
+        program=str(program.get("name", "")),
+        origin=str(program.get("origin", "")),
+        code=str(program.get("code", "")),
+        ok=summary.ok if summary is not None else None,
+        cv_score=summary.cv_score if summary is not None else None,
+        seconds=float((result or {}).get("seconds") or 0.0),
+        reason=(summary.reason if summary is not None else (result or {}).get("reason")),
+        log_tail=str((result or {}).get("log_tail", "")),
+        submission_url=url,
     )
-    jobs.mark_failed(clients.dynamodb, settings.jobs_table, record.job_id, reason, keep_message=True)
-    return jobs.require_job(clients.dynamodb, settings.jobs_table, record.job_id)
 
 
 def submission_url(clients: ApiClients, settings: ApiSettings, job_id: str) -> str:
     """A short-lived download URL of the job's submission.csv; JobNotReadyError until it exists."""
     record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
-    if record.status == "FAILED":
-        raise JobNotReadyError(f"job {job_id} failed and has no submission: {record.message}")
+    if record.status in ("FAILED", "CANCELLED"):
+        raise JobNotReadyError(f"job {job_id} is {record.status} and has no submission: {record.message}")
     if record.status != "SUCCEEDED" or not record.submission_key:
         raise JobNotReadyError(f"job {job_id} is {record.status} ({record.stage}); no submission yet")
     return artifacts.presigned_get(

@@ -1,7 +1,8 @@
 """Job records in the DynamoDB jobs table: what `GET /status` shows and what each step updates.
 
 One item per job (partition key ``job_id``). Status moves QUEUED → RUNNING →
-SUCCEEDED | FAILED and never leaves a terminal state: stage updates are
+SUCCEEDED | FAILED, or to CANCELLED from QUEUED or RUNNING on a user's request,
+and never leaves a terminal state: stage updates are
 conditional on the job still running, so a late update from a step that lost a
 race cannot bring a failed job back to RUNNING. Stdlib + boto3 + pydantic only
 (Lambdas import this module).
@@ -21,8 +22,8 @@ from pydantic import BaseModel, Field
 
 from batch_agent.service import names
 
-JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
+JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 Compute = Literal["auto", "cpu", "gpu"]
 
 _SERIALIZER = TypeSerializer()
@@ -83,6 +84,22 @@ class JobRecord(BaseModel):
     blend_weights: dict[str, float] | None = None
     # Epoch seconds after which DynamoDB's TTL may delete the record; None: kept.
     expires_at: int | None = None
+    # The Step Functions execution's name: the job id plus a suffix drawn when the job was created, so
+    # an old execution of a reused job id (names stay reserved 90 days) never blocks a new job.
+    execution_name: str | None = None
+    # When the starter started (or found) the execution; None: waiting in the outbox.
+    execution_started_at: str | None = None
+    # A digest of the request body: a reused idempotency key with another body is refused.
+    request_digest: str | None = None
+    # The AWS Batch job running the job's current step (written by the container), so a cancel can stop it.
+    batch_job_id: str | None = None
+    cancelled_by: str | None = None
+    cancelled_at: str | None = None
+
+    @property
+    def execution(self) -> str:
+        """The execution's name (records written before execution_name existed used the job id)."""
+        return self.execution_name or self.job_id
 
 
 class JobNotFoundError(LookupError):
@@ -124,6 +141,11 @@ def _item(record: JobRecord) -> dict[str, Any]:
     data = _to_dynamo(record.model_dump())
     data["listing"] = names.JOBS_LISTING_VALUE
     return {k: _SERIALIZER.serialize(v) for k, v in data.items()}
+
+
+def record_from_item(item: dict[str, Any]) -> JobRecord:
+    """A job from its DynamoDB item (a GetItem's Item or a stream record's NewImage)."""
+    return _record(item)
 
 
 def _record(item: dict[str, Any]) -> JobRecord:
@@ -226,12 +248,43 @@ def mark_stage(dynamodb: Any, table: str, job_id: str, stage: str, **fields: Any
     return update_job(dynamodb, table, job_id, status="RUNNING", stage=stage, **fields)
 
 
+def mark_cancelled(dynamodb: Any, table: str, job_id: str, requested_by: str) -> bool:
+    """CANCELLED, when the job is still QUEUED or RUNNING; False when it had already ended."""
+    now = now_iso()
+    return update_job(
+        dynamodb,
+        table,
+        job_id,
+        status="CANCELLED",
+        stage="cancelled",
+        message=f"cancelled by {requested_by} at {now}",
+        cancelled_by=requested_by,
+        cancelled_at=now,
+    )
+
+
+def delete_job(dynamodb: Any, table: str, job_id: str) -> None:
+    """Remove a finished job's record (a job still QUEUED or RUNNING is left alone)."""
+    try:
+        dynamodb.delete_item(
+            TableName=table,
+            Key={"job_id": {"S": job_id}},
+            ConditionExpression="attribute_exists(job_id) AND NOT #s IN (:q, :r)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":q": {"S": "QUEUED"}, ":r": {"S": "RUNNING"}},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        raise JobNotFoundError(job_id) from exc
+
+
 def mark_failed(dynamodb: Any, table: str, job_id: str, message: str, *, keep_message: bool = False) -> None:
     """FAILED with a reason. With keep_message, a job that already FAILED keeps its (more specific) reason."""
     if update_job(dynamodb, table, job_id, status="FAILED", stage="failed", message=message):
         return
     current = get_job(dynamodb, table, job_id)
-    if current is None or current.status == "SUCCEEDED":
+    if current is None or current.status in ("SUCCEEDED", "CANCELLED"):
         return
     if current.status == "FAILED" and (keep_message and current.message):
         return

@@ -42,6 +42,9 @@ FAIL_FUNCTION = "fail"
 LEADERBOARD_SYNC_FUNCTION = "leaderboard-sync"
 API_HANDLER = "lambdas.api.handler.handler"
 LEADERBOARD_SYNC_HANDLER = "lambdas.leaderboard_sync.handler.handler"
+# Starts each new job's execution (the jobs table's stream) and sweeps unfinished jobs (a schedule).
+STARTER_FUNCTION = "starter"
+STARTER_HANDLER = "lambdas.starter.handler.handler"
 STEP_HANDLERS: dict[str, str] = {
     PLAN_FUNCTION: "lambdas.steps.plan.handler",
     GENERATE_FUNCTION: "lambdas.steps.generate.handler",
@@ -94,7 +97,9 @@ ENV_STATE_MACHINE_ARN = "KAGGLE_SOLVER_STATE_MACHINE_ARN"  # api
 ENV_API_KEY = "KAGGLE_SOLVER_API_KEY"  # api, local serving only (AWS: API Gateway keys)
 ENV_PRESIGN_EXPIRY_S = "KAGGLE_SOLVER_PRESIGN_EXPIRY_S"  # api
 ENV_JOB_RETENTION_DAYS = "KAGGLE_SOLVER_JOB_RETENTION_DAYS"  # api: TTL of job records (expires_at)
-ENV_RECONCILE_AFTER_S = "KAGGLE_SOLVER_RECONCILE_AFTER_S"  # api: check stale jobs' executions
+ENV_RECONCILE_AFTER_S = "KAGGLE_SOLVER_RECONCILE_AFTER_S"  # api, starter: check stale jobs' executions
+ENV_START_AFTER_S = "KAGGLE_SOLVER_START_AFTER_S"  # api, starter: the sweep starts jobs left this long
+ENV_DEADLINE_GRACE_S = "KAGGLE_SOLVER_DEADLINE_GRACE_S"  # api, starter: past time limit + this: FAILED
 ENV_ANTHROPIC_SECRET_ARN = "KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN"  # steps: Claude when set
 ENV_AUTHOR = "KAGGLE_SOLVER_AUTHOR"  # steps: auto | template | claude | module:attr
 ENV_MEMORY_LIMIT_MB = "KAGGLE_SOLVER_MEMORY_LIMIT_MB"  # container: sandbox memory limit
@@ -106,6 +111,7 @@ ENV_METRICS_NAMESPACE = "KAGGLE_SOLVER_METRICS_NAMESPACE"  # leaderboard sync: w
 ENV_SYNC_BUDGET_S = "KAGGLE_SOLVER_BUDGET_S"  # leaderboard sync: stop starting competitions after this
 # container (training jobs): the role assumed with a per-job session policy (service/job_scope.py)
 ENV_TRAIN_ACCESS_ROLE_ARN = "KAGGLE_SOLVER_TRAIN_ACCESS_ROLE_ARN"
+ENV_ATTEMPT_TIMEOUT_S = "KAGGLE_SOLVER_ATTEMPT_TIMEOUT_S"  # container: the job definition's attempt timeout
 # The container also reads the official Kaggle client's own variables
 # (KAGGLE_USERNAME / KAGGLE_KEY or KAGGLE_API_TOKEN, KAGGLE_CONFIG_DIR), which the
 # job definition injects from the Kaggle secret.

@@ -21,10 +21,26 @@ class _ServiceSettings(BaseSettings):
     artifacts_bucket: str = Field(min_length=1)
 
 
-class ApiSettings(_ServiceSettings):
-    """The API Lambda (and the same app served by uvicorn locally)."""
+class PipelineSettings(_ServiceSettings):
+    """What starts and watches executions: the API and the starter."""
 
     state_machine_arn: str = Field(min_length=1)
+    # A job not updated for this long is checked against its execution: one that ended without
+    # recording a result (timed out, aborted) is marked FAILED, so no job stays RUNNING.
+    reconcile_after_s: int = Field(default=120, ge=0)
+    # A job still waiting in the outbox this long after it was recorded is started by the sweep.
+    start_after_s: int = Field(default=30, ge=0)
+    # A job still QUEUED or RUNNING this long past its time limit is stopped and marked FAILED.
+    deadline_grace_s: int = Field(default=900, ge=0)
+
+
+class StarterSettings(PipelineSettings):
+    """The starter: the jobs table's stream starts executions; a schedule sweeps unfinished jobs."""
+
+
+class ApiSettings(PipelineSettings):
+    """The API Lambda (and the same app served by uvicorn locally)."""
+
     # Checked by the app only when set; in AWS the API Gateway usage plan holds the keys.
     api_key: str | None = None
     presign_expiry_s: int = Field(default=300, ge=10, le=3600)
@@ -34,9 +50,6 @@ class ApiSettings(_ServiceSettings):
     max_attempts_limit: int = Field(default=20, ge=1)
     # Job records carry expires_at (epoch seconds, the table's TTL attribute) this many days out; None: kept.
     job_retention_days: int | None = Field(default=None, ge=1)
-    # A job not updated for this long is checked against its execution: one that ended without
-    # recording a result (timed out, aborted) is marked FAILED, so no job stays RUNNING.
-    reconcile_after_s: int = Field(default=120, ge=0)
     # A leaderboard snapshot read for GET /status is reused this long (the sync refreshes every 5 minutes).
     leaderboard_cache_s: float = Field(default=30.0, ge=0)
 
@@ -61,6 +74,11 @@ class ContainerSettings(_ServiceSettings):
     local_cache_dir: str | None = None
     # What one job of this definition costs per hour (instance or Fargate price); None: not priced.
     usd_per_hour: float | None = Field(default=None, ge=0)
+    # The job definition's attempt timeout (Batch kills the job after it); a training
+    # budget ends well before it, so the attempt's result is stored. None: no cap.
+    attempt_timeout_s: int | None = Field(default=None, ge=60)
+    # Set by AWS Batch in every container: recorded on the job so a cancel can terminate it.
+    batch_job_id: str | None = Field(default=None, validation_alias="AWS_BATCH_JOB_ID")
     # Run model-written programs even where the container cannot give them their own uid (accepts the risk).
     allow_unisolated: bool = False
     # Training jobs: assume this role with a session policy scoped to the job before touching anything.

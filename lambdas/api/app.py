@@ -14,18 +14,23 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from batch_agent.service import job_requests, leaderboard_requests
 from batch_agent.service.job_requests import (
     ApiClients,
+    AttemptDetail,
+    IdempotencyConflictError,
+    JobFinishedError,
     JobLogs,
     JobNotReadyError,
     JobPage,
+    JobPurged,
     JobStarted,
-    JobStartError,
     JobStatusView,
+    JobStillRunningError,
     RunRequest,
 )
 from batch_agent.service.jobs import JobNotFoundError
@@ -46,8 +51,10 @@ _ERROR_STATUS: dict[type[Exception], int] = {
     InputError: 422,
     JobNotFoundError: 404,
     JobNotReadyError: 409,
-    JobStartError: 503,
     LeaderboardNotFoundError: 404,
+    IdempotencyConflictError: 409,
+    JobFinishedError: 409,
+    JobStillRunningError: 409,
 }
 
 
@@ -124,9 +131,23 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
     def logs(job_id: str) -> JobLogs:
         return job_requests.job_logs(clients, settings, job_id)
 
+    @app.delete("/jobs/{job_id}", response_model=JobStatusView | JobPurged, dependencies=[Keyed])
+    def delete_job(
+        request: Request,
+        job_id: str,
+        purge: Annotated[bool, Query(description="delete a finished job's files and record")] = False,
+    ) -> JobStatusView | JobPurged:
+        if purge:
+            return job_requests.purge_job(clients, settings, job_id)
+        return job_requests.cancel_job(clients, settings, job_id, _requester(request))
+
+    @app.get("/jobs/{job_id}/attempts/{number}", response_model=AttemptDetail, dependencies=[Keyed])
+    def attempt(job_id: str, number: Annotated[int, PathParam(ge=1)]) -> AttemptDetail:
+        return job_requests.attempt_detail(clients, settings, job_id, number)
+
     @app.get("/jobs", response_model=JobPage, dependencies=[Keyed])
     def list_jobs(
-        status: Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"] | None = None,
+        status: Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"] | None = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: str | None = None,
     ) -> JobPage:
@@ -170,6 +191,17 @@ class _StagePrefix:
         if scope["type"] == "http" and stage and domain.endswith(".amazonaws.com"):
             scope = {**scope, "root_path": f"/{stage}"}
         await self.app(scope, receive, send)
+
+
+def _requester(request: Request) -> str:
+    """Who asked: the API key's id behind API Gateway, else the client's address."""
+    event = request.scope.get("aws.event") or {}
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    if identity.get("apiKeyId"):
+        return f"api key {identity['apiKeyId']}"
+    if identity.get("sourceIp"):
+        return f"client {identity['sourceIp']}"
+    return f"client {request.client.host}" if request.client else "an unknown client"
 
 
 class _Unauthorised(Exception):

@@ -238,7 +238,7 @@ def test_api_gateway_routes_are_the_fastapi_routes(synthesized: dict[str, Synthe
     from lambdas.api.app import create_app
 
     settings = ApiSettings(jobs_table="t", artifacts_bucket="b", state_machine_arn="arn:aws:states:::x")
-    app = create_app(settings, ApiClients(dynamodb=None, s3=None, stepfunctions=None))
+    app = create_app(settings, ApiClients(dynamodb=None, s3=None, stepfunctions=None, batch=None))
     documented = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
     fastapi_routes = {
         (route.path, method)
@@ -507,7 +507,8 @@ def test_lambda_code_asset_holds_only_the_two_packages(synthesized: dict[str, Sy
         for f in resources(synth, "AWS::Lambda::Function").values()
         if "Handler" in f["Properties"] and f["Properties"].get("FunctionName")
     }
-    assert handlers == {names.API_HANDLER, names.LEADERBOARD_SYNC_HANDLER, *names.STEP_HANDLERS.values()}
+    assert handlers == {names.API_HANDLER, names.LEADERBOARD_SYNC_HANDLER, names.STARTER_HANDLER,
+                        *names.STEP_HANDLERS.values()}
     for handler in handlers:
         module = handler.rsplit(".", 1)[0]
         assert (asset / (module.replace(".", "/") + ".py")).is_file(), handler
@@ -542,7 +543,7 @@ def test_local_environment_uses_the_emulated_stack_names(synthesized: dict[str, 
         for f in resources(synth, "AWS::Lambda::Function").values()
         if "FunctionName" in f["Properties"]
     }
-    bases = [names.API_FUNCTION, names.LEADERBOARD_SYNC_FUNCTION, *names.STEP_HANDLERS]
+    bases = [names.API_FUNCTION, names.LEADERBOARD_SYNC_FUNCTION, names.STARTER_FUNCTION, *names.STEP_HANDLERS]
     assert function_names == {names.resource_name(prefix, base) for base in bases}
 
 

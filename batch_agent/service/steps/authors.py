@@ -14,14 +14,23 @@ from batch_agent.service.steps.context import ServiceClients, seconds_left
 from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.errors import SolverError
 
+# Kept back from the Lambda invocation's time: the fallback's work, storing the usage and the reply.
+LAMBDA_END_MARGIN_SECONDS = 30.0
+
 # ---------------------------------------------------------------- authors
 
 
-def author_for(settings: StepSettings, job: JobRecord | None = None) -> ProgramAuthor:
+def author_for(
+    settings: StepSettings, job: JobRecord | None = None, *, invocation_seconds_left: float | None = None
+) -> ProgramAuthor:
     """The program author the settings name: Claude when a key is configured (auto), templates otherwise.
 
     A Claude author resumes the job's LLM usage (tally, cost ceiling, fallback) from
     its record, so the ceiling holds across steps in separate Lambda invocations.
+    Its model calls end before the job's time runs out and before the Lambda
+    invocation's does (``invocation_seconds_left`` less a margin for recording the
+    usage and answering): a call that would not fit is not made, and the author
+    falls back to the templates.
     """
     choice = settings.author
     if ":" in choice:
@@ -32,7 +41,7 @@ def author_for(settings: StepSettings, job: JobRecord | None = None) -> ProgramA
     if choice == "claude" or (choice == "auto" and settings.anthropic_secret_arn):
         if not settings.anthropic_secret_arn:
             raise SolverError("author 'claude' needs KAGGLE_SOLVER_ANTHROPIC_SECRET_ARN")
-        return _claude_author(_secret_string(settings.anthropic_secret_arn), job)
+        return _claude_author(_secret_string(settings.anthropic_secret_arn), job, invocation_seconds_left)
     from batch_agent.solver.templates import TemplateAuthor
 
     return TemplateAuthor()
@@ -53,18 +62,21 @@ def _secret_string(secret_arn: str) -> str:
     return value.strip()
 
 
-def _claude_author(api_key: str, job: JobRecord | None) -> ProgramAuthor:
+def _claude_author(api_key: str, job: JobRecord | None, invocation_seconds_left: float | None) -> ProgramAuthor:
     from pydantic import SecretStr
 
     from batch_agent.llm.author import resume_author
     from batch_agent.llm.calls import LLMSettings
     from batch_agent.solver.templates import TemplateAuthor
 
+    limits = [seconds_left(job)] if job else []
+    if invocation_seconds_left is not None:
+        limits.append(invocation_seconds_left - LAMBDA_END_MARGIN_SECONDS)
     return resume_author(
         LLMSettings(api_key=SecretStr(api_key)),
         fallback=TemplateAuthor(),
         usage=job.llm_usage if job else None,
-        seconds_left=seconds_left(job) if job else None,
+        seconds_left=max(0.0, min(limits)) if limits else None,
     )
 
 

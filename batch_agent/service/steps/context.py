@@ -13,6 +13,7 @@ steps (prepare, train) import pandas-based code inside their functions.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +132,26 @@ def state_value(data: dict[str, Any], key: str) -> Any:
 def carried_state(state: dict[str, Any]) -> dict[str, Any]:
     keep = ("job_id", "compute", "attempt", "attempt_label")
     return {k: state[k] for k in keep if k in state}
+
+
+def failure_message(error: Any) -> str:
+    """A one-line reason from a Step Functions error object {"Error": ..., "Cause": ...}."""
+    if not isinstance(error, dict):
+        return "the pipeline failed"
+    name = str(error.get("Error") or "Error")
+    cause_text = error.get("Cause") or ""
+    try:
+        cause = json.loads(cause_text) if cause_text else {}
+    except json.JSONDecodeError:
+        cause = {}
+    if isinstance(cause, dict) and "errorMessage" in cause:  # a Lambda step raised
+        return f"{cause.get('errorType', name)}: {cause['errorMessage']}"[:1000]
+    if isinstance(cause, dict) and state_value(cause, "jobName"):  # a Batch job failed
+        container = state_value(cause, "container") or {}
+        exit_code = state_value(container, "exitCode")
+        reason = state_value(cause, "statusReason") or state_value(container, "reason") or "the job failed"
+        step = str(state_value(cause, "jobName")).split("-")[0]
+        return f"{step} job failed: {reason}" + (f" (exit code {exit_code})" if exit_code is not None else "")
+    return f"{name}: {cause_text}"[:1000] if cause_text else name
+
+

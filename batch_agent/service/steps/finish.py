@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -12,12 +11,14 @@ from batch_agent.service.settings import StepSettings
 from batch_agent.service.steps.context import (
     ServiceClients,
     best_attempt,
+    failure_message,
     higher_is_better,
     load_job,
     load_profile,
-    state_value,
 )
 from batch_agent.service.steps.validate import check_submission
+
+__all__ = ["fail_step", "failure_message", "finish_step"]
 
 log = logging.getLogger(__name__)
 
@@ -116,26 +117,3 @@ def fail_step(clients: ServiceClients, settings: StepSettings, state: dict[str, 
     job_id = state["job_id"]
     jobs.mark_failed(clients.dynamodb, clients.table, job_id, failure_message(state.get("error")), keep_message=True)
     return {"job_id": job_id, "status": "FAILED"}
-
-
-def failure_message(error: Any) -> str:
-    """A one-line reason from a Step Functions error object {"Error": ..., "Cause": ...}."""
-    if not isinstance(error, dict):
-        return "the pipeline failed"
-    name = str(error.get("Error") or "Error")
-    cause_text = error.get("Cause") or ""
-    try:
-        cause = json.loads(cause_text) if cause_text else {}
-    except json.JSONDecodeError:
-        cause = {}
-    if isinstance(cause, dict) and "errorMessage" in cause:  # a Lambda step raised
-        return f"{cause.get('errorType', name)}: {cause['errorMessage']}"[:1000]
-    if isinstance(cause, dict) and state_value(cause, "jobName"):  # a Batch job failed
-        container = state_value(cause, "container") or {}
-        exit_code = state_value(container, "exitCode")
-        reason = state_value(cause, "statusReason") or state_value(container, "reason") or "the job failed"
-        step = str(state_value(cause, "jobName")).split("-")[0]
-        return f"{step} job failed: {reason}" + (f" (exit code {exit_code})" if exit_code is not None else "")
-    return f"{name}: {cause_text}"[:1000] if cause_text else name
-
-

@@ -19,10 +19,16 @@ from batch_agent.service.steps.context import (
 from batch_agent.solver.errors import SolverError
 
 
-def generate_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+def generate_step(
+    clients: ServiceClients,
+    settings: StepSettings,
+    state: dict[str, Any],
+    *,
+    invocation_seconds_left: float | None = None,
+) -> dict[str, Any]:
     job_id = state["job_id"]
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "generate", message="writing the training program")
-    author = author_for(settings, load_job(clients, job_id))
+    author = author_for(settings, load_job(clients, job_id), invocation_seconds_left=invocation_seconds_left)
     programs = author.draft(load_profile(clients, job_id), load_plan(clients, job_id))
     record_llm_usage(clients, job_id, author)
     if not programs:

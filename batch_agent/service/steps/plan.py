@@ -12,12 +12,18 @@ from batch_agent.service.steps.context import ServiceClients, load_job, load_pro
 # ---------------------------------------------------------------- Lambda steps
 
 
-def plan_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+def plan_step(
+    clients: ServiceClients,
+    settings: StepSettings,
+    state: dict[str, Any],
+    *,
+    invocation_seconds_left: float | None = None,
+) -> dict[str, Any]:
     job_id = state["job_id"]
     job = load_job(clients, job_id)
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "plan", message="planning")
     profile = load_profile(clients, job_id)
-    author = author_for(settings, job)
+    author = author_for(settings, job, invocation_seconds_left=invocation_seconds_left)
     plan = author.plan(profile, float(job.time_limit))
     record_llm_usage(clients, job_id, author)
     if job.compute in ("cpu", "gpu"):

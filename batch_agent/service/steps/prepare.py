@@ -33,14 +33,14 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
     if settings.local_cache_dir:
         local = (Path(settings.local_cache_dir) / slug).resolve()
         if local.is_dir() and any(local.iterdir()):
-            # The Lambda steps read the competition from S3: make sure it is there too.
-            if not artifacts.list_keys(clients.s3, clients.bucket, prefix, limit=1):
-                artifacts.upload_folder(clients.s3, clients.bucket, prefix, local)
+            _fill_s3_cache(clients, prefix, local)
             return local
     folder = Path(settings.work_dir) / "cache" / slug
     # The marker sits beside the folder: inside it, profiling would list it as a competition file.
     marker = folder.with_name(slug + COMPLETE_MARKER)
     if marker.exists():
+        # A machine's copy can outlive the bucket's (a restarted local stack, a bucket emptied by hand).
+        _fill_s3_cache(clients, prefix, folder)
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,6 +57,12 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
     return folder
 
 
+def _fill_s3_cache(clients: ServiceClients, prefix: str, folder: Path) -> None:
+    """The Lambda steps read the competition from the S3 cache: upload a local copy when the cache is empty."""
+    if not artifacts.list_keys(clients.s3, clients.bucket, prefix, limit=1):
+        artifacts.upload_folder(clients.s3, clients.bucket, prefix, folder)
+
+
 # ---------------------------------------------------------------- Batch steps
 
 
@@ -71,7 +77,15 @@ def record_compute(clients: ServiceClients, settings: ContainerSettings, job_id:
 def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: str) -> CompetitionProfile:
     """Fetch the competition and write jobs/{id}/profile.json. A SolverError marks the job FAILED."""
     job = load_job(clients, job_id)
-    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "prepare", message="fetching and profiling the data")
+    if not jobs.mark_stage(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        "prepare",
+        message="fetching and profiling the data",
+        batch_job_id=settings.batch_job_id,
+    ):
+        raise SolverError(f"job {job_id} has already ended ({load_job(clients, job_id).status}); nothing to prepare")
     try:
         from batch_agent.solver.data_preview import data_preview
         from batch_agent.solver.profiling import profile_competition

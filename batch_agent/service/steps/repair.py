@@ -24,13 +24,19 @@ from batch_agent.service.steps.context import (
 from batch_agent.solver.plan import Program
 
 
-def repair_step(clients: ServiceClients, settings: StepSettings, state: dict[str, Any]) -> dict[str, Any]:
+def repair_step(
+    clients: ServiceClients,
+    settings: StepSettings,
+    state: dict[str, Any],
+    *,
+    invocation_seconds_left: float | None = None,
+) -> dict[str, Any]:
     """The next program: a repair of a failed attempt, a queued draft, or an improvement of the best."""
     job_id, attempt = state["job_id"], int(state["attempt"])
     job = load_job(clients, job_id)
     failed = state.get("next") == "repair"
     jobs.mark_stage(clients.dynamodb, clients.table, job_id, "repair" if failed else "improve", attempt=attempt)
-    author = author_for(settings, job)
+    author = author_for(settings, job, invocation_seconds_left=invocation_seconds_left)
     profile = load_profile(clients, job_id)
     queue = load_queue(clients, job_id)
     program: Program | None = None

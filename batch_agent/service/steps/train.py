@@ -22,9 +22,13 @@ from batch_agent.service.steps.context import (
 )
 from batch_agent.service.steps.prepare import fetch_competition
 from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.errors import SolverError
 from batch_agent.solver.plan import AttemptResult
 
 log = logging.getLogger(__name__)
+
+# Kept back from the Batch attempt timeout for fetching the data before training and storing results after.
+ATTEMPT_TIMEOUT_MARGIN_SECONDS = 300.0
 
 
 def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str, attempt: int) -> AttemptResult:
@@ -36,14 +40,23 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
     from batch_agent.solver.solve import run_attempt
 
     job = load_job(clients, job_id)
-    jobs.mark_stage(clients.dynamodb, clients.table, job_id, "train", attempt=attempt, message="training")
+    if not jobs.mark_stage(
+        clients.dynamodb,
+        clients.table,
+        job_id,
+        "train",
+        attempt=attempt,
+        message="training",
+        batch_job_id=settings.batch_job_id,
+    ):
+        raise SolverError(f"job {job_id} has already ended ({load_job(clients, job_id).status}); nothing to train")
     data_dir = fetch_competition(clients, settings, job.competition, download=False)
     profile = load_profile(clients, job_id, data_dir)
     program = load_program(clients, job_id, attempt)
     attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
     shutil.rmtree(attempt_dir, ignore_errors=True)
     attempt_dir.mkdir(parents=True)
-    budget = max(seconds_left(job) - FINISH_RESERVE_SECONDS, MIN_ATTEMPT_SECONDS)
+    budget = training_budget(seconds_left(job), settings.attempt_timeout_s)
     result = run_attempt(
         profile,
         program,
@@ -64,6 +77,19 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
             # A blend is a bonus over the best single attempt; its failure must not fail the attempt.
             log.warning("blending after attempt %d failed: %s", attempt, exc)
     return result
+
+
+def training_budget(job_seconds_left: float, attempt_timeout_s: int | None) -> float:
+    """Seconds a program may train: the job's time left, and never past the Batch attempt timeout.
+
+    Batch kills the container at its attempt timeout; the fetch before training and the
+    upload and blend after it must fit inside that too, so a margin is kept back.
+    """
+    budget = job_seconds_left - FINISH_RESERVE_SECONDS
+    if attempt_timeout_s is not None:
+        margin = min(ATTEMPT_TIMEOUT_MARGIN_SECONDS, attempt_timeout_s * 0.25)
+        budget = min(budget, attempt_timeout_s - margin)
+    return max(budget, MIN_ATTEMPT_SECONDS)
 
 
 def _blend_so_far(

@@ -15,6 +15,7 @@ from batch_agent.service.steps.context import (
     ServiceClients,
     best_attempt,
     carried_state,
+    failure_message,
     higher_is_better,
     load_job,
     load_profile,
@@ -22,6 +23,7 @@ from batch_agent.service.steps.context import (
     load_result,
     seconds_left,
 )
+from batch_agent.solver.errors import SolverError
 from batch_agent.solver.plan import AttemptResult
 
 
@@ -41,7 +43,11 @@ def validate_step(clients: ServiceClients, settings: StepSettings, state: dict[s
             origin=program.origin,
             ok=False,
             seconds=0.0,
-            reason="the training job wrote no result",
+            reason=(
+                failure_message(state["train_error"])
+                if state.get("train_error")
+                else "the training job wrote no result"
+            ),
             workdir="",
         )
     elif result.ok:
@@ -98,7 +104,13 @@ def check_submission(clients: ServiceClients, job: JobRecord, key: str, validate
         for name in (profile.sample_submission_file, profile.test_file):
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            clients.s3.download_file(clients.bucket, artifacts.cache_prefix(job.competition) + name, str(target))
+            cached = artifacts.cache_prefix(job.competition) + name
+            if not artifacts.exists(clients.s3, clients.bucket, cached):
+                raise SolverError(
+                    f"the competition's {name} is missing from the cache s3://{clients.bucket}/{cached}; "
+                    "the prepare step should have put it there"
+                )
+            clients.s3.download_file(clients.bucket, cached, str(target))
         submission = folder / "submission.csv"
         if not artifacts.exists(clients.s3, clients.bucket, key):
             return ["the program wrote no submission.csv"]

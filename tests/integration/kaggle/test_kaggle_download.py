@@ -251,3 +251,22 @@ def _range_start(headers: dict[str, str]) -> int:
     match = re.fullmatch(r"bytes=(\d+)-", headers.get("Range", ""))
     assert match, headers
     return int(match.group(1))
+
+
+def test_a_competition_too_big_for_the_free_disk_fails_before_downloading(
+    fake_kaggle: FakeKaggle, options: KaggleOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batch_agent.kaggle import download
+
+    fake_kaggle.add(_competition())
+    real = download.shutil.disk_usage
+
+    def almost_full(path: object) -> object:
+        usage = real(path)  # type: ignore[arg-type]
+        return usage._replace(free=download.DISK_HEADROOM_BYTES + len(TRAIN))
+
+    monkeypatch.setattr(download.shutil, "disk_usage", almost_full)
+
+    with pytest.raises(download.NotEnoughDiskError, match=r"tabular-demo has .* of files; .* but only .* is free"):
+        download_competition("tabular-demo", tmp_path / "data", options=options)
+    assert fake_kaggle.calls("DownloadDataFiles") == []

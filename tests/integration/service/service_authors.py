@@ -46,3 +46,15 @@ class AlwaysFailAuthor(FailOnceAuthor):
 
 def raising_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     raise ValueError(f"plan step exploded for job {event.get('job_id')}")
+
+
+SLOW_CODE = "import time\ntime.sleep(600)\n"
+
+
+class SlowAuthor(FailOnceAuthor):
+    """A program that trains (sleeps) for ten minutes: long enough to cancel it mid-training."""
+
+    name = "slow"
+
+    def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
+        return [Program(name="slow", code=SLOW_CODE, origin="template")]

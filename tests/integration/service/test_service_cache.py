@@ -93,3 +93,21 @@ def test_a_cache_filled_by_hand_is_used_offline_and_copied_to_s3(stack: Emulated
     assert folder == by_hand.resolve()
     cached = artifacts.list_keys(clients.s3, clients.bucket, artifacts.cache_prefix("offline-demo"))
     assert sorted(k.rsplit("/", 1)[-1] for k in cached) == ["sample_submission.csv", "test.csv", "train.csv"]
+
+
+def test_a_machine_copy_that_outlived_the_bucket_refills_the_s3_cache(stack: EmulatedStack, tmp_path: Path) -> None:
+    # A restarted local stack: the Batch work folder still holds the competition, the emulated S3 is empty.
+    work = tmp_path / "batch"
+    folder = work / "cache" / "restart-demo"
+    folder.mkdir(parents=True)
+    for name, body in {"train.csv": TRAIN, "test.csv": TEST, "sample_submission.csv": SAMPLE}.items():
+        (folder / name).write_bytes(body)
+    (work / "cache" / "restart-demo.complete").touch()
+    clients = _clients(stack)
+    assert artifacts.list_keys(clients.s3, clients.bucket, artifacts.cache_prefix("restart-demo")) == []
+
+    found = fetch_competition(clients, _settings(stack, work), "restart-demo")
+
+    assert found == folder
+    cached = artifacts.list_keys(clients.s3, clients.bucket, artifacts.cache_prefix("restart-demo"))
+    assert {k.rsplit("/", 1)[-1] for k in cached} == {"train.csv", "test.csv", "sample_submission.csv"}

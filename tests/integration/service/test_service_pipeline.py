@@ -7,8 +7,10 @@ import io
 import json
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 
 from batch_agent.llm.prompts import PLAN_TOOL, PROGRAM_TOOL
 from batch_agent.local.stack import EmulatedStack, StackOptions
-from batch_agent.service import names
+from batch_agent.service import jobs, names
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.isolation import probe_isolation
 from batch_agent.solver.submission import validate_submission
@@ -92,8 +94,14 @@ def _wait(api: httpx.Client, job_id: str, timeout_s: float = 120) -> dict[str, A
     raise AssertionError(f"job {job_id} did not finish in {timeout_s} s: {status}")
 
 
+def _execution_name(stack: EmulatedStack, job_id: str) -> str:
+    record = jobs.require_job(stack.client("dynamodb"), stack.table, job_id)
+    assert record.execution_name and record.execution_name.startswith(job_id)
+    return record.execution_name
+
+
 def _execution_status(stack: EmulatedStack, job_id: str) -> str:
-    arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+    arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{_execution_name(stack, job_id)}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         status: str = stack.client("stepfunctions").describe_execution(executionArn=arn)["status"]
@@ -117,7 +125,7 @@ def test_job_runs_end_to_end_and_its_presigned_submission_is_valid(
     (attempt,) = status["attempts"]
     assert attempt["cv_score"] == status["cv_score"]
     assert attempt["claimed_cv_score"] == pytest.approx(attempt["cv_score"]) and attempt["claim_disagrees"] is False
-    assert status["submission_url"].startswith(stack.endpoint)
+    assert status["submission_url"].startswith(stack.endpoint_for("s3"))
     download = api.get(f"/result/{job_id}/submission.csv")
     assert download.status_code == 307
     csv_response = httpx.get(download.headers["location"])  # the presigned S3 URL, as `curl -L` follows it
@@ -194,6 +202,46 @@ def test_steps_use_claude_when_an_anthropic_key_secret_is_configured(
     assert "llm-draft" in [p["origin"] for p in queue]
 
 
+def test_a_model_call_that_would_outlive_the_lambda_falls_back_to_templates_and_records_usage(
+    stack: EmulatedStack, api: httpx.Client, fake_anthropic: FakeAnthropic
+) -> None:
+    release = threading.Event()
+
+    def never_in_time(request: Any) -> Any:
+        release.wait(100)  # longer than the Lambda may run
+        return tool_reply(PLAN_TOOL, CLAUDE_PLAN, usage_fields=usage(1000, 200))
+
+    fake_anthropic.responder = never_in_time
+    secret_arn = stack.client("secretsmanager").create_secret(
+        Name=f"anthropic-{time.time_ns()}", SecretString="sk-slow"
+    )["ARN"]
+    llm_env = {
+        names.ENV_ANTHROPIC_SECRET_ARN: secret_arn,
+        "ANTHROPIC_BASE_URL": fake_anthropic.url,
+        "KAGGLE_SOLVER_LLM_SDK_MAX_RETRIES": "0",
+        "KAGGLE_SOLVER_LLM_BACKOFF_ATTEMPTS": "0",
+    }
+    lam = stack.client("lambda")
+    saved = {step: lam.get_function_configuration(FunctionName=stack.name(step)) for step in AUTHOR_STEPS}
+    for step in AUTHOR_STEPS:
+        stack.set_step_environment(step, llm_env)
+        # 70 s: the margin leaves 40 s, a call may take half of it, the fake answers after 100 s.
+        lam.update_function_configuration(FunctionName=stack.name(step), Timeout=70)
+    try:
+        status = _wait(api, _start(api, max_attempts=1, time_limit=900), timeout_s=150)
+    finally:
+        release.set()
+        for step, config in saved.items():
+            lam.update_function_configuration(
+                FunctionName=stack.name(step), Timeout=config["Timeout"], Environment=config["Environment"]
+            )
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    llm = status["llm_usage"]
+    assert llm["llm_used"] is False and llm["fallback_reason"], llm
+    assert len(fake_anthropic.calls(PLAN_TOOL)) == 1  # one call tried, cut at its deadline, then templates
+
+
 def test_successful_attempts_are_blended_when_the_blend_scores_better(stack: EmulatedStack, api: httpx.Client) -> None:
     job_id = _start(api, max_attempts=3, time_limit=120)
 
@@ -254,17 +302,19 @@ def test_program_that_always_fails_ends_failed_with_reason_and_attempts(
     assert _execution_status(stack, job_id) == "FAILED"
 
 
-def test_batch_job_whose_process_dies_ends_failed_never_running(stack: EmulatedStack, api: httpx.Client) -> None:
+@contextmanager
+def _train_command(stack: EmulatedStack, kill_when: str) -> Iterator[None]:
+    """A new CPU job definition revision whose train step is SIGKILLed (as the OOM killer would) when
+    ``kill_when`` (a Python expression over ``attempt``, the attempt number as text) holds."""
     batch = stack.client("batch")
     definition = stack.name(names.CPU_JOB_DEFINITION)
     current = batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")["jobDefinitions"]
     original = max(current, key=lambda d: d["revision"])
-    # A new revision whose train step is killed by SIGKILL, as the OOM killer would.
     dying = [
         "python",
         "-c",
         "import os, signal, sys\n"
-        "if sys.argv[1] == 'train': os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"attempt = sys.argv[-1]\nif sys.argv[1] == 'train' and ({kill_when}): os.kill(os.getpid(), signal.SIGKILL)\n"
         "os.execv(sys.executable, [sys.executable, '-m', 'batch_agent', *sys.argv[1:]])",
         *names.BATCH_COMMAND[3:],
     ]
@@ -275,8 +325,7 @@ def test_batch_job_whose_process_dies_ends_failed_never_running(stack: EmulatedS
         containerProperties={**original["containerProperties"], "command": dying},
     )
     try:
-        job_id = _start(api, max_attempts=2)
-        status = _wait(api, job_id)
+        yield
     finally:
         batch.register_job_definition(
             jobDefinitionName=definition,
@@ -285,9 +334,33 @@ def test_batch_job_whose_process_dies_ends_failed_never_running(stack: EmulatedS
             containerProperties=original["containerProperties"],
         )
 
+
+def test_batch_job_whose_process_dies_every_time_ends_failed_never_running(
+    stack: EmulatedStack, api: httpx.Client
+) -> None:
+    with _train_command(stack, "True"):
+        job_id = _start(api, max_attempts=2)
+        status = _wait(api, job_id)
+
     assert status["status"] == "FAILED"
     assert "train job failed" in status["message"] and "exit code 137" in status["message"]
+    assert [a["ok"] for a in status["attempts"]] == [False, False]
     assert _execution_status(stack, job_id) == "FAILED"
+
+
+def test_batch_job_killed_after_a_good_attempt_ends_succeeded_with_that_attempt(
+    stack: EmulatedStack, api: httpx.Client
+) -> None:
+    with _train_command(stack, "attempt == '2'"):
+        job_id = _start(api, max_attempts=2)
+        status = _wait(api, job_id)
+
+    assert status["status"] == "SUCCEEDED", status["message"]
+    first, second = status["attempts"]
+    assert first["ok"] is True
+    assert second["ok"] is False and "exit code 137" in (second["reason"] or "")
+    assert status["cv_score"] == first["cv_score"]
+    assert _execution_status(stack, job_id) == "SUCCEEDED"
 
 
 def test_lambda_step_that_raises_ends_failed_with_its_cause(stack: EmulatedStack, api: httpx.Client) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from batch_agent.service import jobs
+from batch_agent.service import job_starter, jobs
 from batch_agent.service.job_requests import api_clients
 from batch_agent.service.settings import ApiSettings
 from lambdas.api.app import create_app
@@ -39,7 +40,24 @@ def _executions() -> list[dict[str, str]]:
     return executions
 
 
-def test_post_run_records_the_job_then_starts_an_execution_named_by_its_id(client: TestClient) -> None:
+def _new_job_stream(job_ids: list[str]) -> list[dict[str, Any]]:
+    """The stream records DynamoDB would deliver for these jobs' inserts."""
+    ddb = boto3.client("dynamodb")
+    return [
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "NewImage": ddb.get_item(TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"],
+                "SequenceNumber": str(n),
+            },
+        }
+        for n, job_id in enumerate(job_ids)
+    ]
+
+
+def test_post_run_records_the_job_in_the_outbox_and_the_stream_starts_it(
+    client: TestClient, settings: ApiSettings
+) -> None:
     response = client.post("/run", json={"url": URL, "time_limit": 600, "max_attempts": 3, "compute": "cpu"})
 
     assert response.status_code == 202
@@ -54,7 +72,18 @@ def test_post_run_records_the_job_then_starts_an_execution_named_by_its_id(clien
         3,
         "cpu",
     )
-    assert [e["name"] for e in _executions()] == [body["job_id"]]
+    assert record.execution_started_at is None and _executions() == []  # the request path starts nothing
+
+    result = job_starter.handle_stream_records(api_clients(), settings, _new_job_stream([body["job_id"]]))
+
+    assert result == {"batchItemFailures": []}
+    assert [e["name"] for e in _executions()] == [record.execution]
+    assert record.execution.startswith(body["job_id"] + "-")
+    started = jobs.require_job(boto3.client("dynamodb"), TABLE, body["job_id"])
+    assert started.status == "QUEUED" and started.execution_started_at is not None
+    # A redelivered stream record starts nothing twice.
+    job_starter.handle_stream_records(api_clients(), settings, _new_job_stream([body["job_id"]]))
+    assert len(_executions()) == 1
 
 
 def test_job_records_expire_after_the_configured_retention(settings: ApiSettings) -> None:
@@ -67,31 +96,43 @@ def test_job_records_expire_after_the_configured_retention(settings: ApiSettings
     assert abs(record.expires_at - (time.time() + 7 * 86400)) < 60
 
 
-def test_status_fails_a_job_whose_execution_ended_without_recording_it(settings: ApiSettings) -> None:
-    client = TestClient(create_app(settings.model_copy(update={"reconcile_after_s": 0}), api_clients()))
+def test_sweep_fails_a_job_whose_execution_ended_without_recording_it(
+    client: TestClient, settings: ApiSettings
+) -> None:
     running = client.post("/run", json={"url": URL}).json()["job_id"]
     aborted = client.post("/run", json={"url": URL}).json()["job_id"]
+    job_starter.handle_stream_records(api_clients(), settings, _new_job_stream([running, aborted]))
+    record = jobs.require_job(boto3.client("dynamodb"), TABLE, aborted)
     boto3.client("stepfunctions").stop_execution(
-        executionArn=f"{STATE_MACHINE_ARN.replace('stateMachine', 'execution')}:{aborted}"
+        executionArn=job_starter.execution_arn(STATE_MACHINE_ARN, record.execution)
     )
 
+    swept = job_starter.sweep(api_clients(), settings.model_copy(update={"reconcile_after_s": 0}))
+
+    assert swept == {"QUEUED": 1, "FAILED": 1}
     assert client.get(f"/status/{running}").json()["status"] == "QUEUED"
     status = client.get(f"/status/{aborted}").json()
     assert status["status"] == "FAILED"
     assert status["message"] == "the pipeline execution ended ABORTED without recording a result"
 
 
-def test_status_fails_a_job_whose_execution_never_started(settings: ApiSettings) -> None:
-    client = TestClient(create_app(settings.model_copy(update={"reconcile_after_s": 0}), api_clients()))
-    now = jobs.now_iso()
-    orphan = jobs.JobRecord(
-        job_id="orphan", url=URL, competition="titanic", created_at=now, updated_at=now, time_limit=60, max_attempts=1
-    )
-    jobs.create_job(boto3.client("dynamodb"), TABLE, orphan)
+def test_sweep_starts_a_job_the_stream_never_started(client: TestClient, settings: ApiSettings) -> None:
+    job_id = client.post("/run", json={"url": URL}).json()["job_id"]
 
-    status = client.get("/status/orphan").json()
+    assert job_starter.sweep(api_clients(), settings) == {"QUEUED": 1}  # younger than start_after_s: left
+    assert _executions() == []
+    job_starter.sweep(api_clients(), settings.model_copy(update={"start_after_s": 0}))
 
-    assert (status["status"], status["message"]) == ("FAILED", "the pipeline was never started")
+    record = jobs.require_job(boto3.client("dynamodb"), TABLE, job_id)
+    assert record.status == "QUEUED" and record.execution_started_at is not None
+    assert [e["name"] for e in _executions()] == [record.execution]
+
+
+def test_status_is_one_read_that_never_calls_step_functions(client: TestClient) -> None:
+    job_id = client.post("/run", json={"url": URL}).json()["job_id"]
+    boto3.client("stepfunctions").delete_state_machine(stateMachineArn=STATE_MACHINE_ARN)
+
+    assert client.get(f"/status/{job_id}").json()["status"] == "QUEUED"
 
 
 def test_run_accepts_the_url_as_a_query_parameter(client: TestClient) -> None:
@@ -102,25 +143,38 @@ def test_run_accepts_the_url_as_a_query_parameter(client: TestClient) -> None:
     assert (status["url"], status["status"], status["stage"]) == (URL, "QUEUED", "queued")
 
 
-def test_same_idempotency_key_returns_the_same_job_and_one_execution(client: TestClient) -> None:
+def test_same_idempotency_key_returns_the_same_job_and_one_execution(
+    client: TestClient, settings: ApiSettings
+) -> None:
     first = client.post("/run", json={"url": URL, "idempotency_key": "nightly-titanic"}).json()
     second = client.post("/run", json={"url": URL, "idempotency_key": "nightly-titanic"}).json()
     other = client.post("/run", json={"url": URL, "idempotency_key": "other"}).json()
+    job_starter.handle_stream_records(api_clients(), settings, _new_job_stream([first["job_id"], other["job_id"]]))
+    job_starter.sweep(api_clients(), settings.model_copy(update={"start_after_s": 0}))
 
     assert first["job_id"] == second["job_id"] != other["job_id"]
-    assert sorted(e["name"] for e in _executions()) == sorted([first["job_id"], other["job_id"]])
+    assert sorted(e["name"][:32] for e in _executions()) == sorted([first["job_id"], other["job_id"]])
 
 
-def test_failed_start_marks_the_job_failed_with_the_reason(settings: ApiSettings) -> None:
+def test_same_idempotency_key_with_another_body_is_409(client: TestClient) -> None:
+    first = client.post("/run", json={"url": URL, "idempotency_key": "k-409"})
+    other = client.post("/run", json={"url": URL, "idempotency_key": "k-409", "compute": "gpu"})
+
+    assert first.status_code == 202 and other.status_code == 409
+    assert "another request body" in other.json()["detail"]
+
+
+def test_failed_start_leaves_the_job_queued_for_the_next_sweep(client: TestClient, settings: ApiSettings) -> None:
+    job_id = client.post("/run", json={"url": URL, "idempotency_key": "k1"}).json()["job_id"]
     broken = settings.model_copy(update={"state_machine_arn": STATE_MACHINE_ARN + "-missing"})
-    client = TestClient(create_app(broken, api_clients()))
 
-    response = client.post("/run", json={"url": URL, "idempotency_key": "k1"})
+    result = job_starter.handle_stream_records(api_clients(), broken, _new_job_stream([job_id]))
 
-    assert response.status_code == 503
-    assert "could not start the pipeline" in response.json()["detail"]
-    (record,), _ = jobs.list_jobs(boto3.client("dynamodb"), TABLE)
-    assert record.status == "FAILED" and record.message.startswith("could not start the pipeline")
+    assert result == {"batchItemFailures": [{"itemIdentifier": "0"}]}  # the stream delivers it again
+    record = jobs.require_job(boto3.client("dynamodb"), TABLE, job_id)
+    assert (record.status, record.execution_started_at) == ("QUEUED", None)
+    job_starter.handle_stream_records(api_clients(), settings, _new_job_stream([job_id]))
+    assert [e["name"] for e in _executions()] == [record.execution]
 
 
 @pytest.mark.parametrize(
@@ -214,7 +268,15 @@ def test_api_key_is_required_when_the_deployment_sets_one(settings: ApiSettings)
 def test_openapi_describes_every_route(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
 
-    assert {"/run", "/status/{job_id}", "/result/{job_id}/submission.csv", "/logs/{job_id}", "/jobs", "/health"} <= set(
-        paths
-    )
+    assert {
+        "/run",
+        "/status/{job_id}",
+        "/result/{job_id}/submission.csv",
+        "/logs/{job_id}",
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/attempts/{number}",
+        "/health",
+    } <= set(paths)
+    assert "delete" in paths["/jobs/{job_id}"]
     assert client.get("/docs").status_code == 200

@@ -62,3 +62,6 @@ def test_the_check_sees_a_heavy_import() -> None:
 def test_leaderboard_sync_handler_and_its_kaggle_download_load_no_numeric_library() -> None:
     modules = [names.LEADERBOARD_SYNC_HANDLER.rsplit(".", 1)[0], "batch_agent.kaggle.leaderboard_download"]
     assert _heavy_modules_after_importing(modules) == []
+def test_starter_handler_loads_no_numeric_http_or_kaggle_library() -> None:
+    starter = names.STARTER_HANDLER.rsplit(".", 1)[0]
+    assert _heavy_modules_after_importing([starter], (*HEAVY, "requests", "kaggle", "kagglesdk", "anthropic")) == []

@@ -54,15 +54,23 @@ def test_substitutions_refuse_a_missing_function_arn() -> None:
         )
 
 
-def test_every_task_but_the_failure_recorder_catches_everything_into_it(states: dict[str, Any]) -> None:
+def test_every_task_but_the_failure_recorder_and_training_catches_everything_into_it(states: dict[str, Any]) -> None:
     for name, state in states.items():
-        if state["Type"] != "Task" or name == "RecordFailure":
+        if state["Type"] != "Task" or name in ("RecordFailure", "TrainCpu", "TrainGpu"):
             continue
         catchers = state.get("Catch", [])
         assert any(c["ErrorEquals"] == ["States.ALL"] and c["Next"] == "RecordFailure" for c in catchers), name
         assert all(c.get("ResultPath") == "$.error" for c in catchers), name
     assert states["RecordFailure"]["Next"] == "Failed"
     assert states["Failed"]["Type"] == "Fail"
+
+
+def test_a_failed_training_job_becomes_a_failed_attempt_that_validate_records(states: dict[str, Any]) -> None:
+    for name in ("TrainCpu", "TrainGpu"):
+        (catcher,) = states[name]["Catch"]
+        assert catcher["ErrorEquals"] == ["States.ALL"]
+        # The state itself is kept (job_id, attempt): validate reads the error beside it.
+        assert (catcher["Next"], catcher["ResultPath"]) == ("Validate", "$.train_error")
 
 
 def test_lambda_tasks_retry_transient_lambda_errors(states: dict[str, Any]) -> None:
@@ -103,3 +111,12 @@ def test_only_the_prepare_job_uses_the_definition_that_holds_the_kaggle_secret(s
     prepare = local_arns("unit", region="us-east-1", account="123456789012")["PrepareJobDefinitionArn"]
     assert uses.pop("Prepare") == prepare
     assert uses and prepare not in uses.values()
+def test_every_execution_times_out_after_the_longest_job_the_api_accepts_plus_its_grace() -> None:
+    from batch_agent.service.settings import ApiSettings
+
+    definition = json.loads(ASL_PATH.read_text())
+    settings = ApiSettings(jobs_table="t", artifacts_bucket="b", state_machine_arn="arn")
+
+    # The sweep ends each job at its own time limit + grace; this bounds the execution even without it.
+    assert settings.max_time_limit + settings.deadline_grace_s <= definition["TimeoutSeconds"]
+    assert definition["TimeoutSeconds"] <= settings.max_time_limit + 2 * 3600
