@@ -112,16 +112,24 @@ def test_api_role_reads_and_purges_job_files_only_and_starts_no_execution(
     statements = _statements_of(synth, synth.stack.api.handler.role)
     actions = _actions(statements)
 
-    assert not {a for a in actions if a.startswith("s3:Put") or a.startswith("s3:Abort")}
     assert "states:StartExecution" not in actions
     assert {"states:StopExecution", "batch:TerminateJob", "dynamodb:DeleteItem", "s3:DeleteObject"} <= actions
     for statement in statements:
-        if any(str(a).startswith("s3:") for a in _actions([statement])):
-            text = json.dumps(statement["Resource"])
-            if statement["Action"] == "s3:ListBucket":
-                assert statement["Condition"] == {"StringLike": {"s3:prefix": ["jobs/*"]}}
-            else:
-                assert text.endswith('"/jobs/*"]]}'), text  # objects under jobs/ only, never cache/ or the bucket
+        s3_actions = {a for a in _actions([statement]) if str(a).startswith("s3:")}
+        if not s3_actions:
+            continue
+        text = json.dumps(statement["Resource"])
+        if statement["Action"] == "s3:ListBucket":
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": ["jobs/*"]}}
+        elif text.endswith('"/tracked/*"]]}'):
+            # POST /leaderboards/{slug}: the API's only object write is the marker that asks the sync to track.
+            assert s3_actions == {"s3:GetObject", "s3:PutObject"}, s3_actions
+        elif text.endswith('"/leaderboards/*"]]}'):
+            assert s3_actions == {"s3:GetObject"}, s3_actions  # the sync's snapshots, read-only
+        else:
+            # Objects under jobs/ only, never cache/ or the whole bucket, and never written.
+            assert text.endswith('"/jobs/*"]]}'), text
+            assert not {a for a in s3_actions if a.startswith("s3:Put") or a.startswith("s3:Abort")}
 
 
 @pytest.mark.parametrize("env", ALL_ENVIRONMENTS)

@@ -112,7 +112,7 @@
     view.innerHTML =
       '<h1>Jobs</h1><div class="toolbar">' +
       '<label>Status <select id="status-filter"><option value="">all</option><option>QUEUED</option><option>RUNNING</option>' +
-      "<option>SUCCEEDED</option><option>FAILED</option></select></label>" +
+      "<option>SUCCEEDED</option><option>FAILED</option><option>CANCELLED</option></select></label>" +
       '<button type="button" id="prev-page">‹ Newer</button><span id="page-label" class="muted"></span>' +
       '<button type="button" id="next-page">Older ›</button><span id="list-updated" class="muted"></span></div>' +
       '<div class="scroll"><table id="jobs"><thead><tr><th>Competition</th><th>Status</th><th>Stage / attempt</th>' +
@@ -263,7 +263,7 @@
       var tokens = llm.total_tokens || ((llm.input_tokens || 0) + (llm.output_tokens || 0));
       var download = job.submission_url
         ? '<a id="download" class="value" href="' + esc(job.submission_url) + '" download>submission.csv</a>'
-        : '<span class="muted">' + (job.status === "FAILED" ? "none (the job failed)" : "not yet") + "</span>";
+        : '<span class="muted">' + (job.status === "FAILED" ? "none (the job failed)" : job.status === "CANCELLED" ? "none (the job was cancelled)" : "not yet") + "</span>";
       view.innerHTML =
         '<p><a href="#/">‹ Jobs</a></p><h1>' + esc(job.competition) + " " + badge(job.status) + "</h1>" +
         '<p class="muted wrap">' + esc(job.message) + "</p>" +

@@ -173,7 +173,7 @@ def test_following_a_job_shows_its_attempts_chart_rank_logs_and_download_link(
     link = page.locator("#download")
     assert link.is_visible()
     href = link.get_attribute("href")
-    assert href is not None and href.startswith(stack.endpoint)
+    assert href is not None and href.startswith(stack.endpoint_for("s3"))
     assert httpx.get(href).text == SUBMISSION_CSV
 
 

@@ -56,7 +56,8 @@ def test_timer_keeps_a_jobs_leaderboard_fresh_and_status_follows_it(
         leaderboard_cache_s=0.0,
     )
     clients = ApiClients(
-        dynamodb=stack.client("dynamodb"), s3=stack.client("s3"), stepfunctions=stack.client("stepfunctions")
+        dynamodb=stack.client("dynamodb"), s3=stack.client("s3"), stepfunctions=stack.client("stepfunctions"),
+        batch=stack.client("batch"),
     )
     api = TestClient(create_app(settings, clients))
 

@@ -238,7 +238,8 @@ def test_a_model_call_that_would_outlive_the_lambda_falls_back_to_templates_and_
 
     assert status["status"] == "SUCCEEDED", status["message"]
     llm = status["llm_usage"]
-    assert llm["llm_used"] is False and llm["fallback_reason"], llm
+    # The cut call costs that step only (it used the templates); the usage records the failure.
+    assert llm["llm_used"] is False and llm["failed_calls"] >= 1 and llm["last_error"], llm
     assert len(fake_anthropic.calls(PLAN_TOOL)) == 1  # one call tried, cut at its deadline, then templates
 
 

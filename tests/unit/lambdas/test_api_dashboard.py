@@ -18,7 +18,8 @@ KEY = "s3cret-dashboard-key"
 
 def _client(**kwargs: str) -> TestClient:
     settings = ApiSettings(jobs_table="t", artifacts_bucket="b", state_machine_arn="arn:aws:states:::x", api_key=KEY)
-    return TestClient(create_app(settings, ApiClients(dynamodb=None, s3=None, stepfunctions=None)), **kwargs)
+    clients = ApiClients(dynamodb=None, s3=None, stepfunctions=None, batch=None)
+    return TestClient(create_app(settings, clients), **kwargs)
 
 
 def test_page_and_its_files_load_without_the_key_and_contain_no_secret() -> None:
