@@ -2,58 +2,25 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from batch_agent.local.stack import EmulatedStack, StackOptions
-from batch_agent.service import job_starter, jobs, names
-from batch_agent.service.settings import ApiSettings
+from batch_agent.service import jobs, names
+from tests.integration.service.stack_helpers import (
+    EXAMPLE,
+    SLUG,
+    URL,
+    executions,
+    free_port,
+    wait_for_execution,
+)
 
 AUTHORS = "tests.integration.service.service_authors"
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "breast-cancer-diagnosis"
-SLUG = "breast-cancer-diagnosis"
-URL = f"https://www.kaggle.com/competitions/{SLUG}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _api_settings(stack: EmulatedStack, **overrides: Any) -> ApiSettings:
-    values = {k.removeprefix("KAGGLE_SOLVER_").lower(): v for k, v in stack.pipeline_environment().items()}
-    return ApiSettings.model_validate({**values, **overrides})
-
-
-def _executions(stack: EmulatedStack) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = stack.client("stepfunctions").list_executions(
-        stateMachineArn=stack.state_machine_arn
-    )["executions"]
-    return found
-
-
-def _execution_of(stack: EmulatedStack, record: jobs.JobRecord) -> dict[str, Any]:
-    arn = job_starter.execution_arn(stack.state_machine_arn, record.execution)
-    description: dict[str, Any] = stack.client("stepfunctions").describe_execution(executionArn=arn)
-    return description
-
-
-def _wait_for_execution(stack: EmulatedStack, record: jobs.JobRecord, status: str, timeout_s: float = 15) -> None:
-    # A stopped execution is ABORTED once its worker sees the stop (the emulator checks every few seconds).
-    deadline = time.monotonic() + timeout_s
-    while (found := _execution_of(stack, record)["status"]) != status:
-        assert time.monotonic() < deadline, f"execution {record.execution} is {found}, not {status}"
-        time.sleep(0.2)
-
-
 # ---------------------------------------------------------------- the whole service, starter included
 
 
@@ -67,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedStack]:
 
 @pytest.fixture(scope="module")
 def api(stack: EmulatedStack) -> Iterator[httpx.Client]:
-    with stack.api_server(_free_port()) as base, httpx.Client(base_url=base, timeout=30) as client:
+    with stack.api_server(free_port()) as base, httpx.Client(base_url=base, timeout=30) as client:
         yield client
 
 
@@ -120,13 +87,13 @@ def test_cancel_during_training_ends_cancelled_with_nothing_left_running(
         time.sleep(0.2)
     assert stack.running_batch_processes() == 0
     record = jobs.require_job(stack.client("dynamodb"), stack.table, job_id)
-    _wait_for_execution(stack, record, "ABORTED")
+    wait_for_execution(stack, record, "ABORTED")
     # The original request again: the same cancelled job, and nothing restarts it.
     retried = api.post("/run", json=body)
     assert retried.status_code == 202 and retried.json() == {**retried.json(), "job_id": job_id, "status": "CANCELLED"}
     time.sleep(2.5)  # more than two sweeps
     assert api.get(f"/status/{job_id}").json()["status"] == "CANCELLED"
-    assert [e["name"] for e in _executions(stack) if e["name"].startswith(job_id)] == [record.execution]
+    assert [e["name"] for e in executions(stack) if e["name"].startswith(job_id)] == [record.execution]
     assert api.delete(f"/jobs/{job_id}").json()["status"] == "CANCELLED"  # cancelling twice is harmless
 
 

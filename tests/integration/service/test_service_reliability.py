@@ -3,10 +3,8 @@ jobs, cancels. The real ASL on the emulated stack; the starter and the sweep are
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,45 +14,13 @@ from batch_agent.local.stack import EmulatedStack, StackOptions
 from batch_agent.service import job_requests, job_starter, jobs
 from batch_agent.service.job_requests import RunRequest
 from batch_agent.service.job_starter import PipelineClients
-from batch_agent.service.settings import ApiSettings
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "breast-cancer-diagnosis"
-SLUG = "breast-cancer-diagnosis"
-URL = f"https://www.kaggle.com/competitions/{SLUG}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _api_settings(stack: EmulatedStack, **overrides: Any) -> ApiSettings:
-    values = {k.removeprefix("KAGGLE_SOLVER_").lower(): v for k, v in stack.pipeline_environment().items()}
-    return ApiSettings.model_validate({**values, **overrides})
-
-
-def _executions(stack: EmulatedStack) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = stack.client("stepfunctions").list_executions(
-        stateMachineArn=stack.state_machine_arn
-    )["executions"]
-    return found
-
-
-def _execution_of(stack: EmulatedStack, record: jobs.JobRecord) -> dict[str, Any]:
-    arn = job_starter.execution_arn(stack.state_machine_arn, record.execution)
-    description: dict[str, Any] = stack.client("stepfunctions").describe_execution(executionArn=arn)
-    return description
-
-
-def _wait_for_execution(stack: EmulatedStack, record: jobs.JobRecord, status: str, timeout_s: float = 15) -> None:
-    # A stopped execution is ABORTED once its worker sees the stop (the emulator checks every few seconds).
-    deadline = time.monotonic() + timeout_s
-    while (found := _execution_of(stack, record)["status"]) != status:
-        assert time.monotonic() < deadline, f"execution {record.execution} is {found}, not {status}"
-        time.sleep(0.2)
-
+from tests.integration.service.stack_helpers import (
+    URL,
+    api_settings,
+    execution_of,
+    executions,
+    wait_for_execution,
+)
 
 # ---------------------------------------------------------------- a stack where nothing runs by itself
 
@@ -85,26 +51,26 @@ class _StartThenTimeOut:
 def test_a_start_that_times_out_after_starting_leaves_the_job_queued_and_the_retry_finds_it(
     idle_stack: EmulatedStack,
 ) -> None:
-    clients, settings = idle_stack.pipeline_clients(), _api_settings(idle_stack)
+    clients, settings = idle_stack.pipeline_clients(), api_settings(idle_stack)
     record = job_requests.submit_job(clients, settings, RunRequest(url=URL, idempotency_key="timeout-after-start"))
     flaky = PipelineClients(clients.dynamodb, clients.s3, _StartThenTimeOut(clients.stepfunctions), clients.batch)
 
     assert job_starter.start_execution(flaky, settings, record) is False
     after_timeout = jobs.require_job(clients.dynamodb, settings.jobs_table, record.job_id)
     assert (after_timeout.status, after_timeout.execution_started_at) == ("QUEUED", None)
-    assert _execution_of(idle_stack, record)["status"] == "RUNNING"
+    assert execution_of(idle_stack, record)["status"] == "RUNNING"
 
     # The sweep's retry: the same name, so AWS answers ExecutionAlreadyExists and nothing starts twice.
     assert job_starter.start_execution(clients, settings, after_timeout) is True
     started = jobs.require_job(clients.dynamodb, settings.jobs_table, record.job_id)
     assert started.status == "QUEUED" and started.execution_started_at is not None
-    assert [e["name"] for e in _executions(idle_stack)].count(record.execution) == 1
+    assert [e["name"] for e in executions(idle_stack)].count(record.execution) == 1
 
 
 def test_a_job_id_whose_old_execution_is_closed_gets_a_new_execution_not_queued_forever(
     idle_stack: EmulatedStack,
 ) -> None:
-    clients, settings = idle_stack.pipeline_clients(), _api_settings(idle_stack)
+    clients, settings = idle_stack.pipeline_clients(), api_settings(idle_stack)
     request = RunRequest(url=URL, idempotency_key="nightly-reused")
     old = job_requests.submit_job(clients, settings, request)
     assert job_starter.start_execution(clients, settings, old)
@@ -118,14 +84,14 @@ def test_a_job_id_whose_old_execution_is_closed_gets_a_new_execution_not_queued_
 
     assert new.job_id == old.job_id and new.execution != old.execution != old.job_id
     assert job_starter.start_execution(clients, settings, new) is True
-    assert _execution_of(idle_stack, new)["status"] == "RUNNING"
+    assert execution_of(idle_stack, new)["status"] == "RUNNING"
 
 
 def test_a_job_stuck_runnable_past_its_time_limit_is_failed_with_the_reason_by_the_sweep(
     idle_stack: EmulatedStack,
 ) -> None:
     clients = idle_stack.pipeline_clients()
-    settings = _api_settings(idle_stack, deadline_grace_s=2)
+    settings = api_settings(idle_stack, deadline_grace_s=2)
     record = job_requests.submit_job(clients, settings, RunRequest(url=URL, time_limit=10))
     assert job_starter.start_execution(clients, settings, record)
     deadline = time.monotonic() + 30
@@ -151,13 +117,13 @@ def test_a_job_stuck_runnable_past_its_time_limit_is_failed_with_the_reason_by_t
         "the job did not end within its time limit of 10 s plus 2 s; "
         "it was QUEUED in stage queued (waiting for compute capacity)"
     )
-    _wait_for_execution(idle_stack, record, "ABORTED")
+    wait_for_execution(idle_stack, record, "ABORTED")
     (prepare,) = batch.describe_jobs(jobs=[waiting[0]["jobId"]])["jobs"]
     assert prepare["status"] == "FAILED"  # terminated while RUNNABLE: it will never take capacity
 
 
 def test_a_key_reused_with_another_body_is_refused(idle_stack: EmulatedStack) -> None:
-    clients, settings = idle_stack.pipeline_clients(), _api_settings(idle_stack)
+    clients, settings = idle_stack.pipeline_clients(), api_settings(idle_stack)
     first = job_requests.submit_job(clients, settings, RunRequest(url=URL, time_limit=60, idempotency_key="k-body"))
     again = job_requests.submit_job(clients, settings, RunRequest(url=URL, time_limit=60, idempotency_key="k-body"))
 
