@@ -29,7 +29,7 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy batch_agent lambdas infra_cdk
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
