@@ -248,57 +248,48 @@ class TrainingCompute(Construct):
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.cpu_environment, order=1)],
             job_state_time_limit_actions=runnable_time_limits(settings),
         )
-        self.prepare_job_definition = batch.EcsJobDefinition(
-            self,
-            "PrepareJobDefinition",
-            job_definition_name=names.resource_name(prefix, names.PREPARE_JOB_DEFINITION),
-            container=batch.EcsFargateContainerDefinition(
+        def fargate_job_definition(
+            construct_id: str, base_name: str, *, role: iam.IRole, environment: dict[str, str],
+            secrets: dict[str, batch.Secret] | None, stream_prefix: str,
+        ) -> batch.EcsJobDefinition:
+            """A CPU job on Fargate: the prepare job and the training jobs differ in role, variables and secrets."""
+            return batch.EcsJobDefinition(
                 self,
-                "PrepareContainer",
-                image=container_image(CPU_DOCKERFILE),
-                cpu=settings.cpu_job_vcpus,
-                memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
-                command=names.BATCH_COMMAND,
-                environment=container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
-                                                  usd_per_hour=settings.cpu_job_usd_per_hour,
-                                                  timeout_s=int(timeout.to_seconds())),
-                secrets=kaggle_secrets(kaggle_secret),
-                job_role=self.prepare_role,
-                assign_public_ip=True,
-                ephemeral_storage_size=cdk.Size.gibibytes(50),
-                logging=ecs.LogDriver.aws_logs(stream_prefix="prepare", log_group=self.log_group),
-            ),
-            parameters=dict(names.BATCH_DEFAULT_PARAMETERS),
-            timeout=timeout,
-            retry_attempts=3,
-            retry_strategies=retry_strategies,
+                f"{construct_id}JobDefinition",
+                job_definition_name=names.resource_name(prefix, base_name),
+                container=batch.EcsFargateContainerDefinition(
+                    self,
+                    f"{construct_id}Container",
+                    image=container_image(CPU_DOCKERFILE),
+                    cpu=settings.cpu_job_vcpus,
+                    memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
+                    command=names.BATCH_COMMAND,
+                    environment=environment,
+                    secrets=secrets,
+                    job_role=role,
+                    # No NAT: a Fargate task pulls its image through its public IP.
+                    assign_public_ip=True,
+                    ephemeral_storage_size=cdk.Size.gibibytes(50),
+                    logging=ecs.LogDriver.aws_logs(stream_prefix=stream_prefix, log_group=self.log_group),
+                ),
+                parameters=dict(names.BATCH_DEFAULT_PARAMETERS),
+                timeout=timeout,
+                retry_attempts=3,
+                retry_strategies=retry_strategies,
+            )
+
+        cpu_environment = container_environment(bucket=bucket, table=table, memory_mib=settings.cpu_job_memory_mib,
+                                                usd_per_hour=settings.cpu_job_usd_per_hour,
+                                                timeout_s=int(timeout.to_seconds()))
+        # Only the prepare job downloads from Kaggle, so only it gets the secret.
+        self.prepare_job_definition = fargate_job_definition(
+            "Prepare", names.PREPARE_JOB_DEFINITION, role=self.prepare_role, environment=cpu_environment,
+            secrets=kaggle_secrets(kaggle_secret), stream_prefix="prepare",
         )
-        self.cpu_job_definition = batch.EcsJobDefinition(
-            self,
-            "CpuJobDefinition",
-            job_definition_name=names.resource_name(prefix, names.CPU_JOB_DEFINITION),
-            container=batch.EcsFargateContainerDefinition(
-                self,
-                "CpuContainer",
-                image=container_image(CPU_DOCKERFILE),
-                cpu=settings.cpu_job_vcpus,
-                memory=cdk.Size.mebibytes(settings.cpu_job_memory_mib),
-                command=names.BATCH_COMMAND,
-                environment={**container_environment(bucket=bucket, table=table,
-                                                     memory_mib=settings.cpu_job_memory_mib,
-                                                     usd_per_hour=settings.cpu_job_usd_per_hour,
-                                                     timeout_s=int(timeout.to_seconds())),
-                             names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
-                job_role=self.train_role,
-                # No NAT: a Fargate task pulls its image through its public IP.
-                assign_public_ip=True,
-                ephemeral_storage_size=cdk.Size.gibibytes(50),
-                logging=ecs.LogDriver.aws_logs(stream_prefix="cpu", log_group=self.log_group),
-            ),
-            parameters=dict(names.BATCH_DEFAULT_PARAMETERS),
-            timeout=timeout,
-            retry_attempts=3,
-            retry_strategies=retry_strategies,
+        self.cpu_job_definition = fargate_job_definition(
+            "Cpu", names.CPU_JOB_DEFINITION, role=self.train_role,
+            environment={**cpu_environment, names.ENV_TRAIN_ACCESS_ROLE_ARN: self.train_access_role.role_arn},
+            secrets=None, stream_prefix="cpu",
         )
 
         # --- GPU: EC2 with the ECS GPU AMI, g5/g6 instances ---
