@@ -29,6 +29,28 @@ class ColumnInfo(BaseModel):
     missing_fraction: float
 
 
+ShapeKind = Literal["table", "images", "multi_table", "time_series"]
+
+
+class DataShape(BaseModel):
+    """What the competition's data looks like beyond train/test tables (solver.shapes detects it).
+
+    For every shape but "table" the solver writes a flat folder (one row per train/test id, the shape's
+    features as columns) that the templates train on; ``original_dir`` keeps the files as downloaded
+    (inside the flat folder, so sandboxed programs can read them too).
+    """
+
+    kind: ShapeKind = "table"
+    original_dir: str = ""  # relative to the flat folder; "" for a plain table
+    # Human-readable facts for the plan and the model's prompt: file layout, image sizes, related
+    # tables' keys and row counts, the time range of train and test.
+    summary: str = ""
+    # Validation that matches the shape: folds ordered by this column (never train on the future) ...
+    time_column: str | None = None
+    # ... or grouped so that rows of one entity never sit on both sides of a split.
+    group_column: str | None = None
+
+
 class CompetitionProfile(BaseModel):
     """Everything later steps need to train and to check a submission."""
 
@@ -56,3 +78,4 @@ class CompetitionProfile(BaseModel):
     # A few KB about the values and the machine (solver.data_preview), made where the data is, so
     # steps that run without the files (Lambdas) can still show it to the model.
     preview: str = ""
+    shape: DataShape = Field(default_factory=DataShape)

@@ -29,6 +29,7 @@ from batch_agent.solver.metrics import get_metric
 from batch_agent.solver.plan import PARALLEL_MIN_ROWS, AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
 from batch_agent.solver.sandbox import TERM_GRACE_SECONDS, run_sandboxed
+from batch_agent.solver.shapes import flatten_competition
 from batch_agent.solver.source import resolve_source
 from batch_agent.solver.submission import validate_submission
 from batch_agent.solver.templates import TemplateAuthor
@@ -220,7 +221,11 @@ def solve(
     data_dir = resolve_source(source, workdir, download=download,
                               progress=lambda message: progress("download", message))
     workdir.mkdir(parents=True, exist_ok=True)
+    data_dir, shape = flatten_competition(data_dir, workdir / "flat")
+    if shape.kind != "table":
+        progress("shape", f"{shape.kind}: {shape.summary}")
     profile = profile_competition(data_dir, metric=options.metric)
+    profile.shape = shape
     (workdir / "profile.json").write_text(profile.model_dump_json(indent=2))
     metric = get_metric(profile.metric)
     isolation = probe_isolation()

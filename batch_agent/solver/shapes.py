@@ -1,0 +1,58 @@
+"""Competitions that are more than one table: recognise the shape, and flatten it into one table.
+
+An image folder with a CSV of labels, related tables that share a key with train/test,
+or a time series with a forecast horizon: each shape module looks at the downloaded
+folder and, when the shape is its own, writes a *flat folder* (train.csv, test.csv,
+sample_submission.csv, description.md, one row per id, the shape's features as columns)
+so every template, the sandbox, the holdout and the blend work on it unchanged. The
+flat folder keeps the downloaded files under ``original/`` for programs that want the
+raw data (a pretrained network on the images, a model's own aggregates).
+
+The flattening is the product's own code reading the data, as profiling does; it runs
+before the first program and counts against the time limit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from batch_agent.solver.competition import DataShape
+
+ORIGINAL = "original"
+
+Flatten = Callable[[Path, Path], "tuple[Path, DataShape] | None"]
+
+
+def flatten_competition(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape]:
+    """The folder to profile and train on, and the competition's shape.
+
+    A plain table comes back as it is (``data_dir`` and ``DataShape()``); any other shape comes back
+    as a flat folder under ``out_dir``.
+    """
+    from batch_agent.solver import image_folders, related_tables, time_series
+
+    # Most specific first: an image folder or a related table decides the shape before a date column does.
+    flatteners: list[Flatten] = [image_folders.flatten, related_tables.flatten, time_series.flatten]
+    for flatten in flatteners:
+        found = flatten(data_dir, out_dir)
+        if found is not None:
+            return found
+    return data_dir, DataShape()
+
+
+def keep_original(data_dir: Path, out_dir: Path) -> str:
+    """Put the downloaded files under ``out_dir/original`` (hard links when possible); its relative name."""
+    target = out_dir / ORIGINAL
+    if target.exists():
+        shutil.rmtree(target)
+    try:
+        shutil.copytree(data_dir, target, copy_function=os.link, symlinks=False)
+    except OSError:
+        # Another filesystem (or one without hard links): a copy costs disk, never correctness.
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(data_dir, target, symlinks=False)
+    return ORIGINAL
