@@ -48,6 +48,11 @@ def cache_prefix(slug: str) -> str:
     return f"{names.CACHE_PREFIX}{slug}/"
 
 
+def flat_prefix(slug: str) -> str:
+    """The flat tables of a competition that is not one table (solver.shapes), beside its files in the cache."""
+    return f"{names.CACHE_PREFIX}{slug}@flat/"
+
+
 def leaderboard_key(slug: str) -> str:
     return f"{names.LEADERBOARD_PREFIX}{slug}.json"
 
@@ -89,11 +94,14 @@ def list_keys(s3: Any, bucket: str, prefix: str, *, limit: int | None = None) ->
     return keys
 
 
-def upload_folder(s3: Any, bucket: str, prefix: str, folder: Path) -> list[str]:
-    """Upload every file under a folder the product wrote to prefix (keeping relative paths); returns the keys."""
+def upload_folder(s3: Any, bucket: str, prefix: str, folder: Path, *, skip: str | None = None) -> list[str]:
+    """Upload every file under a folder the product wrote to prefix (keeping relative paths); returns the keys.
+
+    ``skip`` names a top-level entry left out (a flat folder's copy of the files already in the cache).
+    """
     keys = []
     for path in sorted(folder.rglob("*")):
-        if not path.is_file():
+        if not path.is_file() or (skip is not None and path.relative_to(folder).parts[0] == skip):
             continue
         key = prefix + path.relative_to(folder).as_posix()
         s3.upload_file(str(path), bucket, key)

@@ -57,6 +57,30 @@ def fetch_competition(clients: ServiceClients, settings: ContainerSettings, slug
     return folder
 
 
+def training_folder(clients: ServiceClients, settings: ContainerSettings, slug: str, profile: CompetitionProfile,
+                    original: Path) -> Path:
+    """The folder programs train on: the competition's own for one table, else its flat folder.
+
+    The prepare step uploads the flat tables to ``cache/{slug}@flat/`` (not the ``original/`` copy, which
+    is the cache itself); a training job downloads them once per machine and links the files it already
+    has under ``original/``, so programs see the same folder as in `kaggle-solver run`.
+    """
+    if profile.shape.kind == "table":
+        return original
+    folder = Path(settings.work_dir) / "cache" / f"{slug}@flat"
+    marker = folder.with_name(folder.name + COMPLETE_MARKER)
+    if not marker.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        if artifacts.download_prefix(clients.s3, clients.bucket, artifacts.flat_prefix(slug), folder) == 0:
+            raise InputError(f"the flat tables of {slug} are not in the cache; the prepare step writes them first")
+        from batch_agent.solver.shapes import keep_original
+
+        keep_original(original, folder)
+        marker.touch()
+    return folder
+
+
 def _fill_s3_cache(clients: ServiceClients, prefix: str, folder: Path) -> None:
     """The Lambda steps read the competition from the S3 cache: upload a local copy when the cache is empty."""
     if not artifacts.list_keys(clients.s3, clients.bucket, prefix, limit=1):
@@ -89,10 +113,18 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
     try:
         from batch_agent.solver.data_preview import data_preview
         from batch_agent.solver.profiling import profile_competition
+        from batch_agent.solver.shapes import ORIGINAL, flatten_competition
 
-        data_dir = fetch_competition(clients, settings, job.competition)
+        original = fetch_competition(clients, settings, job.competition)
+        flat_dir = Path(settings.work_dir) / "jobs" / job_id / "flat"
+        data_dir, shape = flatten_competition(original, flat_dir)
         profile = profile_competition(data_dir)
+        profile.shape = shape
         profile.preview = data_preview(profile)
+        if shape.kind != "table":
+            artifacts.upload_folder(clients.s3, clients.bucket, artifacts.flat_prefix(job.competition), data_dir,
+                                    skip=ORIGINAL)
+            shutil.rmtree(flat_dir, ignore_errors=True)
     except SolverError as exc:
         jobs.mark_failed(clients.dynamodb, clients.table, job_id, str(exc))
         raise

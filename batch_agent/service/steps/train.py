@@ -20,7 +20,7 @@ from batch_agent.service.steps.context import (
     load_result,
     seconds_left,
 )
-from batch_agent.service.steps.prepare import fetch_competition
+from batch_agent.service.steps.prepare import fetch_competition, training_folder
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import SolverError
 from batch_agent.solver.plan import AttemptResult
@@ -50,8 +50,10 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
         batch_job_id=settings.batch_job_id,
     ):
         raise SolverError(f"job {job_id} has already ended ({load_job(clients, job_id).status}); nothing to train")
-    data_dir = fetch_competition(clients, settings, job.competition, download=False)
-    profile = load_profile(clients, job_id, data_dir)
+    original = fetch_competition(clients, settings, job.competition, download=False)
+    profile = load_profile(clients, job_id)
+    profile = profile.model_copy(update={"data_dir": str(
+        training_folder(clients, settings, job.competition, profile, original))})
     program = load_program(clients, job_id, attempt)
     attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
     shutil.rmtree(attempt_dir, ignore_errors=True)

@@ -104,7 +104,9 @@ def check_submission(clients: ServiceClients, job: JobRecord, key: str, validate
         for name in (profile.sample_submission_file, profile.test_file):
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            cached = artifacts.cache_prefix(job.competition) + name
+            prefix = (artifacts.cache_prefix(job.competition) if profile.shape.kind == "table"
+                      else artifacts.flat_prefix(job.competition))
+            cached = prefix + name
             if not artifacts.exists(clients.s3, clients.bucket, cached):
                 raise SolverError(
                     f"the competition's {name} is missing from the cache s3://{clients.bucket}/{cached}; "
