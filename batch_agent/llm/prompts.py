@@ -226,7 +226,7 @@ def metric_direction(metric: str) -> str:
 def competition_context(profile: CompetitionProfile, *, level: int = 0, preview: str = "") -> str:
     """The profile as JSON, the metric, the files, the data preview and the description: the cached part."""
     limits = detail(level)
-    data = profile.model_dump(exclude={"description", "features", "data_dir", "preview"})
+    data = profile.model_dump(exclude={"description", "features", "data_dir", "preview", "shape"})
     features = [f.model_dump() for f in profile.features[: limits.features_listed]]
     omitted = len(profile.features) - len(features)
     files = [profile.train_file, profile.test_file, profile.sample_submission_file, *profile.extra_files]
@@ -240,6 +240,7 @@ def competition_context(profile: CompetitionProfile, *, level: int = 0, preview:
         f"Task: {profile.task}; submission columns hold: {profile.prediction_format}",
         f"Files in the --data folder: {', '.join(files)}",
         "",
+        *shape_section(profile),
         "## Data profile (JSON)",
         json.dumps(data, indent=1, default=str),
         "",
@@ -252,6 +253,24 @@ def competition_context(profile: CompetitionProfile, *, level: int = 0, preview:
         description or "(no description given)",
     ]
     return "\n".join(lines)
+
+
+def shape_section(profile: CompetitionProfile) -> list[str]:
+    """What the data is beyond one table (images, related tables, a time series), when it is."""
+    shape = profile.shape
+    if shape.kind == "table":
+        return []
+    lines = [f"## Data shape: {shape.kind.replace('_', ' ')}", shape.summary.strip()]
+    if shape.original_dir:
+        lines.append(f"The downloaded files are under {shape.original_dir}/ in the --data folder; "
+                     f"{profile.train_file} and {profile.test_file} are the product's flat tables for "
+                     "this shape (one row per id, features built from those files).")
+    if shape.time_column:
+        lines.append(f"Validate in time order by {shape.time_column}: never train on rows later than "
+                     "the ones you predict.")
+    if shape.group_column:
+        lines.append(f"Rows sharing {shape.group_column} belong together: keep each group in one fold.")
+    return [*lines, ""]
 
 
 def preview_section(preview: str) -> list[str]:

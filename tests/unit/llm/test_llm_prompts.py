@@ -21,7 +21,7 @@ from batch_agent.llm.prompts import (
     repair_messages,
     system_blocks,
 )
-from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile, DataShape
 from batch_agent.solver.plan import AttemptResult, Program
 
 CONTRACT_CODE = (
@@ -59,6 +59,17 @@ def test_context_names_metric_direction_files_profile_and_description() -> None:
     assert '"id_column": "Id"' in text and '"name":"LotArea"' in text
     assert text.endswith("Predict the sale price.")
     assert "/data/house" not in text  # programs get the folder as --data, not from the prompt
+
+
+def test_context_describes_a_non_table_shape_and_its_validation() -> None:
+    shape = DataShape(kind="time_series", original_dir="original", time_column="date",
+                      summary="20 stores, daily; train 2022-01-01..2023-12-31, test the next 28 days")
+    text = competition_context(profile(shape=shape))
+    assert "## Data shape: time series" in text
+    assert "20 stores, daily" in text
+    assert "under original/ in the --data folder" in text
+    assert "Validate in time order by date" in text
+    assert "## Data shape" not in competition_context(profile())
 
 
 def test_long_descriptions_and_wide_tables_are_cut() -> None:
