@@ -50,7 +50,8 @@ def _transactions(rng: np.random.Generator, ids: np.ndarray, counts: np.ndarray,
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     category = (probs.cumsum(axis=1) > rng.uniform(0, 1, (len(owner), 1))).argmax(axis=1)
     amount = np.exp(log_amount[owner] + rng.normal(0, 0.5, len(owner)))
-    amount[category == len(CATEGORIES) - 1] = rng.choice([5.0, 15.0, 35.0], size=(category == len(CATEGORIES) - 1).sum())
+    fees = category == len(CATEGORIES) - 1
+    amount[fees] = rng.choice([5.0, 15.0, 35.0], size=int(fees.sum()))
     stamp = pd.Timestamp(start) + pd.to_timedelta(day, unit="D")
     frame = pd.DataFrame({
         "customer_id": ids[owner],
