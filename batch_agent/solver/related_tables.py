@@ -45,6 +45,7 @@ GROUP_NEW_KEYS = 0.9  # test keys unseen in train at least this often: rows of o
 _CHUNK_ROWS = 500_000
 _SKIP_WORDS = ("description", "dictionary", "readme", "sample", "submission", "solution", "answer")
 _DATE_PATTERN = re.compile(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
+_UNREADABLE = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError)
 _ID_NAME = re.compile(r"(^|_)(id|key|code|no|number)$|id$", re.IGNORECASE)
 
 
@@ -73,10 +74,9 @@ def flatten(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape] | None:
     candidates = _candidate_files(data_dir, files)
     if not candidates:
         return None  # the usual single table: nothing more is read
-    train_header = list(pd.read_csv(train_path, nrows=0).columns)
-    test_header = list(pd.read_csv(test_path, nrows=0).columns)
+    train_header, test_header = _header(train_path), _header(test_path)
     shared = set(train_header) & set(test_header)
-    headers = {path: list(pd.read_csv(path, nrows=0).columns) for path in candidates}
+    headers = {path: _header(path) for path in candidates}
     if not any(shared & set(columns) for columns in headers.values()):
         return None
 
@@ -90,7 +90,16 @@ def flatten(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape] | None:
     # Never read from a related table: the target(s) and the submission's columns.
     protected = (set(train.columns) - set(test.columns)) | (set(sample_header) - {id_column})
 
-    tables = [t for t in (_related(path, headers[path], train, test, protected) for path in candidates) if t]
+    tables = []
+    for path in candidates:
+        try:
+            table = _related(path, headers[path], train, test, protected)
+        except _UNREADABLE as exc:
+            # One bad extra file must not cost the competition: the others (and train/test) still count.
+            log.warning("%s is not read as a related table: %s", path.name, str(exc).splitlines()[0])
+            continue
+        if table is not None:
+            tables.append(table)
     if not tables:
         return None
     budget = max(10, MAX_COLUMNS // len(tables))
@@ -132,6 +141,14 @@ def _main_files(data_dir: Path) -> tuple[Path, Path, Path] | None:
         return _find_files(data_dir)
     except InputError:
         return None
+
+
+def _header(path: Path) -> list[str]:
+    """The CSV's column names; none for a file pandas cannot read (profiling reports train/test's problems)."""
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except _UNREADABLE:
+        return []
 
 
 def _candidate_files(data_dir: Path, main: tuple[Path, Path, Path]) -> list[Path]:

@@ -224,3 +224,16 @@ def test_generated_columns_are_capped(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len([c for c in train.columns if c.startswith("transactions__")]) == 12
     assert "transactions__rows__count" in train.columns
     assert "keeping the first 12" in caplog.text
+
+
+def test_an_unreadable_extra_file_is_skipped_and_the_readable_ones_still_count(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = customers(tmp_path / "data", transactions=EVENTS)
+    (folder / "broken.csv").write_bytes(b"customer_id,x\n1,\xff\xfe\n\"5,unterminated\n")
+    (folder / "empty.csv").write_text("")
+    with caplog.at_level(logging.WARNING, logger="batch_agent.solver.related_tables"):
+        found = flatten(folder, tmp_path / "flat")
+    assert "broken.csv is not read as a related table" in caplog.text
+    assert found is not None
+    assert "transactions.csv" in found[1].summary
+    assert "broken.csv" not in found[1].summary
