@@ -102,7 +102,7 @@ def flatten(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape] | None:
             tables.append(table)
     if not tables:
         return None
-    budget = max(10, MAX_COLUMNS // len(tables))
+    budget = max(1, MAX_COLUMNS // len(tables))
     new_train: dict[str, np.ndarray] = {}
     new_test: dict[str, np.ndarray] = {}
     for table in tables:
