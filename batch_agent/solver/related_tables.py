@@ -8,8 +8,9 @@ column such as ``customer_id``; or a small lookup table keyed by a column of tra
 * one-to-many: per-key aggregates, named ``<table>__<column>__<agg>``: the row count; for
   numeric columns mean/sum/min/max/std/last; for low-cardinality categoricals the count of
   each top level and the number of distinct values; for a date column the days from the
-  first and the last event to the table's latest date, and the span. Keys without rows get
-  count 0 and NaN aggregates (left join).
+  first and the last event to the table's latest date, and the span, and the row count and
+  numeric sums of the last 30 and 90 days. Keys without rows get count 0 and NaN aggregates
+  (left join).
 * one-to-one: a plain join, ``<table>__<column>``.
 
 A table is related when it has a column of the same name as a train/test column whose
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 2_000_000  # rows read per related table; a larger one is sampled uniformly
 MAX_COLUMNS = 300  # generated columns in all, shared fairly between the related tables
 MAX_LEVELS = 10  # levels counted per low-cardinality column
+WINDOWS_DAYS = (30, 90)  # recent windows, before the table's latest date, that get their own counts and sums
 LOW_CARDINALITY = 30  # a categorical with at most this many levels gets per-level counts
 MIN_OVERLAP = 0.05  # share of train's (and of test's) distinct key values a related table must hold
 GROUP_NEW_KEYS = 0.9  # test keys unseen in train at least this often: rows of one key form a group
@@ -106,13 +108,13 @@ def flatten(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape] | None:
     new_train: dict[str, np.ndarray] = {}
     new_test: dict[str, np.ndarray] = {}
     for table in tables:
-        features = _table_features(table, protected, budget)
+        features, zero = _table_features(table, protected, budget)
         train_keys = _key_text(train[table.key])
         test_keys = _key_text(test[table.key])
         for name in features.columns:
             column = features[name]
             # Rows without events: zero events, zero of each level; other aggregates stay NaN.
-            fill = 0 if not table.one_to_one and name.endswith(("__count", "__n_unique")) else np.nan
+            fill = 0 if name in zero else np.nan
             new_train[name] = column.reindex(train_keys).fillna(fill).to_numpy()
             new_test[name] = column.reindex(test_keys).fillna(fill).to_numpy()
         table.features = list(features.columns)
@@ -252,15 +254,16 @@ def _is_id_like(name: str, values: pd.Series) -> bool:
             and values.nunique() > LOW_CARDINALITY)
 
 
-def _table_features(table: RelatedTable, protected: set[str], budget: int) -> pd.DataFrame:
-    """One row per key: the table's columns (one-to-one) or their aggregates (one-to-many), at most ``budget``."""
+def _table_features(table: RelatedTable, protected: set[str], budget: int) -> tuple[pd.DataFrame, set[str]]:
+    """One row per key: the table's columns (one-to-one) or their aggregates (one-to-many), at most ``budget``;
+    and the names of the counts (and recent sums), which are 0 for a key without rows."""
     frame = table.frame.drop(columns=[c for c in [table.key, *protected] if c in table.frame.columns])
     dates = [c for c in frame.columns if _looks_like_dates(frame[c])]
     prefix = table.name
     if table.one_to_one:
         out = frame.set_axis(table.keys.to_numpy(), axis=0)
         out.columns = [f"{prefix}__{c}" for c in out.columns]
-        return _within_budget(out, budget, table.file)
+        return _within_budget(out, budget, table.file), set()
 
     parsed = {c: pd.to_datetime(frame[c], errors="coerce", format="mixed") for c in dates}
     order = np.argsort(parsed[dates[0]].to_numpy(), kind="stable") if dates else np.arange(len(frame))
@@ -270,6 +273,21 @@ def _table_features(table: RelatedTable, protected: set[str], budget: int) -> pd
     grouped = frame.groupby(keys, sort=False)
 
     parts: list[pd.DataFrame] = [grouped.size().rename(f"{prefix}__rows__count").to_frame()]
+    zero = {f"{prefix}__rows__count"}
+    numeric = [c for c in frame.columns if c not in parsed and pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c]) and not _is_id_like(c, frame[c])]
+    if dates:
+        # Recent activity often says more than the whole history (a customer who stopped buying lately).
+        when = parsed[dates[0]]
+        for days in WINDOWS_DAYS:
+            recent = (when > when.max() - pd.Timedelta(days=days)).to_numpy()
+            window = frame[recent].groupby(keys[recent], sort=False)
+            sums = window[numeric].sum().add_suffix(f"__sum_{days}d")
+            sums.columns = [f"{prefix}__{c}" for c in sums.columns]
+            counts = window.size().rename(f"{prefix}__rows__count_{days}d").to_frame()
+            recent_part = pd.concat([counts, sums], axis=1).reindex(grouped.size().index).fillna(0)
+            zero |= set(recent_part.columns)
+            parts.append(recent_part)
     for column, when in parsed.items():
         by_key = when.groupby(keys, sort=False)
         latest = when.max()
@@ -281,8 +299,6 @@ def _table_features(table: RelatedTable, protected: set[str], budget: int) -> pd
             f"{prefix}__{column}__span_days": (last - first) / day,
         }))
     rest = [c for c in frame.columns if c not in parsed]
-    numeric = [c for c in rest if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-               and not _is_id_like(c, frame[c])]
     if numeric:
         stats = grouped[numeric].agg(["mean", "sum", "min", "max", "std", "last"])
         stats.columns = [f"{prefix}__{pair[0]}__{pair[1]}" for pair in stats.columns.to_flat_index()]
@@ -290,6 +306,7 @@ def _table_features(table: RelatedTable, protected: set[str], budget: int) -> pd
     for column in (c for c in rest if c not in numeric):
         values = frame[column]
         parts.append(grouped[column].nunique().rename(f"{prefix}__{column}__n_unique").to_frame())
+        zero.add(f"{prefix}__{column}__n_unique")
         if values.nunique() <= LOW_CARDINALITY:
             top = values.value_counts().index[:MAX_LEVELS]
             counts = pd.DataFrame({
@@ -297,7 +314,8 @@ def _table_features(table: RelatedTable, protected: set[str], budget: int) -> pd
                 for level in top
             })
             parts.append(counts)
-    return _within_budget(pd.concat(parts, axis=1), budget, table.file)
+            zero |= set(counts.columns)
+    return _within_budget(pd.concat(parts, axis=1), budget, table.file), zero
 
 
 def _within_budget(features: pd.DataFrame, budget: int, file: str) -> pd.DataFrame:

@@ -237,3 +237,24 @@ def test_an_unreadable_extra_file_is_skipped_and_the_readable_ones_still_count(
     assert found is not None
     assert "transactions.csv" in found[1].summary
     assert "broken.csv" not in found[1].summary
+
+
+def test_recent_windows_count_and_sum_only_the_events_of_their_last_days(tmp_path: Path) -> None:
+    events = pd.DataFrame({
+        "customer_id": [1, 1, 1, 2, 5, 6],
+        "date": ["2024-01-01", "2024-03-15", "2024-04-20", "2024-01-10", "2024-04-30", "2024-04-29"],
+        "amount": [100.0, 10.0, 1.0, 50.0, 7.0, 3.0],
+    })
+    found = flatten(customers(tmp_path / "data", transactions=events), tmp_path / "flat")
+    assert found is not None
+    train = pd.read_csv(found[0] / "train.csv").set_index("customer_id")
+    # The latest date is 2024-04-30: the last 30 days start after 2024-03-31, the last 90 after 2024-01-31.
+    assert train.loc[1, "transactions__rows__count_30d"] == 1
+    assert train.loc[1, "transactions__amount__sum_30d"] == 1.0
+    assert train.loc[1, "transactions__rows__count_90d"] == 2
+    assert train.loc[1, "transactions__amount__sum_90d"] == 11.0
+    # Customer 2 bought only long ago, customer 3 never: no recent purchases either way.
+    assert train.loc[2, "transactions__rows__count_30d"] == 0
+    assert train.loc[2, "transactions__amount__sum_90d"] == 0
+    assert train.loc[3, "transactions__rows__count_90d"] == 0
+    assert train.loc[3, "transactions__amount__sum_30d"] == 0
