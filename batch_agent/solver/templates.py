@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, ModelSpec, Plan, Program
 
 _PROGRAM = '''"""Training program for "{title}" ({metric}), model "{name}".
@@ -38,9 +38,14 @@ if __name__ == "__main__":
 '''
 
 
+def model_features(profile: CompetitionProfile) -> list[ColumnInfo]:
+    """The columns models train on: all features but a column that names each row's file (images)."""
+    return [c for c in profile.features if c.name != profile.shape.file_column]
+
+
 def _size(profile: CompetitionProfile) -> int:
     """Cells of training data: the one number the time each model needs scales with."""
-    return profile.n_train * max(1, len(profile.features)) * max(1, len(profile.target_columns))
+    return profile.n_train * max(1, len(model_features(profile))) * max(1, len(profile.target_columns))
 
 
 def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
@@ -106,9 +111,10 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
 
 def _categorical_heavy(profile: CompetitionProfile) -> bool:
     """Tables whose signal is likely in categories: a high-cardinality code, or mostly categorical columns."""
-    categorical = [c for c in profile.features if c.kind == "categorical"]
+    features = model_features(profile)
+    categorical = [c for c in features if c.kind == "categorical"]
     high_cardinality = any(c.n_unique > 64 for c in categorical)  # training.HIGH_CARDINALITY
-    return high_cardinality or len(categorical) >= max(1, len(profile.features)) / 3
+    return high_cardinality or len(categorical) >= max(1, len(features)) / 3
 
 
 _GPU_PARAMS: dict[str, dict[str, Any]] = {
@@ -121,7 +127,7 @@ BOOSTERS = ("lightgbm", "xgboost", "catboost")
 
 def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec) -> str:
     """The program text for one candidate: its whole configuration inline, so the file runs alone."""
-    compact = profile.model_copy(update={"description": ""})
+    compact = profile.model_copy(update={"description": "", "features": model_features(profile)})
     if plan.compute == "gpu" and spec.family in _GPU_PARAMS:
         # Each family falls back to the CPU inside the program when its build has no GPU support.
         spec = spec.model_copy(update={"params": {**spec.params, **_GPU_PARAMS[spec.family]}})
@@ -151,7 +157,7 @@ class TemplateAuthor:
         candidates = _candidates(profile)
         return Plan(
             approach=(
-                f"{profile.task} on {profile.n_train} rows × {len(profile.features)} features, "
+                f"{profile.task} on {profile.n_train} rows × {len(model_features(profile))} features, "
                 f"scored by {profile.metric}: {n_folds}-fold CV, "
                 + ", ".join(c.name for c in candidates)
                 + ", then a greedy blend of the out-of-fold predictions"
