@@ -55,6 +55,8 @@ MAX_IMAGE_PIXELS = 64_000_000
 # Decoding budget for the whole competition.
 TIME_CAP_S = 240.0
 MAX_TOTAL_PIXELS = 20_000_000_000
+# Train images read whatever the budget says, so that there is always something to learn from.
+MIN_TRAIN_IMAGES = 1_000
 # Up to this many images the grey thumbnail is 16×16, beyond it 8×8 (fewer columns for more rows).
 SMALL_COUNT = 5_000
 HOG_SIZE = 32  # the grey image the gradients are taken on: 4×4 cells of 8×8 pixels
@@ -76,8 +78,12 @@ class _Side:
     folders: Counter[str] = field(default_factory=Counter)
 
 
-def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S) -> tuple[Path, DataShape] | None:
-    """The flat folder of an image competition in ``out_dir``; None when ``data_dir`` is not one."""
+def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S,
+            min_train: int = MIN_TRAIN_IMAGES) -> tuple[Path, DataShape] | None:
+    """The flat folder of an image competition in ``out_dir``; None when ``data_dir`` is not one.
+
+    ``time_cap`` (seconds of decoding) and ``min_train`` (train images read regardless) bound the cost.
+    """
     data_dir = Path(data_dir)
     files = _csv_files(data_dir)
     if files is None:
@@ -113,7 +119,7 @@ def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S) -> t
     out_dir.mkdir(parents=True, exist_ok=True)
     original = keep_original(data_dir, out_dir)
     n_images = sum(p is not None for side in sides.values() for p in side.paths)
-    extractor = _Extractor(grid=16 if n_images <= SMALL_COUNT else 8, time_cap=time_cap)
+    extractor = _Extractor(grid=16 if n_images <= SMALL_COUNT else 8, time_cap=time_cap, min_read=min_train)
     # Test images first: every one of them is needed for the submission; train images only as the budget allows.
     test_features = extractor.features([*sides["test"].paths], required=True)
     order = np.random.default_rng(0).permutation(len(train))
@@ -248,8 +254,9 @@ def _file_column(head: pd.DataFrame, index: _ImageIndex) -> str | None:
 class _Extractor:
     """Per-image features under one time and pixel budget."""
 
-    def __init__(self, *, grid: int, time_cap: float) -> None:
+    def __init__(self, *, grid: int, time_cap: float, min_read: int) -> None:
         self.grid = grid
+        self.min_read = min_read
         self.deadline = time.monotonic() + time_cap
         self.total_pixels = 0
         self.saw_colour = False
@@ -276,6 +283,7 @@ class _Extractor:
         columns = self.columns
         rows = np.full((len(paths), len(columns)), np.nan, dtype=np.float32)
         read = np.ones(len(paths), dtype=bool)
+        n_read = 0
         with warnings.catch_warnings():
             # Pillow warns between MAX_IMAGE_PIXELS and twice that and refuses beyond: refuse at the limit.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -285,9 +293,11 @@ class _Extractor:
                 for i, path in enumerate(paths):
                     if path is None:
                         continue
-                    if not required and (time.monotonic() > self.deadline or self.total_pixels > MAX_TOTAL_PIXELS):
+                    over = time.monotonic() > self.deadline or self.total_pixels > MAX_TOTAL_PIXELS
+                    if not required and over and n_read >= self.min_read:
                         read[i:] = False
                         break
+                    n_read += 1
                     vector = self._one(path)
                     if vector is not None:
                         rows[i] = vector
