@@ -235,13 +235,14 @@ class _ImageIndex:
 
 
 def _file_column(head: pd.DataFrame, index: _ImageIndex) -> str | None:
-    """The column whose values name images (most of the sniffed rows), preferring named candidates."""
+    """The column whose distinct values name images (most of the sniffed rows), preferring named candidates."""
     by_lower = {str(c).strip().lower(): str(c) for c in head.columns}
     ordered = [by_lower[n] for n in FILE_COLUMN_NAMES if n in by_lower]
     ordered += [str(c) for c in head.columns if str(c) not in ordered]
     for column in ordered:
         values = [v for v in head[column].tolist() if str(v).strip()]
-        if not values:
+        # One image per row: a column of a few repeated names (classes with an icon each) is not it.
+        if not values or len(set(values)) < MIN_MATCH * len(values):
             continue
         hits = sum(index.find(v) is not None for v in values)
         if hits >= MIN_MATCH * len(values):

@@ -204,3 +204,34 @@ def test_hog_orientations_follow_the_edges() -> None:
     flat = np.full((32, 32), 0.5, dtype=np.float32)
     cells, whole, edges = image_folders._hog(flat)
     assert not cells.any() and not whole.any() and edges == 0
+
+
+def test_a_column_of_a_few_repeated_names_that_match_pictures_stays_a_table(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "icons").mkdir(parents=True)
+    for name in ("cat", "dog"):
+        picture(np.random.default_rng(0), 1).save(data / "icons" / f"{name}.png")
+    rows = pd.DataFrame({"id": range(40), "animal": ["cat", "dog"] * 20, "y": [0, 1] * 20})
+    rows.iloc[:30].to_csv(data / "train.csv", index=False)
+    rows.iloc[30:].drop(columns="y").to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"id": range(30, 40), "y": 0}).to_csv(data / "sample_submission.csv", index=False)
+    assert flatten(data, tmp_path / "flat") is None
+
+
+@pytest.mark.parametrize(("mode", "suffix"), [
+    ("I;16", ".png"), ("P", ".png"), ("RGBA", ".png"), ("LA", ".png"), ("1", ".bmp"), ("CMYK", ".jpg"),
+    ("L", ".jpg"), ("RGB", ".gif"), ("RGB", ".tif"), ("F", ".tif"),
+])
+def test_every_common_mode_and_format_gives_finite_features(tmp_path: Path, mode: str, suffix: str) -> None:
+    data = competition(tmp_path / "data", n_train=6, n_test=2)
+    rng = np.random.default_rng(3)
+    for path in sorted((data / "train").iterdir()) + sorted((data / "test").iterdir()):
+        base = picture(rng, 1, size=24, colour=True)
+        image = base.convert("I;16") if mode == "I;16" else base.convert(mode)
+        path.unlink()
+        image.save(path.with_suffix(suffix))
+    flat, shape = flatten_competition(data, tmp_path / "flat")
+    features = pd.read_csv(flat / "train.csv")
+    columns = [c for c in features.columns if c.startswith("img_")]
+    assert np.isfinite(features[columns].to_numpy()).all(), shape.summary
+    assert features["img_width"].eq(24).all()
