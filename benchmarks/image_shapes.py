@@ -1,12 +1,14 @@
 """Image competitions: the solver's graded score beside the two baselines of the shape.
 
     python benchmarks/image_shapes.py [--time-limit 60]
+    python benchmarks/image_shapes.py --decode 500      (how fast the image features are, by size and format)
 
 Generates examples/shapes/image_shapes.py's competitions in a temporary folder, then for each:
 the best constant, a model on train.csv's own columns (LightGBM, no image: "the table alone"),
 both graded on the hidden test labels, and a real `kaggle-solver run --no-llm` graded the same
 way, with the seconds the image features took (solver.image_folders.flatten on its own).
-Prints one table row per competition.
+Prints one table row per competition. With ``--decode N``: N generated images per size and format
+(smooth colour gradients plus noise) through solver.image_folders.flatten, images per second.
 """
 
 from __future__ import annotations
@@ -76,10 +78,42 @@ def solve(base: Path, slug: str, time_limit: int, work: Path) -> tuple[dict[str,
     return summary, graded, wall
 
 
+def decode_rates(n: int) -> None:
+    from PIL import Image
+
+    print("| images | size | format | features in | images / s |")
+    print("| ---: | --- | --- | ---: | ---: |")
+    rng = np.random.default_rng(0)
+    for size, suffix in ((64, ".png"), (256, ".jpg"), (256, ".png"), (1024, ".jpg")):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "data"
+            (data / "train").mkdir(parents=True)
+            ramp = np.linspace(0, 255, size)
+            for i in range(n):
+                base = np.stack([np.add.outer(ramp, ramp * (i % 7) / 7) / 2] * 3, axis=2)
+                pixels = np.clip(base + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels, mode="RGB").save(data / "train" / f"{i}{suffix}")
+            ids = np.arange(n)
+            pd.DataFrame({"id": ids[: n - 10], "y": ids[: n - 10] % 2}).to_csv(data / "train.csv", index=False)
+            (data / "test").mkdir()
+            for i in ids[n - 10:]:
+                (data / "train" / f"{i}{suffix}").rename(data / "test" / f"{i}{suffix}")
+            pd.DataFrame({"id": ids[n - 10:]}).to_csv(data / "test.csv", index=False)
+            pd.DataFrame({"id": ids[n - 10:], "y": 0}).to_csv(data / "sample_submission.csv", index=False)
+            started = time.monotonic()
+            assert flatten(data, Path(tmp) / "flat") is not None
+            seconds = time.monotonic() - started
+            print(f"| {n} | {size}×{size} | {suffix[1:].upper()} | {seconds:.1f} s | {n / seconds:.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-limit", type=int, default=60)
+    parser.add_argument("--decode", type=int, default=0, help="measure feature speed on this many images instead")
     args = parser.parse_args()
+    if args.decode:
+        decode_rates(args.decode)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "shapes"
         slugs = image_shapes.make(base)

@@ -196,14 +196,13 @@ def test_the_decoding_budget_leaves_out_train_images_beyond_the_minimum_but_neve
 def test_hog_orientations_follow_the_edges() -> None:
     vertical_edge = np.zeros((32, 32), dtype=np.float32)
     vertical_edge[:, 16:] = 1.0
-    cells, whole, edges = image_folders._hog(vertical_edge)
-    assert cells.shape == (4 * 4 * 9,) and abs(float(np.linalg.norm(cells)) - 1.0) < 1e-5
-    assert whole[0] == pytest.approx(1.0) and edges > 0
-    cells, whole, _ = image_folders._hog(vertical_edge.T.copy())
-    assert whole[4] == pytest.approx(1.0)
-    flat = np.full((32, 32), 0.5, dtype=np.float32)
-    cells, whole, edges = image_folders._hog(flat)
-    assert not cells.any() and not whole.any() and edges == 0
+    uniform = np.full((32, 32), 0.5, dtype=np.float32)
+    cells, whole, edges = image_folders._hog(np.stack([vertical_edge, vertical_edge.T, uniform]))
+    assert cells.shape == (3, 4 * 4 * 9) and abs(float(np.linalg.norm(cells[0])) - 1.0) < 1e-5
+    # A vertical edge has horizontal gradients (orientation bin 0), a horizontal one vertical gradients (bin 4).
+    assert whole[0, 0] == pytest.approx(1.0) and whole[1, 4] == pytest.approx(1.0)
+    assert edges[0] > 0 and edges[1] > 0
+    assert not cells[2].any() and not whole[2].any() and edges[2] == 0
 
 
 def test_a_column_of_a_few_repeated_names_that_match_pictures_stays_a_table(tmp_path: Path) -> None:
