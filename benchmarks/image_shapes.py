@@ -55,7 +55,7 @@ def baselines(base: Path, slug: str) -> tuple[float, float]:
         if not pd.api.types.is_numeric_dtype(features[column]):
             features[column] = features[column].astype("category")
     x_train, x_test = features.iloc[: len(train)], features.iloc[len(train):]
-    model = lightgbm.LGBMClassifier(n_estimators=100, verbose=-1).fit(x_train, train[target])
+    model = lightgbm.LGBMClassifier(n_estimators=100, n_jobs=1, verbose=-1).fit(x_train, train[target])
     predicted = model.predict(x_test) if metric == "accuracy" else model.predict_proba(x_test)[:, 1]
     return constant, score_of(truth, np.asarray(predicted))
 
