@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import shutil
 import time
 import warnings
 from collections import Counter
@@ -106,11 +107,13 @@ def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S,
     if train_column is None or test_column is None:
         return None
 
-    # File names stay text ("00012" is not 12); the other columns are read as profiling reads them.
-    train = pd.read_csv(train_csv, low_memory=False, dtype={train_column: str})
-    sample = pd.read_csv(sample_csv, low_memory=False, dtype={test_column: str} if test_csv is None else None)
-    test = (pd.read_csv(test_csv, low_memory=False, dtype={test_column: str}) if test_csv is not None
-            else sample.iloc[:, :1].copy())
+    # File names and ids stay text as written ("00012" is not 12); the other columns are read as profiling
+    # reads them.
+    as_text = {str(sample_head.columns[0]), train_column, test_column}
+    train = pd.read_csv(train_csv, low_memory=False, dtype={c: str for c in as_text if c in train_head.columns})
+    sample = pd.read_csv(sample_csv, low_memory=False, dtype={c: str for c in as_text if c in sample_head.columns})
+    test = (pd.read_csv(test_csv, low_memory=False, dtype={c: str for c in as_text if c in test_head.columns})
+            if test_csv is not None else sample.iloc[:, :1].copy())
     sides = {
         "train": _Side(train, train_column, [index.find(v) for v in train[train_column]]),
         "test": _Side(test, test_column, [index.find(v) for v in test[test_column]]),
@@ -154,7 +157,7 @@ def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S,
     frames["train"] = frames["train"][read].reset_index(drop=True)
     frames["train"].to_csv(out_dir / "train.csv", index=False)
     frames["test"].to_csv(out_dir / "test.csv", index=False)
-    sample.to_csv(out_dir / "sample_submission.csv", index=False)
+    shutil.copyfile(sample_csv, out_dir / "sample_submission.csv")
 
     summary = _summary(sides, extractor, file_column, skipped, colour)
     description = _description(data_dir)

@@ -62,6 +62,8 @@ def test_a_label_csv_naming_png_files_becomes_a_flat_table_of_image_features(tmp
     test = pd.read_csv(flat / "test.csv", dtype={"id": str})
     assert len(train) == 30 and len(test) == 10
     assert list(train["id"][:2]) == ["00000", "00001"]  # ids keep their leading zeros
+    assert test["id"][0] == "00030"
+    assert (flat / "sample_submission.csv").read_bytes() == (data / "sample_submission.csv").read_bytes()
     assert train[FILE_COLUMN][0] == "original/train/00000.png"
     assert (flat / train[FILE_COLUMN][0]).is_file()
     pixels = [c for c in train.columns if c.startswith("img_px")]
