@@ -48,11 +48,18 @@ def keep_original(data_dir: Path, out_dir: Path) -> str:
     target = out_dir / ORIGINAL
     if target.exists():
         shutil.rmtree(target)
+    # `kaggle-solver run .` inside the competition puts the work folder (and out_dir) inside data_dir:
+    # the copy must not copy itself.
+    own = out_dir.resolve()
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if (Path(folder) / n).resolve() == own]
+
     try:
-        shutil.copytree(data_dir, target, copy_function=os.link, symlinks=False)
+        shutil.copytree(data_dir, target, copy_function=os.link, symlinks=False, ignore=ignore)
     except OSError:
         # Another filesystem (or one without hard links): a copy costs disk, never correctness.
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(data_dir, target, symlinks=False)
+        shutil.copytree(data_dir, target, symlinks=False, ignore=ignore)
     return ORIGINAL

@@ -236,3 +236,15 @@ def test_every_common_mode_and_format_gives_finite_features(tmp_path: Path, mode
     columns = [c for c in features.columns if c.startswith("img_")]
     assert np.isfinite(features[columns].to_numpy()).all(), shape.summary
     assert features["img_width"].eq(24).all()
+
+
+def test_a_work_folder_inside_the_competition_is_not_copied_into_itself(tmp_path: Path) -> None:
+    data = competition(tmp_path / "data")
+    out = data / ".kaggle-solver" / "run-1" / "flat"  # `kaggle-solver run .` from inside the competition
+    flat, shape = flatten_competition(data, out)
+    assert shape.kind == "images"
+    assert (flat / "original" / "train" / "00000.png").is_file()
+    assert not (flat / "original" / ".kaggle-solver" / "run-1" / "flat").exists()
+    # A second run beside the first copies the first one's folder once, never itself.
+    flat, shape = flatten_competition(data, data / ".kaggle-solver" / "run-2" / "flat")
+    assert shape.kind == "images" and not (flat / "original" / ".kaggle-solver" / "run-2" / "flat").exists()
