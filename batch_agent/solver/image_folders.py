@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import re
 import shutil
 import time
@@ -102,8 +103,8 @@ def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S,
     test_head = _read_head(test_csv) if test_csv is not None else sample_head.iloc[:, :1]
     if test_head is None:
         return None
-    train_column = _file_column(train_head, index)
-    test_column = _file_column(test_head, index)
+    train_column = _file_column(train_head, index, "train")
+    test_column = _file_column(test_head, index, "test")
     if train_column is None or test_column is None:
         return None
 
@@ -115,8 +116,8 @@ def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S,
     test = (pd.read_csv(test_csv, low_memory=False, dtype={c: str for c in as_text if c in test_head.columns})
             if test_csv is not None else sample.iloc[:, :1].copy())
     sides = {
-        "train": _Side(train, train_column, [index.find(v) for v in train[train_column]]),
-        "test": _Side(test, test_column, [index.find(v) for v in test[test_column]]),
+        "train": _Side(train, train_column, [index.find(v, "train") for v in train[train_column]]),
+        "test": _Side(test, test_column, [index.find(v, "test") for v in test[test_column]]),
     }
     for side in sides.values():
         side.folders.update(str(p.parent.relative_to(data_dir)) for p in side.paths if p is not None)
@@ -202,27 +203,34 @@ class _ImageIndex:
     """The image files in the competition's sub-folders (two levels deep), found by name or stem."""
 
     def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self.root = data_dir.resolve()
-        self.names: dict[str, Path] = {}  # "folder/name.png" and "folder/name" → path, plus bare names
-        self.bare: dict[str, Path | None] = {}  # name and stem → path (None when two folders share it)
+        self.names: dict[str, Path] = {}  # "folder/name.png" and "folder/name" → path
+        self.bare: dict[str, list[Path]] = {}  # name and stem → every path that has it
         listed = 0
         folders = [p for p in sorted(data_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
         folders += [q for p in folders for q in sorted(p.iterdir()) if q.is_dir() and not q.name.startswith(".")]
         for folder in folders:
-            for entry in folder.iterdir():
-                listed += 1
-                if listed > MAX_LISTED_FILES:
-                    return
-                if entry.suffix.lower() not in IMAGE_SUFFIXES or not entry.is_file():
-                    continue
-                rel = entry.relative_to(data_dir).as_posix()
-                for key in (rel, rel[: -len(entry.suffix)]):
-                    self.names[key] = entry
-                for key in (entry.name, entry.stem):
-                    self.bare[key] = None if key in self.bare and self.bare[key] != entry else entry
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    listed += 1
+                    if listed > MAX_LISTED_FILES:
+                        return
+                    suffix = os.path.splitext(entry.name)[1]
+                    if suffix.lower() not in IMAGE_SUFFIXES or not entry.is_file():
+                        continue
+                    path = folder / entry.name
+                    rel = path.relative_to(data_dir).as_posix()
+                    self.names[rel] = self.names[rel[: -len(suffix)]] = path
+                    for key in {entry.name, entry.name[: -len(suffix)]}:
+                        self.bare.setdefault(key, []).append(path)
 
-    def find(self, value: object) -> Path | None:
-        """The image a CSV cell names: a relative path, or a file name or stem unique in the folders."""
+    def find(self, value: object, prefer: str = "") -> Path | None:
+        """The image a CSV cell names: a relative path, or a file name or stem.
+
+        A name found in several folders is the one under a folder whose name contains ``prefer``
+        ("train", "test"), when exactly one does.
+        """
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return None
         text = str(value).strip().replace("\\", "/")
@@ -230,17 +238,23 @@ class _ImageIndex:
             text = text[2:]
         if not text:
             return None
-        found = self.names.get(text) or self.bare.get(text)
+        found = self.names.get(text) or self._bare(text, prefer)
         if found is None and re.fullmatch(r"-?\d+\.0", text):
-            found = self.bare.get(text[:-2])  # an integer id that pandas read as a float
+            found = self._bare(text[:-2], prefer)  # an integer id that pandas read as a float
         if found is None:
             return None
         # A symbolic link may point anywhere: only files inside the competition folder are read.
         resolved = found.resolve()
         return found if resolved.is_relative_to(self.root) and resolved.is_file() else None
 
+    def _bare(self, name: str, prefer: str) -> Path | None:
+        paths = self.bare.get(name, [])
+        if len(paths) > 1 and prefer:
+            paths = [p for p in paths if prefer in p.parent.relative_to(self.data_dir).as_posix().lower()]
+        return paths[0] if len(paths) == 1 else None
 
-def _file_column(head: pd.DataFrame, index: _ImageIndex) -> str | None:
+
+def _file_column(head: pd.DataFrame, index: _ImageIndex, prefer: str) -> str | None:
     """The column whose distinct values name images (most of the sniffed rows), preferring named candidates."""
     by_lower = {str(c).strip().lower(): str(c) for c in head.columns}
     ordered = [by_lower[n] for n in FILE_COLUMN_NAMES if n in by_lower]
@@ -250,7 +264,7 @@ def _file_column(head: pd.DataFrame, index: _ImageIndex) -> str | None:
         # One image per row: a column of a few repeated names (classes with an icon each) is not it.
         if not values or len(set(values)) < MIN_MATCH * len(values):
             continue
-        hits = sum(index.find(v) is not None for v in values)
+        hits = sum(index.find(v, prefer) is not None for v in values)
         if hits >= MIN_MATCH * len(values):
             return column
     return None

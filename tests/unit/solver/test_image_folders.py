@@ -248,3 +248,20 @@ def test_a_work_folder_inside_the_competition_is_not_copied_into_itself(tmp_path
     # A second run beside the first copies the first one's folder once, never itself.
     flat, shape = flatten_competition(data, data / ".kaggle-solver" / "run-2" / "flat")
     assert shape.kind == "images" and not (flat / "original" / ".kaggle-solver" / "run-2" / "flat").exists()
+
+
+def test_the_same_names_in_train_and_test_folders_resolve_to_each_sides_own_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rng = np.random.default_rng(2)
+    for sub, n in (("train_images", 20), ("test_images", 8)):
+        (data / sub).mkdir(parents=True)
+        for i in range(n):
+            picture(rng, i % 2, size=12 if sub == "train_images" else 16).save(data / sub / f"{i}.png")
+    pd.DataFrame({"id": range(20), "label": [i % 2 for i in range(20)]}).to_csv(data / "train.csv", index=False)
+    pd.DataFrame({"id": range(8)}).to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"id": range(8), "label": 0}).to_csv(data / "sample_submission.csv", index=False)
+    flat, shape = flatten_competition(data, tmp_path / "flat")
+    train, test = pd.read_csv(flat / "train.csv"), pd.read_csv(flat / "test.csv")
+    assert shape.kind == "images"
+    assert train[FILE_COLUMN][3] == "original/train_images/3.png" and train["img_width"].eq(12).all()
+    assert test[FILE_COLUMN][3] == "original/test_images/3.png" and test["img_width"].eq(16).all()
