@@ -265,3 +265,16 @@ def test_the_same_names_in_train_and_test_folders_resolve_to_each_sides_own_fold
     assert shape.kind == "images"
     assert train[FILE_COLUMN][3] == "original/train_images/3.png" and train["img_width"].eq(12).all()
     assert test[FILE_COLUMN][3] == "original/test_images/3.png" and test["img_width"].eq(16).all()
+
+
+def test_links_out_of_the_competition_are_not_copied_into_the_flat_folder(tmp_path: Path) -> None:
+    data = competition(tmp_path / "data")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for programs")
+    os.symlink(secret, data / "notes.txt")
+    os.symlink(tmp_path, data / "train" / "parent")
+    os.symlink(data / "description.md", data / "about.md")  # a link inside the competition is fine
+    flat, _ = flatten_competition(data, tmp_path / "flat")
+    original = flat / "original"
+    assert not (original / "notes.txt").exists() and not (original / "train" / "parent").exists()
+    assert (original / "about.md").read_text() == DESCRIPTION
