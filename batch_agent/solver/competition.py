@@ -49,6 +49,9 @@ class DataShape(BaseModel):
     time_column: str | None = None
     # ... or grouped so that rows of one entity never sit on both sides of a split.
     group_column: str | None = None
+    # Images: the flat table's column holding each row's file (relative to the flat folder, under
+    # original_dir): programs read the image from it, template models never treat it as a feature.
+    file_column: str | None = None
 
 
 class CompetitionProfile(BaseModel):

@@ -48,11 +48,21 @@ def keep_original(data_dir: Path, out_dir: Path) -> str:
     target = out_dir / ORIGINAL
     if target.exists():
         shutil.rmtree(target)
+    # `kaggle-solver run .` inside the competition puts the work folder (and out_dir) inside data_dir:
+    # the copy must not copy itself. A symbolic link out of the competition is not followed either
+    # (programs read original/; what a link points at outside is none of their business).
+    own, root = out_dir.resolve(), data_dir.resolve()
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        paths = [(n, Path(folder) / n) for n in names]
+        return [n for n, path in paths
+                if path.resolve() == own or (path.is_symlink() and not path.resolve().is_relative_to(root))]
+
     try:
-        shutil.copytree(data_dir, target, copy_function=os.link, symlinks=False)
+        shutil.copytree(data_dir, target, copy_function=os.link, symlinks=False, ignore=ignore)
     except OSError:
         # Another filesystem (or one without hard links): a copy costs disk, never correctness.
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(data_dir, target, symlinks=False)
+        shutil.copytree(data_dir, target, symlinks=False, ignore=ignore)
     return ORIGINAL

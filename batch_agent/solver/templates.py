@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from batch_agent.solver.competition import CompetitionProfile
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, ModelSpec, Plan, Program
 
 _PROGRAM = '''"""Training program for "{title}" ({metric}), model "{name}".
 
-Written by kaggle-solver from its {family} template. Run it as
+Written by kaggle-solver from its {family} template.{about} Run it as
     python program.py --data DATA_DIR --time-budget SECONDS
 It writes submission.csv, oof.csv, metrics.json, oof.npy and test_pred.npy to the current directory.
 """
@@ -27,7 +27,7 @@ STARTED = time.monotonic()  # the time budget counts the imports below too
 import json  # noqa: E402
 import sys  # noqa: E402
 
-from batch_agent.solver.training import main  # noqa: E402
+from batch_agent.solver.{library} import main  # noqa: E402
 
 CONFIG = json.loads(r"""
 {config}
@@ -38,9 +38,14 @@ if __name__ == "__main__":
 '''
 
 
+def model_features(profile: CompetitionProfile) -> list[ColumnInfo]:
+    """The columns models train on: all features but a column that names each row's file (images)."""
+    return [c for c in profile.features if c.name != profile.shape.file_column]
+
+
 def _size(profile: CompetitionProfile) -> int:
     """Cells of training data: the one number the time each model needs scales with."""
-    return profile.n_train * max(1, len(profile.features)) * max(1, len(profile.target_columns))
+    return profile.n_train * max(1, len(model_features(profile))) * max(1, len(profile.target_columns))
 
 
 def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
@@ -106,9 +111,10 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
 
 def _categorical_heavy(profile: CompetitionProfile) -> bool:
     """Tables whose signal is likely in categories: a high-cardinality code, or mostly categorical columns."""
-    categorical = [c for c in profile.features if c.kind == "categorical"]
+    features = model_features(profile)
+    categorical = [c for c in features if c.kind == "categorical"]
     high_cardinality = any(c.n_unique > 64 for c in categorical)  # training.HIGH_CARDINALITY
-    return high_cardinality or len(categorical) >= max(1, len(profile.features)) / 3
+    return high_cardinality or len(categorical) >= max(1, len(features)) / 3
 
 
 _GPU_PARAMS: dict[str, dict[str, Any]] = {
@@ -119,25 +125,50 @@ _GPU_PARAMS: dict[str, dict[str, Any]] = {
 BOOSTERS = ("lightgbm", "xgboost", "catboost")
 
 
-def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec) -> str:
-    """The program text for one candidate: its whole configuration inline, so the file runs alone."""
-    compact = profile.model_copy(update={"description": ""})
+def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec, *, network: str | None = None) -> str:
+    """The program text for one candidate: its whole configuration inline, so the file runs alone.
+
+    ``network``: the pretrained network whose image embeddings join the features (image competitions on
+    the GPU queue; ``solver.image_network``), None for the tabular templates.
+    """
+    compact = profile.model_copy(update={"description": "", "features": model_features(profile)})
     if plan.compute == "gpu" and spec.family in _GPU_PARAMS:
         # Each family falls back to the CPU inside the program when its build has no GPU support.
         spec = spec.model_copy(update={"params": {**spec.params, **_GPU_PARAMS[spec.family]}})
-    config = {
+    config: dict[str, Any] = {
         "profile": compact.model_dump(mode="json"),
         "model": spec.model_dump(mode="json"),
         "n_folds": plan.n_folds,
         "fold_seed": plan.fold_seed,
     }
+    about = ""
+    if network is not None:
+        config["network"] = network
+        about = (f"\nEach image's {network} embedding (ImageNet weights, on the GPU when there is one) joins the "
+                 f"flat table's\nfeatures before the {spec.family} model.")
     return _PROGRAM.format(
         title=profile.title.replace('"', "'"),
         metric=profile.metric,
         name=spec.name,
-        family=spec.family,
+        family=spec.family if network is None else f"pretrained-network ({network})",
+        about=about,
+        library="training" if network is None else "image_network",
         config=json.dumps(config, indent=1),
     )
+
+
+NETWORK = "resnet18"
+# Logistic or ridge regression on the embeddings: the usual head on a frozen network, fast on any size.
+NETWORK_SPEC = ModelSpec(name=f"{NETWORK}-linear", family="linear",
+                         params={"strengths": [0.01, 0.03, 0.1, 0.3, 1.0]})
+
+
+def network_program(profile: CompetitionProfile, plan: Plan) -> Program | None:
+    """The pretrained-network program, offered only to image competitions on a GPU plan."""
+    if plan.compute != "gpu" or profile.shape.kind != "images" or not profile.shape.file_column:
+        return None
+    return Program(name=NETWORK_SPEC.name, code=render_program(profile, plan, NETWORK_SPEC, network=NETWORK),
+                   origin="template", note=f"{NETWORK} image embeddings + {NETWORK_SPEC.family} model")
 
 
 class TemplateAuthor:
@@ -151,7 +182,7 @@ class TemplateAuthor:
         candidates = _candidates(profile)
         return Plan(
             approach=(
-                f"{profile.task} on {profile.n_train} rows × {len(profile.features)} features, "
+                f"{profile.task} on {profile.n_train} rows × {len(model_features(profile))} features, "
                 f"scored by {profile.metric}: {n_folds}-fold CV, "
                 + ", ".join(c.name for c in candidates)
                 + ", then a greedy blend of the out-of-fold predictions"
@@ -163,18 +194,22 @@ class TemplateAuthor:
         )
 
     def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
-        return [
+        programs = [
             Program(name=spec.name, code=render_program(profile, plan, spec), origin="template",
                     note=f"{spec.family} template")
             for spec in plan.candidates
         ]
+        # On the GPU queue the network's embeddings are the strongest image features: they go first.
+        network = network_program(profile, plan)
+        return programs if network is None else [network, *programs]
 
     def repair(self, profile: CompetitionProfile, program: Program, failure: AttemptResult) -> Program | None:
         """Template programs fail on time or memory, not on bugs: retry once with a lighter variant."""
         if program.name.endswith("-light"):
             return None
         config = _config_of(program)
-        if config is None:
+        if config is None or "network" in config:
+            # A network program fails for want of its libraries or weights: a lighter one would too.
             return None
         spec = ModelSpec.model_validate(config["model"])
         spec.seeds = spec.seeds[:1]
