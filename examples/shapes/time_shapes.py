@@ -38,8 +38,8 @@ def store_sales(rng: np.random.Generator, n_stores: int = 20, n_days: int = 730,
     """Daily sales of ``n_stores`` stores over ``n_days + horizon`` days, every row with its sales."""
     days = pd.date_range("2023-01-02", periods=n_days + horizon, freq="D")
     t = np.arange(len(days))
-    weekly = np.array([0.85, 0.9, 0.95, 1.0, 1.15, 1.35, 1.2])[days.dayofweek]
-    yearly = 1.0 + 0.2 * np.sin(2 * np.pi * (days.dayofyear.to_numpy() - 80) / 365.25)
+    weekly = np.array([0.85, 0.9, 0.95, 1.0, 1.15, 1.35, 1.2])[days.day_of_week]
+    yearly = 1.0 + 0.2 * np.sin(2 * np.pi * (days.day_of_year.to_numpy() - 80) / 365.25)
     frames = []
     for store in range(n_stores):
         base = rng.uniform(80, 300)
@@ -63,8 +63,8 @@ def daily_visitors(rng: np.random.Generator, n_days: int = 1095, horizon: int = 
     """One series of daily visitors with a holiday flag, weekly and yearly seasonality and a wandering level."""
     days = pd.date_range("2022-01-01", periods=n_days + horizon, freq="D")
     t = np.arange(len(days))
-    weekly = np.array([0.8, 0.85, 0.9, 0.95, 1.1, 1.4, 1.3])[days.dayofweek]
-    yearly = 1.0 + 0.3 * np.sin(2 * np.pi * (days.dayofyear.to_numpy() - 100) / 365.25)
+    weekly = np.array([0.8, 0.85, 0.9, 0.95, 1.1, 1.4, 1.3])[days.day_of_week]
+    yearly = 1.0 + 0.3 * np.sin(2 * np.pi * (days.day_of_year.to_numpy() - 100) / 365.25)
     level = np.zeros(len(t))
     for i in range(1, len(t)):
         level[i] = 0.995 * level[i - 1] + rng.normal(0, 0.03)
