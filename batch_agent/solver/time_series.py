@@ -127,7 +127,9 @@ def _find_series(layout: SeriesLayout, train: pd.DataFrame, test: pd.DataFrame, 
     """Fill in the keys, the step, the horizon and the target of ``layout``."""
     n = len(train)
     id_column = sample_columns[0] if sample_columns else None
-    targets = [c for c in train.columns if c not in test.columns and c != id_column]
+    # The submission's columns that train has and test lacks; else every such column of train.
+    targets = ([c for c in sample_columns[1:] if c in train.columns and c not in test.columns]
+               or [c for c in train.columns if c not in test.columns and c != id_column])
     numeric = [c for c in targets if pd.to_numeric(train[c], errors="coerce").notna().mean() > 0.9]
     if len(targets) == 1 and numeric:
         layout.target = targets[0]

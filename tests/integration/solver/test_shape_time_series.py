@@ -66,6 +66,13 @@ def test_a_sales_forecast_beats_the_constant_and_the_main_table_model(tmp_path: 
     profile = json.loads((tmp_path / "work" / "profile.json").read_text())
     assert profile["shape"]["kind"] == "time_series" and profile["shape"]["time_column"] == "date"
 
+    # The template programs' oof.csv leaves the earliest block empty, and only it.
+    first = sorted((tmp_path / "work").glob("attempt-01-*"))[0]
+    oof = pd.read_csv(first / "oof.csv").merge(pd.read_csv(public / "train.csv")[["id", "date"]], on="id")
+    empty = oof["sales"].isna()
+    assert 0.1 < empty.mean() < 0.3
+    assert oof.loc[empty, "date"].max() < oof.loc[~empty, "date"].min()
+
     graded = _module("grade").grade(generated, slug, output)
     assert graded["valid"], graded["error"]
     answers = pd.read_csv(generated / slug / "private" / "answers.csv")
@@ -75,5 +82,5 @@ def test_a_sales_forecast_beats_the_constant_and_the_main_table_model(tmp_path: 
     table_model = float(np.sqrt(np.mean((truth - main_table_baseline(public)) ** 2)))
     score = float(graded["score"])  # type: ignore[arg-type]
     # Measured here: about 28 against 54 (main table) and 108 (constant).
-    assert score < 0.7 * table_model, (score, table_model, summary)
+    assert score < 0.6 * table_model, (score, table_model, summary)
     assert score < 0.4 * constant, (score, constant)

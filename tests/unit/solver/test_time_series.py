@@ -74,6 +74,16 @@ def test_a_table_split_by_time_with_stores_is_a_time_series_with_its_horizon_and
     assert profile.target_columns == ["sales"] and profile.metric == "rmse"
 
 
+def test_the_submission_column_is_the_target_when_train_has_other_columns_test_lacks(tmp_path: Path) -> None:
+    write_sales(tmp_path / "data")
+    train = pd.read_csv(tmp_path / "data" / "train.csv")
+    train.assign(customers=(train["sales"] / 7).round()).to_csv(tmp_path / "data" / "train.csv", index=False)
+    folder, shape = flatten_competition(tmp_path / "data", tmp_path / "flat")
+    assert shape.kind == "time_series"
+    columns = pd.read_csv(folder / "test.csv").columns
+    assert "sales_lag14" in columns and not any(c.startswith("customers_") for c in columns)
+
+
 def test_one_series_needs_no_keys(tmp_path: Path) -> None:
     out = tmp_path / "gen"
     _examples().make(out)
