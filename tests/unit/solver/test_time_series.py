@@ -364,3 +364,61 @@ def test_the_blend_of_time_ordered_attempts_uses_the_rows_all_of_them_predicted(
     assert final.name in ("blend", "stack")
     assert final.cv_score < min(a.cv_score or np.inf for a in attempts) * 0.85
     assert json.loads(json.dumps(final.weights))
+
+
+# ----------------------------------------------------------------------------- model-written programs
+
+PROGRAM = """\
+import argparse
+from pathlib import Path
+import numpy as np, pandas as pd
+from sklearn.linear_model import Ridge
+from batch_agent.solver.time_series import time_values
+from batch_agent.solver.training import time_folds
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--data", required=True)
+parser.add_argument("--time-budget", type=float)
+args = parser.parse_args()
+train = pd.read_csv(Path(args.data) / "train.csv")
+test = pd.read_csv(Path(args.data) / "test.csv")
+{body}
+pd.DataFrame({{"id": train["id"], "sales": oof}}).to_csv("oof.csv", index=False)
+pd.DataFrame({{"id": test["id"], "sales": pred}}).to_csv("submission.csv", index=False)
+"""
+# Lag features and the product's time-ordered folds: the earliest block stays empty.
+TIME_ORDERED = PROGRAM.format(body="""\
+COLUMNS = ["sales_mean28", "promo"]
+X, X_test, y = train[COLUMNS].fillna(0).to_numpy(), test[COLUMNS].fillna(0).to_numpy(), train["sales"].to_numpy()
+oof = np.full(len(train), np.nan)
+for fit, valid in time_folds(time_values(train["date"]), 5):
+    oof[valid] = Ridge().fit(X[fit], y[fit]).predict(X[valid])
+pred = Ridge().fit(X, y).predict(X_test)
+""")
+
+
+def _flat_profile(tmp_path: Path) -> CompetitionProfile:
+    write_sales(tmp_path / "data", n_stores=3, n_days=400, horizon=14)
+    folder, shape = flatten_competition(tmp_path / "data", tmp_path / "flat")
+    profile = profile_competition(folder)
+    profile.shape = shape
+    return profile
+
+
+def _run(profile: CompetitionProfile, code: str, folder: Path) -> AttemptResult:
+    from batch_agent.solver.plan import Program
+    from batch_agent.solver.solve import run_attempt
+
+    program = Program(name=folder.name, code=code, origin="llm-draft")
+    return run_attempt(profile, program, folder, time_budget=90, memory_limit_mb=2048, holdout_seed=1)
+
+
+def test_a_model_written_program_with_time_ordered_folds_is_scored_on_its_predicted_rows(tmp_path: Path) -> None:
+    profile = _flat_profile(tmp_path)
+    result = _run(profile, TIME_ORDERED, tmp_path / "ordered")
+    assert result.ok, (result.reason, result.log_tail[-1500:])
+    assert result.holdout_rows == holdout_size(profile.n_train)
+    # Scored on the rows it predicted, and its predictions for the latest rows, hidden in test.csv, scored too.
+    assert result.cv_score is not None and result.holdout_score is not None
+    oof = pd.read_csv(tmp_path / "ordered" / "oof.csv")
+    assert 0.1 < oof["sales"].isna().mean() < 0.3
