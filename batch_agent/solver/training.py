@@ -674,9 +674,10 @@ def main(config: dict[str, Any], argv: list[str], started: float | None = None) 
     full_oof[~keep] = test_pred.mean(axis=0)
     full_oof[unpredicted] = test_pred.mean(axis=0)  # any valid value: the cells are emptied below
     oof_frame = submission_frame(profile, train_ids, full_oof, decision)
-    value_columns = [c for c in oof_frame.columns if c != profile.id_column]
-    oof_frame[value_columns] = oof_frame[value_columns].astype(object)
-    oof_frame.loc[unpredicted, value_columns] = None
+    if unpredicted.any():
+        value_columns = [c for c in oof_frame.columns if c != profile.id_column]
+        oof_frame[value_columns] = oof_frame[value_columns].astype(object)
+        oof_frame.loc[unpredicted, value_columns] = None
     oof_frame.to_csv("oof.csv", index=False)
     Path("metrics.json").write_text(json.dumps({
         "cv_score": score,
