@@ -102,11 +102,12 @@ def make_folds(profile: CompetitionProfile, y: np.ndarray, n_folds: int, seed: i
             from batch_agent.solver.time_series import time_values
 
             folds = time_folds(time_values(train[shape.time_column]), n_folds)
-            if folds:
-                return folds
         else:
             assert shape.group_column is not None
-            return group_folds(profile, y, train[shape.group_column], n_folds, seed)
+            folds = group_folds(profile, y, train[shape.group_column], n_folds, seed)
+        if folds:
+            return folds
+        # One time or one group for every row: nothing to order or keep apart, so ordinary folds.
     if is_classification(profile):
         counts = np.bincount(y)
         if counts[counts > 0].min() >= n_folds:
@@ -141,13 +142,14 @@ def time_folds(times: np.ndarray, n_folds: int) -> Folds:
 
 
 def group_folds(profile: CompetitionProfile, y: np.ndarray, groups: pd.Series, n_folds: int, seed: int) -> Folds:
-    """Folds that never split a group; stratified by class where every class has enough groups."""
+    """Folds that never split a group; stratified by class where every class has enough groups. Empty
+    when there is only one group."""
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     codes = groups.astype("string").fillna("__missing__").factorize()[0]
     n_splits = min(n_folds, len(np.unique(codes)))
     if n_splits < 2:
-        raise ValueError(f"grouped folds need at least two groups in {profile.shape.group_column!r}")
+        return []
     index = np.arange(len(y))
     if is_classification(profile) and y.ndim == 1 and np.bincount(y)[np.bincount(y) > 0].min() >= n_splits:
         return list(StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(index, y, codes))

@@ -422,3 +422,11 @@ def test_a_model_written_program_with_time_ordered_folds_is_scored_on_its_predic
     assert result.cv_score is not None and result.holdout_score is not None
     oof = pd.read_csv(tmp_path / "ordered" / "oof.csv")
     assert 0.1 < oof["sales"].isna().mean() < 0.3
+
+
+def test_one_time_or_one_group_for_every_row_falls_back_to_ordinary_folds() -> None:
+    y = np.arange(50, dtype=float)
+    same = pd.DataFrame({"date": ["2024-01-01"] * 50, "patient": ["p"] * 50})
+    for profile in (_profile(time_column="date"), _profile(group_column="patient")):
+        folds = make_folds(profile, y, 5, 0, same)
+        assert len(folds) == 5 and predicted_rows(50, folds).all()
