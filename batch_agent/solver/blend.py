@@ -114,7 +114,10 @@ def blend_attempts(
     better = (blend_score - reference) * sign > MIN_GAIN
     path = outdir / "submission.csv"
     stacked = None
-    if time.monotonic() - started < time_budget:
+    # Not on time-ordered folds: each block's out-of-fold predictions come from a model of another window
+    # than the one that predicts test, so a stacker fits the blocks' differences, not what test will see
+    # (measured on daily-visitors: the stack's test MAE 128-134 against 108-118 for its models).
+    if time.monotonic() - started < time_budget and profile.shape.time_column is None:
         stacked = stack(profile, y, oofs, {name: test for name, (_, test) in predictions.items()})
     to_beat = blend_score if len(counts) >= 2 and better else reference
     if stacked is not None and (stacked.cv_score - to_beat) * sign > STACK_MIN_RELATIVE_GAIN * abs(to_beat):

@@ -165,14 +165,17 @@ def predicted_rows(n: int, folds: Folds) -> np.ndarray:
 
 
 def fold_weights(profile: CompetitionProfile, folds: Folds) -> np.ndarray:
-    """Weights of the fold models in the test prediction: equal, or by training rows for time-ordered folds.
+    """Weights of the fold models in the test prediction: equal, or the last fold's alone for time-ordered folds.
 
-    An expanding window's first model saw the least data, and the oldest; the last saw the most.
+    An expanding window's last model trained on the most rows and the newest; the earlier ones
+    forecast from further back than the test needs (on the generated daily-visitors series, boosters
+    averaged over folds by training size scored an MAE of 205-243 on test; the last model alone 108-118).
     """
     if profile.shape.time_column is None:
         return np.full(len(folds), 1.0 / len(folds))
-    sizes = np.array([len(tr) for tr, _ in folds], dtype=float)
-    return sizes / sizes.sum()
+    weights = np.zeros(len(folds))
+    weights[-1] = 1.0
+    return weights
 
 
 # ----------------------------------------------------------------------------- features
