@@ -25,7 +25,9 @@ from batch_agent.solver.submission import validate_submission
 from batch_agent.solver.training import fold_weights, group_folds, make_folds, predicted_rows, time_folds
 
 ROOT = Path(__file__).resolve().parents[3]
-SHARED = ROOT.parent.parent / "shared" / "competitions"
+# The development competitions sit beside the checkout (../shared), or beside its parent for a worktree.
+SHARED = next((base / "shared" / "competitions" for base in (ROOT.parent, ROOT.parent.parent)
+               if (base / "shared" / "competitions").is_dir()), ROOT.parent / "shared" / "competitions")
 
 
 def _examples() -> ModuleType:
