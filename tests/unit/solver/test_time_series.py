@@ -432,3 +432,21 @@ def test_one_time_or_one_group_for_every_row_falls_back_to_ordinary_folds() -> N
     for profile in (_profile(time_column="date"), _profile(group_column="patient")):
         folds = make_folds(profile, y, 5, 0, same)
         assert len(folds) == 5 and predicted_rows(50, folds).all()
+
+
+def test_an_early_window_without_a_class_still_gives_every_class_a_column() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from batch_agent.solver.training import _oof_predictions
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    target = np.where(np.arange(300) < 150, rng.integers(0, 2, 300), rng.integers(0, 3, 300))
+    folds = time_folds(np.arange(300.0), 5)
+    assert 2 not in set(target[folds[0][0]])  # the first window never saw class 2
+    oof = _oof_predictions(LogisticRegression(), X, target, folds, "multiclass")
+    assert oof.shape == (300, 3)
+    first_valid = folds[0][1]
+    assert np.allclose(oof[first_valid, 2], 0.0) and np.allclose(oof[first_valid].sum(axis=1), 1.0)
+    later = folds[-1][1]
+    assert (oof[later, 2] > 0).all()
