@@ -47,6 +47,8 @@ BOOTSTRAP_SECONDS = 10.0
 # How many bootstrap standard deviations of the holdout score an out-of-fold score may beat it by.
 LEAK_NOISE_MULTIPLE = 3.0
 HOLDOUT_FILE = "holdout.csv"
+# With time-ordered folds, oof.csv may leave at most this share of the labelled rows empty (the earliest).
+MAX_UNPREDICTED_SHARE = 0.5
 
 
 class ScoringError(ValueError):
@@ -82,11 +84,14 @@ def judge_attempt(profile: CompetitionProfile, result: AttemptResult, *, ran: st
             if problems:
                 raise ScoringError("invalid submission: " + "; ".join(problems))
             oof_path = _private_copy(folder, "oof.csv", private, ran)
-            problems = validate_submission(oof_path, seen, against="train")
+            problems = validate_submission(oof_path, seen, against="train",
+                                           allow_empty_rows=seen.shape.time_column is not None)
             if problems:
                 raise ScoringError("invalid oof.csv: " + "; ".join(problems))
             oof = align_rows(seen, _read_table(oof_path), seen_train[seen.id_column])
-            result.cv_score = product_score(seen, encode_target(seen, seen_train), oof)
+            y = encode_target(seen, seen_train)
+            scored = scored_rows(seen, seen_train, oof, y)
+            result.cv_score = product_score(seen, y[scored], oof[scored])
             if holdout is not None:
                 _judge_holdout(profile, holdout, result, _read_table(submission), train)
             result.ok = result.reason is None
@@ -96,6 +101,38 @@ def judge_attempt(profile: CompetitionProfile, result: AttemptResult, *, ran: st
     result.claim_disagrees = result.claimed_cv_score is not None and not _agrees(
         result.claimed_cv_score, result.cv_score)
     return result
+
+
+def scored_rows(profile: CompetitionProfile, train: pd.DataFrame, oof: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+    """Mask of the oof.csv rows (aligned with ``train``) that have predictions, after checking the empty ones.
+
+    Time-ordered folds (``training.time_folds``) cannot predict the earliest rows without training on
+    the future, so with a time column a program leaves them empty. The product accepts empty rows only
+    when every labelled one is no later than every predicted labelled row and they are at most
+    ``MAX_UNPREDICTED_SHARE`` of the labelled rows: a program cannot leave out rows it finds hard.
+    """
+    value_columns = [c for c in profile.submission_columns if c != profile.id_column]
+    predicted = np.asarray(oof[value_columns].notna().all(axis=1).to_numpy())
+    if predicted.all():
+        return predicted
+    time_column = profile.shape.time_column
+    if time_column is None:
+        raise ScoringError("oof.csv has rows without predictions")
+    labelled = _labelled(profile, y)
+    empty, scored = labelled & ~predicted, labelled & predicted
+    if empty.sum() > MAX_UNPREDICTED_SHARE * labelled.sum():
+        raise ScoringError(f"oof.csv leaves {int(empty.sum())} of {int(labelled.sum())} labelled rows empty; at most "
+                           f"{MAX_UNPREDICTED_SHARE:.0%} may be (the earliest by {time_column!r})")
+    from batch_agent.solver.time_series import time_values
+
+    times = time_values(train[time_column])
+    times = np.where(np.isnan(times), -np.inf, times)
+    if empty.any() and scored.any() and times[empty].max() > times[scored].min():
+        raise ScoringError(f"oof.csv leaves rows empty that are later by {time_column!r} than predicted ones: only "
+                           "the earliest rows, which no model can predict without training on the future, may be empty")
+    if not scored.any():
+        raise ScoringError("oof.csv predicts no labelled row")
+    return predicted
 
 
 def _reference(profile: CompetitionProfile, holdout: Holdout | None, train: pd.DataFrame,
@@ -200,8 +237,23 @@ def prediction_space(profile: CompetitionProfile, frame: pd.DataFrame) -> np.nda
     """Predictions in the submission's format → the prediction space of ``predictions.py``.
 
     Labels become one-hot class probabilities (their argmax is the label again, and an average of
-    them is a vote), so label-format programs can be scored and blended like the others.
+    them is a vote), so label-format programs can be scored and blended like the others. A row
+    whose every prediction cell is empty (oof.csv rows time-ordered folds do not predict) is NaN.
     """
+    value_columns = [c for c in profile.submission_columns if c != profile.id_column]
+    cells = frame[value_columns]
+    empty = (cells.isna() | (cells.astype(str).apply(lambda column: column.str.strip()) == "")).all(axis=1)
+    if not empty.any():
+        return _prediction_space(profile, frame)
+    if empty.all():
+        raise ScoringError("no row has predictions")
+    filled = _prediction_space(profile, frame[~empty.to_numpy()])
+    out = np.full((len(frame), *filled.shape[1:]), np.nan)
+    out[~empty.to_numpy()] = filled
+    return out
+
+
+def _prediction_space(profile: CompetitionProfile, frame: pd.DataFrame) -> np.ndarray:
     value_columns = [c for c in profile.submission_columns if c != profile.id_column]
     fmt = profile.prediction_format
     classes = profile.classes or []

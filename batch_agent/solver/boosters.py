@@ -30,6 +30,7 @@ from batch_agent.solver.training import (
     _columns_of,
     _model_target,
     _stack,
+    fold_weights,
     name_words,
     thread_count,
     tree_features,
@@ -48,6 +49,7 @@ def cross_fit(profile: CompetitionProfile, spec: ModelSpec, y: np.ndarray, folds
     Each remaining fold of the first seed gets an equal share of the time left; later seeds run only
     when the time used so far says they will finish.
     """
+    weights = fold_weights(profile, folds)
     oof_cols, test_cols = [], []
     for kind, column in _columns_of(profile, y):
         target, inverse = _model_target(profile, column, spec) if kind == "regression" else (column, lambda p: p)
@@ -61,7 +63,7 @@ def cross_fit(profile: CompetitionProfile, spec: ModelSpec, y: np.ndarray, folds
                 stop_at = time.monotonic() + max(1.0, 0.9 * deadline.remaining()) / (len(folds) - i)
                 va_pred, fold_test = fit_fold(kind, target, tr, va, seed, stop_at)
                 oof[va] = va_pred.reshape(len(va), width)
-                test_pred += fold_test.reshape(n_test, width) / len(folds)
+                test_pred += fold_test.reshape(n_test, width) * weights[i]
             oof_sum, test_sum, n_done = oof_sum + oof, test_sum + test_pred, n_done + 1
         oof_mean, test_mean = oof_sum / n_done, test_sum / n_done
         if kind == "binary":

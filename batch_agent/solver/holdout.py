@@ -62,7 +62,8 @@ def prepare_holdout(profile: CompetitionProfile, destination: Path, seed: int | 
     if n_held == 0:
         return None
     rng = np.random.default_rng(seed)
-    held = np.sort(rng.choice(labelled, size=n_held, replace=False))
+    held = choose_held_rows(profile, train, labelled, n_held, rng)
+    n_held = len(held)
     seen = np.setdiff1d(np.arange(len(train)), held)
     test = pd.read_csv(data / profile.test_file, dtype=str, keep_default_na=False, na_values=[""])
     sample = pd.read_csv(data / profile.sample_submission_file, dtype=str, keep_default_na=False)
@@ -97,6 +98,28 @@ def prepare_holdout(profile: CompetitionProfile, destination: Path, seed: int | 
     })
     return Holdout(profile=seen_profile, fresh_ids=[normalise_id(v) for v in fresh], train_rows=held,
                    seen_train_rows=seen)
+
+
+def choose_held_rows(profile: CompetitionProfile, train: pd.DataFrame, labelled: np.ndarray, n_held: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Which labelled rows to hold out, sorted: the latest by the shape's time column (test comes after
+    train there, and the held rows should too), whole groups of its group column, or a random sample."""
+    shape = profile.shape
+    if shape.time_column is not None:
+        from batch_agent.solver.time_series import time_values
+
+        times = time_values(train[shape.time_column].iloc[labelled])
+        order = np.argsort(np.where(np.isnan(times), -np.inf, times), kind="stable")
+        return np.sort(labelled[order[-n_held:]])
+    if shape.group_column is not None:
+        codes, uniques = pd.factorize(train[shape.group_column].iloc[labelled].fillna("__missing__"))
+        if len(uniques) >= 2:
+            groups = rng.permutation(len(uniques))
+            taken = np.cumsum(np.bincount(codes, minlength=len(uniques))[groups])
+            # Whole groups until about n_held rows, and never every group.
+            n_groups = min(int(np.searchsorted(taken, n_held)) + 1, len(uniques) - 1)
+            return np.sort(labelled[np.isin(codes, groups[:n_groups])])
+    return np.sort(rng.choice(labelled, size=n_held, replace=False))
 
 
 def _interleaved(n_test: int, n_held: int, rng: np.random.Generator) -> np.ndarray:

@@ -19,6 +19,18 @@ next to the product's score and flagged when the two disagree. Template programs
 also write ``oof.npy`` / ``test_pred.npy`` (predictions in prediction space) for the
 blend. A model-written program may see a train.csv with some labelled rows moved
 into test.csv under new ids (the product's hidden holdout, which catches leaks).
+
+Validation follows the profile's ``shape``. With ``shape.time_column`` (test comes after
+train in time) folds must be time-ordered, never training on rows later than those they
+predict; the product's expanding-window folds are
+``batch_agent.solver.training.time_folds(time_values(train[time_column]), n_folds)``
+(``time_values`` from ``batch_agent.solver.time_series``), a list of (train rows, validation
+rows) index arrays. The earliest block of such folds has no model to predict it: leave
+those rows' prediction cells empty in oof.csv. The product scores the rows that have predictions and accepts
+empty rows only when none is later than a predicted row and they are at most half of the
+labelled rows. With ``shape.group_column`` rows of one group must never be split across
+a fold's training and validation rows. The hidden holdout takes the latest rows of a time
+series and whole groups of a grouped table.
 """
 
 from __future__ import annotations

@@ -186,10 +186,12 @@ def _test_ids(profile: CompetitionProfile, findings: _Findings, against: str) ->
 
 
 def validate_submission(submission_path: Path, profile: CompetitionProfile, *, max_problems: int = 5,
-                        against: Literal["test", "train"] = "test") -> list[str]:
+                        against: Literal["test", "train"] = "test", allow_empty_rows: bool = False) -> list[str]:
     """Human-readable problems with a submission; an empty list means it is valid.
 
     ``against="train"`` checks out-of-fold predictions (oof.csv): the same format, one row per train id.
+    ``allow_empty_rows`` accepts rows whose every prediction cell is empty (oof.csv of time-ordered folds,
+    whose earliest rows no model predicts; ``attempt_scores`` checks which rows they are).
 
     Checks: the file parses as CSV; its columns are those of sample_submission.csv
     (any order); one row per test id, each exactly once and none unknown (ids
@@ -209,7 +211,7 @@ def validate_submission(submission_path: Path, profile: CompetitionProfile, *, m
         return [f"the sample submission {sample_path} has no header row"]
 
     try:
-        _scan_submission(submission_path, profile, expected, findings, against)
+        _scan_submission(submission_path, profile, expected, findings, against, allow_empty_rows)
     except (csv.Error, UnicodeDecodeError) as exc:
         findings.problems.append(f"submission is not a readable CSV file: {exc}")
     except OSError as exc:
@@ -219,7 +221,8 @@ def validate_submission(submission_path: Path, profile: CompetitionProfile, *, m
 
 
 def _scan_submission(
-    path: Path, profile: CompetitionProfile, expected: list[str], findings: _Findings, against: str
+    path: Path, profile: CompetitionProfile, expected: list[str], findings: _Findings, against: str,
+    allow_empty_rows: bool = False,
 ) -> None:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
@@ -255,6 +258,9 @@ def _scan_submission(
                 seen.add(key)
                 if test_ids is not None and key not in test_ids:
                     unknown.add(row_id)
+            if allow_empty_rows and prediction_columns and all(
+                    (row[index] if index < len(row) else "").strip() == "" for index, _ in prediction_columns):
+                continue
             numbers: list[float] = []
             for index, column in prediction_columns:
                 value = row[index] if index < len(row) else ""

@@ -26,7 +26,9 @@ def features(rng: np.random.Generator) -> pd.DataFrame:
         "a": rng.normal(size=n),
         "b": rng.normal(size=n),
         "shade": rng.choice(["light", "dark", "mid"], size=n),
-        "day": pd.date_range("2021-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+        # Days in random order: train and test are a random split, not a forecast (solver.time_series).
+        "day": np.random.default_rng(7).permutation(pd.date_range("2021-01-01", periods=n, freq="D").strftime(
+            "%Y-%m-%d")),
         "review": [" ".join(rng.choice(["good", "bad", "fine", "great", "awful", "ok"], size=6)) for _ in range(n)],
     })
 
