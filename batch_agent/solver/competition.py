@@ -49,6 +49,9 @@ class DataShape(BaseModel):
     time_column: str | None = None
     # ... or grouped so that rows of one entity never sit on both sides of a split.
     group_column: str | None = None
+    # The downloaded tables the flat ones replace (train and test CSVs), left out of original/: a copy of the
+    # train labels there would hand a program the labels of the rows the hidden holdout moves to its test.csv.
+    replaced_files: list[str] = Field(default_factory=list)
     # Images: the flat table's column holding each row's file (relative to the flat folder, under
     # original_dir): programs read the image from it, template models never treat it as a feature.
     file_column: str | None = None

@@ -123,7 +123,9 @@ def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S,
         side.folders.update(str(p.parent.relative_to(data_dir)) for p in side.paths if p is not None)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    original = keep_original(data_dir, out_dir)
+    # The flat train.csv holds the label CSV's columns: its original would hand programs the held-out labels.
+    replaced = [p.name for p in (train_csv, test_csv) if p is not None]
+    original = keep_original(data_dir, out_dir, replaced)
     n_images = sum(p is not None for side in sides.values() for p in side.paths)
     extractor = _Extractor(grid=16 if n_images <= SMALL_COUNT else 8, time_cap=time_cap, min_read=min_train)
     # Test images first: every one of them is needed for the submission; train images only as the budget allows.
@@ -165,7 +167,8 @@ def flatten(data_dir: Path, out_dir: Path, *, time_cap: float = TIME_CAP_S,
     (out_dir / "description.md").write_text(
         description.rstrip() + "\n\n## Images (as read by kaggle-solver)\n\n" + summary + "\n", encoding="utf-8"
     )
-    return out_dir, DataShape(kind="images", original_dir=original, summary=summary, file_column=file_column)
+    return out_dir, DataShape(kind="images", original_dir=original, summary=summary, file_column=file_column,
+                              replaced_files=replaced)
 
 
 # ----------------------------------------------------------------------------- detection

@@ -128,10 +128,12 @@ def flatten(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape] | None:
     for text in [*data_dir.glob("*.md"), *data_dir.glob("*.txt")]:
         if text.is_file():
             shutil.copy(text, out_dir / text.name)
-    original = keep_original(data_dir, out_dir)
+    # The flat train.csv holds train's columns: its original would hand programs the held-out labels.
+    replaced = [train_path.name, test_path.name]
+    original = keep_original(data_dir, out_dir, replaced)
     group = _group_column(tables, train, test, id_column)
     time_column = _time_split_column(train, test, protected | {id_column})
-    shape = DataShape(kind="multi_table", original_dir=original,
+    shape = DataShape(kind="multi_table", original_dir=original, replaced_files=replaced,
                       summary=_summary(tables, (train_path.name, test_path.name), group, time_column, original),
                       group_column=group, time_column=time_column)
     return out_dir, shape

@@ -43,8 +43,12 @@ def flatten_competition(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape]
     return data_dir, DataShape()
 
 
-def keep_original(data_dir: Path, out_dir: Path) -> str:
-    """Put the downloaded files under ``out_dir/original`` (hard links when possible); its relative name."""
+def keep_original(data_dir: Path, out_dir: Path, replaced: list[str]) -> str:
+    """Put the downloaded files under ``out_dir/original`` (hard links when possible); its relative name.
+
+    ``replaced`` (names relative to ``data_dir``: the train and test CSVs the flat tables replace) are left
+    out, so the labels stay where the hidden holdout can hide some of them.
+    """
     target = out_dir / ORIGINAL
     if target.exists():
         shutil.rmtree(target)
@@ -52,11 +56,13 @@ def keep_original(data_dir: Path, out_dir: Path) -> str:
     # the copy must not copy itself. A symbolic link out of the competition is not followed either
     # (programs read original/; what a link points at outside is none of their business).
     own, root = out_dir.resolve(), data_dir.resolve()
+    leave_out = set(replaced)
 
     def ignore(folder: str, names: list[str]) -> list[str]:
         paths = [(n, Path(folder) / n) for n in names]
         return [n for n, path in paths
-                if path.resolve() == own or (path.is_symlink() and not path.resolve().is_relative_to(root))]
+                if path.resolve() == own or (path.is_symlink() and not path.resolve().is_relative_to(root))
+                or path.relative_to(data_dir).as_posix() in leave_out]
 
     try:
         shutil.copytree(data_dir, target, copy_function=os.link, symlinks=False, ignore=ignore)

@@ -342,13 +342,11 @@ def flatten(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape] | None:
     shutil.copyfile(sample_path, out_dir / "sample_submission.csv")
     for description in [*data_dir.glob("*.md"), *data_dir.glob("*.txt")]:
         shutil.copyfile(description, out_dir / description.name)
-    original = keep_original(data_dir, out_dir)
-    # The flat train.csv and test.csv hold every downloaded column: the originals add nothing, and a copy
-    # of train.csv would hand a program the labels of the rows the hidden holdout moves into its test.csv.
-    for name in ("train.csv", "test.csv"):
-        (out_dir / original / name).unlink(missing_ok=True)
+    # The flat train.csv and test.csv hold every downloaded column: the originals add nothing.
+    replaced = [train_path.name, test_path.name]
+    original = keep_original(data_dir, out_dir, replaced)
     return out_dir, DataShape(kind="time_series", original_dir=original, summary=summary,
-                              time_column=layout.time_column)
+                              time_column=layout.time_column, replaced_files=replaced)
 
 
 def _read(path: Path, nrows: int | None = None) -> pd.DataFrame:

@@ -76,7 +76,7 @@ def training_folder(clients: ServiceClients, settings: ContainerSettings, slug: 
             raise InputError(f"the flat tables of {slug} are not in the cache; the prepare step writes them first")
         from batch_agent.solver.shapes import keep_original
 
-        keep_original(original, folder)
+        keep_original(original, folder, profile.shape.replaced_files)
         marker.touch()
     return folder
 

@@ -278,3 +278,12 @@ def test_links_out_of_the_competition_are_not_copied_into_the_flat_folder(tmp_pa
     original = flat / "original"
     assert not (original / "notes.txt").exists() and not (original / "train" / "parent").exists()
     assert (original / "about.md").read_text() == DESCRIPTION
+
+
+def test_the_label_csv_is_not_among_the_original_files_programs_can_read(tmp_path: Path) -> None:
+    flat, shape = flatten_competition(competition(tmp_path / "data"), tmp_path / "flat")
+    # A copy of the labels beside the flat tables would hand a program the hidden holdout's answers.
+    assert sorted(shape.replaced_files) == ["test.csv", "train.csv"]
+    assert not (flat / "original" / "train.csv").exists() and not (flat / "original" / "test.csv").exists()
+    assert (flat / "original" / "train" / "00000.png").is_file()
+    assert (flat / "original" / "sample_submission.csv").is_file()

@@ -258,3 +258,13 @@ def test_recent_windows_count_and_sum_only_the_events_of_their_last_days(tmp_pat
     assert train.loc[2, "transactions__amount__sum_90d"] == 0
     assert train.loc[3, "transactions__rows__count_90d"] == 0
     assert train.loc[3, "transactions__amount__sum_30d"] == 0
+
+
+def test_the_downloaded_train_table_is_not_among_the_original_files_programs_can_read(tmp_path: Path) -> None:
+    found = flatten(customers(tmp_path / "data", transactions=EVENTS), tmp_path / "flat")
+    assert found is not None
+    flat, shape = found
+    # A copy of the labels beside the flat tables would hand a program the hidden holdout's answers.
+    assert sorted(shape.replaced_files) == ["test.csv", "train.csv"]
+    assert sorted(p.name for p in (flat / "original").iterdir()) == [
+        "description.md", "sample_submission.csv", "transactions.csv"]
