@@ -26,16 +26,21 @@ ORIGINAL = "original"
 Flatten = Callable[[Path, Path], "tuple[Path, DataShape] | None"]
 
 
-def flatten_competition(data_dir: Path, out_dir: Path) -> tuple[Path, DataShape]:
+def flatten_competition(data_dir: Path, out_dir: Path, *, time_budget: float | None = None) -> tuple[Path, DataShape]:
     """The folder to profile and train on, and the competition's shape.
 
     A plain table comes back as it is (``data_dir`` and ``DataShape()``); any other shape comes back
-    as a flat folder under ``out_dir``.
+    as a flat folder under ``out_dir``. ``time_budget`` bounds the slow part (decoding images; the
+    tables take seconds): past it, train images beyond a minimum are left out, never test ones.
     """
     from batch_agent.solver import image_folders, related_tables, time_series
 
+    def images(data: Path, out: Path) -> tuple[Path, DataShape] | None:
+        cap = image_folders.TIME_CAP_S if time_budget is None else min(image_folders.TIME_CAP_S, time_budget)
+        return image_folders.flatten(data, out, time_cap=cap)
+
     # Most specific first: an image folder or a related table decides the shape before a date column does.
-    flatteners: list[Flatten] = [image_folders.flatten, related_tables.flatten, time_series.flatten]
+    flatteners: list[Flatten] = [images, related_tables.flatten, time_series.flatten]
     for flatten in flatteners:
         found = flatten(data_dir, out_dir)
         if found is not None:

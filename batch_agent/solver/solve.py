@@ -221,7 +221,9 @@ def solve(
     data_dir = resolve_source(source, workdir, download=download,
                               progress=lambda message: progress("download", message))
     workdir.mkdir(parents=True, exist_ok=True)
-    data_dir, shape = flatten_competition(data_dir, workdir / "flat")
+    # Features of images are worth part of the run, not all of it: training needs the rest.
+    data_dir, shape = flatten_competition(data_dir, workdir / "flat",
+                                          time_budget=max(5.0, 0.25 * (deadline - time.monotonic())))
     if shape.kind != "table":
         progress("shape", f"{shape.kind}: {shape.summary}")
     profile = profile_competition(data_dir, metric=options.metric)

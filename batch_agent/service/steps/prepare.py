@@ -117,7 +117,7 @@ def prepare_job(clients: ServiceClients, settings: ContainerSettings, job_id: st
 
         original = fetch_competition(clients, settings, job.competition)
         flat_dir = Path(settings.work_dir) / "jobs" / job_id / "flat"
-        data_dir, shape = flatten_competition(original, flat_dir)
+        data_dir, shape = flatten_competition(original, flat_dir, time_budget=0.25 * job.time_limit)
         profile = profile_competition(data_dir)
         profile.shape = shape
         profile.preview = data_preview(profile)

@@ -287,3 +287,19 @@ def test_the_label_csv_is_not_among_the_original_files_programs_can_read(tmp_pat
     assert not (flat / "original" / "train.csv").exists() and not (flat / "original" / "test.csv").exists()
     assert (flat / "original" / "train" / "00000.png").is_file()
     assert (flat / "original" / "sample_submission.csv").is_file()
+
+
+def test_the_run_s_time_budget_caps_the_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+    real = image_folders.flatten
+
+    def spy(data: Path, out: Path, *, time_cap: float = image_folders.TIME_CAP_S) -> object:
+        seen.append(time_cap)
+        return real(data, out, time_cap=time_cap)
+
+    monkeypatch.setattr(image_folders, "flatten", spy)
+    data = competition(tmp_path / "data")
+    flatten_competition(data, tmp_path / "a", time_budget=12.5)
+    flatten_competition(data, tmp_path / "b", time_budget=10_000)
+    flatten_competition(data, tmp_path / "c")
+    assert seen == [12.5, image_folders.TIME_CAP_S, image_folders.TIME_CAP_S]
