@@ -134,6 +134,21 @@ def test_gpu_plans_put_each_boosters_gpu_parameters_in_its_program(
     assert linear is not None and linear[0].params == {}
 
 
+@pytest.mark.parametrize("family", ["lightgbm", "xgboost", "catboost"])
+def test_a_gpu_plans_booster_program_still_writes_its_files_on_a_machine_without_a_gpu(
+        family: str, competition: tuple[Path, CompetitionProfile], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data, profile = competition
+    spec = spec_for(family)
+    code = render_program(profile, Plan(approach="test", compute="gpu", n_folds=3, candidates=[spec]), spec)
+    found = spec_of(code)
+    assert found is not None and set(found[0].params) > set(spec.params)  # the GPU parameters are in the code
+    program = write_program(tmp_path, Program(name=spec.name, code=code), profile)
+    run_in_process(program, data, monkeypatch)
+    # Where the build has GPU support it trains there; elsewhere the family falls back to the CPU.
+    assert json.loads((tmp_path / "metrics.json").read_text())["cv_score"] > 0.7
+
+
 def test_the_profile_beside_a_program_has_no_description_and_no_path_to_the_products_data(
         competition: tuple[Path, CompetitionProfile], tmp_path: Path) -> None:
     _, profile = competition
