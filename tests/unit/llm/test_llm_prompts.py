@@ -105,7 +105,7 @@ def test_code_that_does_not_parse_is_rejected_with_its_line() -> None:
 def test_first_draft_must_follow_the_contract_but_changes_need_not_repeat_it() -> None:
     with pytest.raises(ValidationError, match=r"never mentions 'oof\.csv'"):
         ProgramOutput(summary="s", code="import argparse  # --data --time-budget submission.csv\n")
-    template_like = "from batch_agent.solver.training import main\nmain({}, [])\n"
+    template_like = "from batch_agent.solver import toolkit\ntoolkit.fit_lightgbm(comp, X, X_test)\n"
     assert ImprovementOutput(change="more seeds", code=template_like).code == template_like
 
 
