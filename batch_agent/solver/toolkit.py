@@ -13,7 +13,8 @@ X, X_test = toolkit.catboost_features(comp)  tree features with categories kept 
 Add columns of your own to these frames (computed without the labels, or in-fold).
 oof, test_pred = toolkit.fit_lightgbm(comp, X, X_test, params, seeds=[0], target="raw")
     also fit_xgboost, fit_catboost, fit_linear (params {"strengths": [...]}), fit_forest(...,
-    family="extra_trees" | "random_forest"), fit_knn (params {"n_neighbors": 25}),
+    family="extra_trees" | "random_forest"; numeric X: tree_features(comp, native_categorical=False)),
+    fit_knn (params {"n_neighbors": 25}, on linear_features),
     fit_sklearn(comp, make_model, X, X_test) with make_model(kind) -> any scikit-learn estimator.
     Boosters take n_rounds and early_stopping in params; target="log" trains on log1p(target).
     They return predictions in prediction space: class probabilities (n, K) in comp.profile.classes

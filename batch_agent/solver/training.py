@@ -391,6 +391,7 @@ def train_linear(profile: CompetitionProfile, spec: ModelSpec, X: Any, X_test: A
     """Ridge or logistic regression on a (sparse) design matrix, its strength chosen on the folds."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
+    X, X_test = _matrix(X), _matrix(X_test)
     strengths = [float(c) for c in spec.params.get("strengths", [0.03, 0.1, 0.3, 1.0, 3.0])]
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
@@ -416,6 +417,11 @@ def train_linear(profile: CompetitionProfile, spec: ModelSpec, X: Any, X_test: A
         oof_cols.append(_finish(kind, y, oof, inverse))
         test_cols.append(_finish(kind, y, test_pred, inverse))
     return _stack(profile, oof_cols), _stack(profile, test_cols)
+
+
+def _matrix(X: Any) -> Any:
+    """Rows indexable by position: a frame becomes a float array; arrays and sparse matrices stay."""
+    return X.to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X
 
 
 def _oof_predictions(model: Any, X: Any, target: np.ndarray, folds: Folds, kind: str) -> np.ndarray:
@@ -513,6 +519,7 @@ def train_sklearn(profile: CompetitionProfile, spec: ModelSpec, X: Any, X_test: 
     ``make_model(kind)`` returns a fresh estimator for ``kind`` ("regression", "binary", "multiclass");
     classifiers must have ``predict_proba``.
     """
+    X, X_test = _matrix(X), _matrix(X_test)
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
         target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)

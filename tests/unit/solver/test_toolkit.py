@@ -236,3 +236,39 @@ def test_the_toolkit_api_in_its_docstring_names_every_public_function() -> None:
     documented = set(re.findall(r"toolkit\.(\w+)\(", toolkit.__doc__ or "")) | set(
         re.findall(r"\b(fit_\w+)\b", toolkit.__doc__ or ""))
     assert public - {"Competition"} <= documented, public - documented
+
+
+def test_a_model_written_fold_by_fold_with_target_encoding_and_any_sklearn_model_score_like_the_builtins(
+        competition: tuple[Path, CompetitionProfile], tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from batch_agent.solver import toolkit
+
+    data, profile = competition
+    write_program(tmp_path, Program(name="p", code="\n"), profile)
+    comp = toolkit.load(data, time_budget=60, n_folds=4, profile_path=tmp_path / PROFILE_FILE)
+    assert comp.profile.data_dir == str(data) and len(comp.folds) == 4
+    X, X_test = toolkit.tree_features(comp, native_categorical=False)
+    columns = ["a", "b", "when_ordinal"]
+
+    def fit_fold(kind: str, target: np.ndarray, tr: np.ndarray, va: np.ndarray, seed: int,
+                 stop_at: float) -> tuple[np.ndarray, np.ndarray]:
+        assert kind == "binary"
+        enc_tr, enc_va, enc_te = toolkit.target_encode(comp, "code", tr, va, seed=seed)
+        design = X[columns].fillna(0).to_numpy()
+        scale = design[tr].std(axis=0)
+        fit = LogisticRegression(max_iter=500).fit(np.column_stack([design[tr] / scale, enc_tr]), target[tr])
+        return (fit.predict_proba(np.column_stack([design[va] / scale, enc_va]))[:, 1],
+                fit.predict_proba(np.column_stack([X_test[columns].fillna(0).to_numpy() / scale, enc_te]))[:, 1])
+
+    oof, test_pred = toolkit.cross_fit(comp, fit_fold, seeds=[0, 1])
+    assert oof.shape == (len(comp.train), 2) and test_pred.shape == (len(comp.test), 2)
+    assert toolkit.score(comp, oof) > 0.75
+    tree_oof, tree_test = toolkit.fit_sklearn(
+        comp, lambda kind: DecisionTreeClassifier(max_depth=4, random_state=0), X.fillna(0), X_test.fillna(0))
+    assert tree_oof.shape == oof.shape and tree_test.shape == test_pred.shape
+    assert toolkit.score(comp, tree_oof) > 0.65
+    value = toolkit.write_outputs(comp, (oof + tree_oof) / 2, (test_pred + tree_test) / 2, name="mix",
+                                  folder=tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["cv_score"] == pytest.approx(value)
