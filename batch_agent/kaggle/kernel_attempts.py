@@ -17,6 +17,7 @@ from batch_agent.kaggle.kernels import run_kernel
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, Program
 from batch_agent.solver.solve import SOFT_BUDGET_FRACTION, check_outputs
+from batch_agent.solver.templates import write_program
 
 # Kernels wait in Kaggle's queue before they start; allow for it on top of the budget.
 QUEUE_ALLOWANCE_S = 900.0
@@ -37,8 +38,7 @@ def run_attempt_on_kaggle(
 ) -> AttemptResult:
     """Run ``program`` as a private Kaggle kernel on ``accelerator`` and check what it wrote."""
     attempt_dir.mkdir(parents=True, exist_ok=True)
-    program_path = attempt_dir / "program.py"
-    program_path.write_text(program.code)
+    program_path = write_program(attempt_dir, program, profile)
     kernel = run_kernel(
         slug,
         program_path,

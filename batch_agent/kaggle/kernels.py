@@ -21,6 +21,7 @@ from batch_agent.kaggle.client import QUOTA_WORDS, Connection, KaggleOptions, ca
 from batch_agent.kaggle.download import stream_to
 from batch_agent.kaggle.errors import KaggleError, KaggleQuotaError, KaggleRulesNotAcceptedError
 from batch_agent.solver.errors import InputError
+from batch_agent.solver.templates import PROFILE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ sys.exit(code)
 
 def _bundle_files(program: Path, package_dir: Path | None) -> dict[str, str]:
     files = {"program.py": program.read_text(encoding="utf-8")}
+    beside = program.with_name(PROFILE_FILE)  # the profile toolkit programs read, next to the program
+    if beside.is_file():
+        files[PROFILE_FILE] = beside.read_text(encoding="utf-8")
     if package_dir is not None:
         for path in sorted(package_dir.rglob("*.py")):
             if "__pycache__" not in path.parts:

@@ -15,10 +15,13 @@ Stdlib and pydantic only: the plan/generate/repair Lambdas import this module.
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -123,10 +126,14 @@ class ProgramOutput(_WithCode):
     @field_validator("code")
     @classmethod
     def _follows_contract(cls, value: str) -> str:
-        # A first draft is written from scratch, so it must visibly implement the contract.
-        for required in ("submission.csv", "oof.csv", "--data", "--time-budget"):
-            if required not in value:
-                raise ValueError(f"the program never mentions {required!r}; follow the program contract")
+        # A first draft is written anew, so it must visibly implement the contract: by hand, or with the
+        # toolkit's load (which parses --data and --time-budget) and write_outputs (which writes the files).
+        required = ["submission.csv", "oof.csv"] if "write_outputs(" not in value else []
+        if "load(" not in value or "toolkit" not in value:
+            required += ["--data", "--time-budget"]
+        for name in required:
+            if name not in value:
+                raise ValueError(f"the program never mentions {name!r}; follow the program contract")
         return value
 
 
@@ -197,11 +204,28 @@ Rules for every program:
   Nothing else can be installed. pandas 3 is in use: strings have the string dtype, and chained assignment does
   not modify frames. There is no network and there are no credentials of any kind; never
   read environment variables, home-directory files or anything outside --data and the cwd.
-* Do not write oof.npy or test_pred.npy yourself: those files are reserved for the
-  product's own template programs, which blend them in their own prediction space.
+* Do not write oof.npy or test_pred.npy yourself; toolkit.write_outputs writes them.
 * Keep memory modest (a few GB at most) and use n_jobs=2 at most.
 * Print short progress lines; the last lines of the output are shown to you on failure.
+
+The toolkit: the product's own feature builders, folds, models, metric and file writer,
+the ones its template programs use. Build on it (`from batch_agent.solver import toolkit`)
+rather than from scratch, and spend your effort on what it lacks: features from domain
+knowledge, other models, blends. A program built on it can be this short:
+    comp = toolkit.load(n_folds=5, fold_seed=42)  # parses --data and --time-budget
+    X, X_test = toolkit.tree_features(comp)
+    oof, test_pred = toolkit.fit_lightgbm(comp, X, X_test, {{"learning_rate": 0.05}}, seeds=[0, 1])
+    toolkit.write_outputs(comp, oof, test_pred, name="lgbm")
+Its API:
+{toolkit}
 """
+
+
+@functools.cache
+def toolkit_api() -> str:
+    """The toolkit's docstring (its API in a few lines), read from its source: importing it needs pandas."""
+    source = Path(plan_module.__file__).with_name("toolkit.py").read_text(encoding="utf-8")
+    return ast.get_docstring(ast.parse(source)) or ""
 
 
 def runtime_libraries() -> str:
@@ -290,7 +314,7 @@ def system_blocks(
 ) -> list[dict[str, Any]]:
     """The system prompt: instructions, then the competition context marked for prompt caching."""
     instructions = INSTRUCTIONS.format(
-        contract=plan_module.__doc__ or "", libraries=libraries or runtime_libraries()
+        contract=plan_module.__doc__ or "", libraries=libraries or runtime_libraries(), toolkit=toolkit_api()
     )
     return [
         {"type": "text", "text": instructions},
@@ -371,12 +395,10 @@ def history_table(history: list[AttemptResult], max_rows: int = MAX_HISTORY_ROWS
 
 
 TEMPLATE_NOTE = """\
-This program is a template: it calls the product's training library
-(batch_agent.solver.training.main) with the inline CONFIG. CONFIG["model"] is one model:
-family (lightgbm, linear, extra_trees, random_forest or knn), params (LightGBM
-parameters plus n_rounds and early_stopping; extra/random forest n_estimators;
-linear strengths), seeds (averaged) and features. You may change CONFIG, or replace
-the whole program by a standalone one that follows the contract.
+This program is a template written with the toolkit: a features block and a model block.
+You may change any call or literal (the model's params, seeds, target="log", the feature
+builder's options), add features to X and X_test, fit a second model and average the two
+predictions before write_outputs, or write a different program on the toolkit.
 """
 
 
@@ -441,7 +463,7 @@ def improve_messages(
 ) -> list[dict[str, Any]]:
     limits = detail(level)
     score = f"{best_score:.6g}" if best_score is not None else "unknown"
-    template_note = TEMPLATE_NOTE + "\n" if "batch_agent.solver.training" in best.code else ""
+    template_note = TEMPLATE_NOTE + "\n" if best.origin == "template" else ""
     return _user(
         f"The best program so far is {best.name!r} with CV {metric} = {score} "
         f"({metric_direction(metric)}).\n\n"

@@ -24,6 +24,8 @@ from batch_agent.solver.plan import ModelSpec
 from batch_agent.solver.target_encoding import encode_fold, level_ids, target_matrix
 from batch_agent.solver.training import (
     HIGH_CARDINALITY,
+    TEXT_SVD,
+    TEXT_TOKENS,
     Deadline,
     FitResult,
     Folds,
@@ -87,9 +89,25 @@ def _is_mae(profile: CompetitionProfile) -> bool:
 
 def fit_xgboost(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
                 y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    """XGBoost on the tree features, with in-fold target encoding of the high-cardinality codes."""
+    X, X_test = tree_features(train, test, profile, native_categorical=True)
+    return train_xgboost(profile, spec, X, X_test, y, folds, deadline,
+                         encoded=high_cardinality_levels(profile, train, test))
+
+
+def high_cardinality_levels(profile: CompetitionProfile, train: pd.DataFrame,
+                            test: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Level ids of the categorical columns with too many levels for native categories (``level_ids``)."""
+    return {c.name: level_ids(train[c.name], test[c.name]) for c in profile.features
+            if c.kind == "categorical" and train[c.name].nunique() > HIGH_CARDINALITY}
+
+
+def train_xgboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame, X_test: pd.DataFrame,
+                  y: np.ndarray, folds: Folds, deadline: Deadline, *,
+                  encoded: dict[str, tuple[np.ndarray, np.ndarray, int]] | None = None) -> FitResult:
+    """XGBoost on the given features; each column of ``encoded`` gains in-fold target encodings."""
     import xgboost as xgb
 
-    X, X_test = tree_features(train, test, profile, native_categorical=True)
     params: dict[str, Any] = {
         "tree_method": "hist",
         "learning_rate": 0.05,
@@ -107,8 +125,7 @@ def fit_xgboost(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFram
     n_rounds = int(spec.params.get("n_rounds", 5000))
     patience = int(spec.params.get("early_stopping", 100))
     # Columns with too many levels for native categories: frequency codes plus in-fold target encoding.
-    encoded = {c.name: level_ids(train[c.name], test[c.name]) for c in profile.features
-               if c.kind == "categorical" and train[c.name].nunique() > HIGH_CARDINALITY}
+    encoded = encoded or {}
     n_classes = len(profile.classes or [])
 
     def fit_fold(kind: str, target: np.ndarray, tr: np.ndarray, va: np.ndarray, seed: int,
@@ -161,13 +178,15 @@ def _xgboost_callbacks(xgb: Any, patience: int, stop_at: float) -> list[Any]:
 # ----------------------------------------------------------------------------- CatBoost
 
 
-def catboost_features(train: pd.DataFrame, test: pd.DataFrame,
-                      profile: CompetitionProfile) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def catboost_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionProfile, *,
+                      text_tokens: int = TEXT_TOKENS,
+                      text_svd: int = TEXT_SVD) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Tree features, except that every categorical column stays a string column for CatBoost to encode."""
     categorical = [c.name for c in profile.features if c.kind == "categorical"]
     others = profile.model_copy(update={"features": [c for c in profile.features if c.kind != "categorical"]})
     if any(c.kind != "constant" for c in others.features):
-        X, X_test = tree_features(train, test, others, native_categorical=False)
+        X, X_test = tree_features(train, test, others, native_categorical=False, text_tokens=text_tokens,
+                                  text_svd=text_svd)
     else:
         X, X_test = pd.DataFrame(index=range(len(train))), pd.DataFrame(index=range(len(test)))
     names = []
@@ -190,9 +209,16 @@ def catboost_features(train: pd.DataFrame, test: pd.DataFrame,
 
 def fit_catboost(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
                  y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    """CatBoost on ``catboost_features``."""
+    X, X_test, categorical = catboost_features(train, test, profile)
+    return train_catboost(profile, spec, X, X_test, y, folds, deadline, categorical=categorical)
+
+
+def train_catboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame, X_test: pd.DataFrame,
+                   y: np.ndarray, folds: Folds, deadline: Deadline, *, categorical: list[str]) -> FitResult:
+    """CatBoost on the given features; the ``categorical`` columns (strings) get its ordered target statistics."""
     import catboost
 
-    X, X_test, categorical = catboost_features(train, test, profile)
     params: dict[str, Any] = {
         "learning_rate": 0.06,
         "depth": 6,
@@ -249,5 +275,3 @@ class _CatBoostTimeGuard:
     def after_iteration(self, info: Any) -> bool:
         return time.monotonic() <= self.stop_at
 
-
-FITTERS: dict[str, Callable[..., FitResult]] = {"xgboost": fit_xgboost, "catboost": fit_catboost}

@@ -2,7 +2,7 @@
 
 An ImageNet-pretrained ResNet-18 (torchvision) turns each image of the flat folder's file column
 into 512 numbers (the pooled last layer, averaged with the left-right mirror image); those join the
-flat table's own features and the training library fits its cross-validated model on them, so the
+toolkit's features of the flat table and the toolkit fits its cross-validated model on them, so the
 program writes the contract's files (submission.csv, oof.csv, oof.npy, test_pred.npy) like every
 template and takes part in the blend.
 
@@ -14,71 +14,58 @@ downloads the weights where it may, and the program fails with one line where it
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
+if TYPE_CHECKING:
+    from batch_agent.solver.toolkit import Competition
 
 log = logging.getLogger("image_network")
 
 # (file paths, None where a row has no image) → one row of numbers per path.
 Embed = Callable[[list[Path | None]], np.ndarray]
-NETWORK_DATA = "network_data"
 IMAGE_SIZE = 224
 BATCH = 64
 
 
-def main(config: dict[str, Any], argv: list[str], started: float | None = None, *, embed: Embed | None = None) -> int:
-    """Embed the images, add the embeddings to the flat table, and train the configured model on both."""
-    from batch_agent.solver import training
+def with_embeddings(comp: Competition, X: Any, X_test: Any, *, embed: Embed | None = None) -> tuple[Any, Any]:
+    """``X`` and ``X_test`` (the toolkit's features of comp.train and comp.test) with each image's embedding added.
 
-    parser = argparse.ArgumentParser(description="kaggle-solver image network program")
-    parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--time-budget", type=float, default=600.0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-
-    profile = CompetitionProfile.model_validate(config["profile"])
-    file_column = profile.shape.file_column
+    The embeddings are standardised (their scale means nothing to a linear model) and appended as
+    columns: sparse matrices stay sparse, frames get columns ``resnet000``…, arrays are stacked.
+    """
+    file_column = comp.profile.shape.file_column
     if not file_column:
         raise SystemExit("this program needs an image competition's flat folder (no file column in the profile)")
     embed = embed or resnet18_embeddings
-    data: Path = args.data
-    frames: dict[str, pd.DataFrame] = {}
-    names: list[str] = []
-    for name, file in (("train", profile.train_file), ("test", profile.test_file)):
-        frame = pd.read_csv(data / file, low_memory=False)
-        paths = [None if not isinstance(v, str) or not v else data / v for v in frame[file_column]]
-        vectors = embed(paths)
-        log.info("%s: %d images embedded into %d numbers each", name, len(paths), vectors.shape[1])
-        names = [f"resnet{i:03d}" for i in range(vectors.shape[1])]
-        embedded = pd.DataFrame(vectors, columns=names)
-        frames[name] = pd.concat([frame.drop(columns=[c for c in names if c in frame.columns]).reset_index(drop=True),
-                                  embedded], axis=1)
+    vectors = []
+    for name, frame in (("train", comp.train), ("test", comp.test)):
+        paths = [None if not isinstance(v, str) or not v else comp.data_dir / v for v in frame[file_column]]
+        vectors.append(np.asarray(embed(paths), dtype=np.float64))
+        log.info("%s: %d images embedded into %d numbers each", name, len(paths), vectors[-1].shape[1])
+    both = np.vstack(vectors)
+    mean, std = both.mean(axis=0), both.std(axis=0)
+    std[std == 0] = 1.0
+    train, test = ((v - mean) / std for v in vectors)
+    return _append(X, train), _append(X_test, test)
 
-    # The training library reads a data folder: the flat table plus the embeddings, written next to the program.
-    folder = Path(NETWORK_DATA)
-    folder.mkdir(exist_ok=True)
-    frames["train"].to_csv(folder / profile.train_file, index=False, float_format="%.6g")
-    frames["test"].to_csv(folder / profile.test_file, index=False, float_format="%.6g")
-    shutil.copy(data / profile.sample_submission_file, folder / profile.sample_submission_file)
-    n_rows = len(frames["train"]) + len(frames["test"])
-    network_columns = [ColumnInfo(name=c, kind="numeric", dtype="float64", n_unique=n_rows, missing_fraction=0.0)
-                       for c in names]
-    features = [f for f in profile.features if f.name != file_column and f.name not in names] + network_columns
-    widened = profile.model_copy(update={"features": features, "data_dir": str(folder.resolve())})
-    training_config = {**config, "profile": widened.model_dump(mode="json")}
-    return training.main(training_config, ["--data", str(folder), "--time-budget", str(args.time_budget)],
-                         started=started)
+
+def _append(X: Any, columns: np.ndarray) -> Any:
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        return sparse.hstack([X, sparse.csr_matrix(columns)], format="csr")
+    if isinstance(X, pd.DataFrame):
+        names = [f"resnet{i:03d}" for i in range(columns.shape[1])]
+        return pd.concat([X.reset_index(drop=True), pd.DataFrame(columns, columns=names)], axis=1)
+    return np.hstack([np.asarray(X, dtype=np.float64), columns])
 
 
 def weights_home() -> Path:

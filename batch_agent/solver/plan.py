@@ -15,14 +15,16 @@ with its own working directory as cwd. It must write, in that directory:
 The product computes the CV score itself from oof.csv, the labels and the
 competition's metric; programs following the contract join the final blend.
 ``metrics.json`` with ``{"cv_score": <float>}`` is optional: the claim is shown
-next to the product's score and flagged when the two disagree. Template programs
-also write ``oof.npy`` / ``test_pred.npy`` (predictions in prediction space) for the
-blend. A model-written program may see a train.csv with some labelled rows moved
-into test.csv under new ids (the product's hidden holdout, which catches leaks).
+next to the product's score and flagged when the two disagree. A program also finds
+``profile.json`` (the competition's profile) beside it; programs written with the
+toolkit (``batch_agent.solver.toolkit``) read it and write every file above, plus
+``oof.npy`` / ``test_pred.npy`` (predictions in prediction space) for the blend.
+A model-written program may see a train.csv with some labelled rows moved into
+test.csv under new ids (the product's hidden holdout, which catches leaks).
 
 Validation follows the profile's ``shape``. With ``shape.time_column`` (test comes after
 train in time) folds must be time-ordered, never training on rows later than those they
-predict; the product's expanding-window folds are
+predict; the product's expanding-window folds (the toolkit's ``comp.folds`` already follow the shape) are
 ``batch_agent.solver.training.time_folds(time_values(train[time_column]), n_folds)``
 (``time_values`` from ``batch_agent.solver.time_series``), a list of (train rows, validation
 rows) index arrays. The earliest block of such folds has no model to predict it: leave
@@ -37,13 +39,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 # Training rows from which programs train on every core; below it, on one (benchmarks/threads.py).
 PARALLEL_MIN_ROWS = 20_000
 
 ModelFamily = Literal["lightgbm", "xgboost", "catboost", "linear", "extra_trees", "random_forest", "knn"]
 Origin = Literal["template", "llm-draft", "llm-repair", "llm-improve"]
+
+
+# What ModelSpec.features may set: "target": "log" trains on log1p(target) (predictions mapped back);
+# "text_tokens" / "text_svd": word indicators and TF-IDF components per text column of the tree features.
+FEATURE_OPTIONS = ("target", "text_tokens", "text_svd")
 
 
 class ModelSpec(BaseModel):
@@ -53,8 +60,18 @@ class ModelSpec(BaseModel):
     family: ModelFamily
     params: dict[str, Any] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
-    # Feature options for this candidate (e.g. text handling, target encoding).
+    # Feature options for this candidate (FEATURE_OPTIONS); the template programs pass each one on.
     features: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("features")
+    @classmethod
+    def _known_feature_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(FEATURE_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown feature options {unknown}; known: {list(FEATURE_OPTIONS)}")
+        if value.get("target", "log") not in ("log", "raw"):
+            raise ValueError(f"features.target must be 'log' or 'raw', not {value['target']!r}")
+        return value
 
 
 class Plan(BaseModel):

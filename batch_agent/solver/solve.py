@@ -32,7 +32,7 @@ from batch_agent.solver.sandbox import TERM_GRACE_SECONDS, run_sandboxed
 from batch_agent.solver.shapes import flatten_competition
 from batch_agent.solver.source import resolve_source
 from batch_agent.solver.submission import validate_submission
-from batch_agent.solver.templates import TemplateAuthor
+from batch_agent.solver.templates import TemplateAuthor, write_program
 
 Progress = Callable[[str, str], None]
 # Fetches a competition URL into a folder and returns the folder with its files (the CLI passes Kaggle's).
@@ -112,7 +112,7 @@ def run_attempt(
     if refusal is not None:
         return AttemptResult(number=number, program=program.name, origin=program.origin, ok=False, seconds=0.0,
                              reason=refusal, workdir=str(attempt_dir), isolation=isolation.label)
-    (attempt_dir / "program.py").write_text(program.code)
+    write_program(attempt_dir, program, profile)
     soft = max(1.0, min(soft_budget or time_budget, time_budget) * SOFT_BUDGET_FRACTION)
     holdout, note = None, "none: a template program (the product's own code)"
     prepared = attempt_dir.with_name(attempt_dir.name + "-data")
@@ -125,6 +125,8 @@ def run_attempt(
             return AttemptResult(number=number, program=program.name, origin=program.origin, ok=False,
                                  seconds=0.0, workdir=str(attempt_dir), isolation=isolation.label,
                                  reason=f"could not prepare the program's copy of the data: {exc}")
+        if holdout is not None:
+            write_program(attempt_dir, program, holdout.profile)  # the profile of the data it sees
         note = (f"{len(holdout.fresh_ids)} labelled rows hidden in test.csv" if holdout is not None else
                 "none: train.csv is too small to spare labelled rows for one")
     try:

@@ -1,41 +1,90 @@
 """The rule-based planner and template program writer: the author used when no LLM is configured.
 
-Plans are chosen from the profile alone (size, feature kinds, metric); programs
-are a JSON config plus a call into ``batch_agent.solver.training``. Stdlib + pydantic:
-the plan/generate/repair Lambdas import this module.
+Plans are chosen from the profile alone (size, feature kinds, metric); programs are
+readable code in the terms of the toolkit (``toolkit.py``): a features block and a
+model block whose parameters are literals, the same calls a model-written program
+makes. The template author reads a program's model back from those calls to make
+its lighter and reseeded variants. Stdlib + pydantic: the plan/generate/repair
+Lambdas import this module.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import textwrap
+from pathlib import Path
 from typing import Any
 
 from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, ModelSpec, Plan, Program
 
-_PROGRAM = '''"""Training program for "{title}" ({metric}), model "{name}".
+# What a program reads its competition from, written beside program.py (``write_program``).
+PROFILE_FILE = "profile.json"
 
-Written by kaggle-solver from its {family} template.{about} Run it as
+_PROGRAM = '''"""Training program for "{title}" ({metric}): model "{name}" from the {family} template.
+
+Written by kaggle-solver in the terms of its toolkit (batch_agent.solver.toolkit, whose
+docstring is the API). Run it as
     python program.py --data DATA_DIR --time-budget SECONDS
-It writes submission.csv, oof.csv, metrics.json, oof.npy and test_pred.npy to the current directory.
+beside the profile.json the product writes. It writes submission.csv, oof.csv, metrics.json,
+oof.npy and test_pred.npy to the current directory.
 """
 
 import time
 
 STARTED = time.monotonic()  # the time budget counts the imports below too
 
-import json  # noqa: E402
-import sys  # noqa: E402
+from batch_agent.solver import {imports}  # noqa: E402
 
-from batch_agent.solver.{library} import main  # noqa: E402
 
-CONFIG = json.loads(r"""
-{config}
-""")
+def main() -> None:
+    comp = toolkit.load(n_folds={n_folds}, fold_seed={fold_seed}, started=STARTED)
+
+{features_note}
+    {features}
+{network}
+{model_note}
+    oof, test_pred = toolkit.{fit}(
+{arguments}
+    )
+
+    toolkit.write_outputs(comp, oof, test_pred, name={name_literal}, family={family_literal})
+
 
 if __name__ == "__main__":
-    sys.exit(main(CONFIG, sys.argv[1:], started=STARTED))
+    main()
 '''
+
+# family → (feature call, what the features are, fit function, what the model does)
+_BLOCKS: dict[str, tuple[str, str, str, str]] = {
+    "lightgbm": ("tree_features(comp, native_categorical=True{text})",
+                 "numbers, date parts, words and TF-IDF components of text, categories as LightGBM "
+                 "categories (frequency codes above 64 levels).",
+                 "fit_lightgbm", "LightGBM, early stopping on each fold, averaged over the seeds."),
+    "xgboost": ("tree_features(comp, native_categorical=True{text})",
+                "numbers, date parts, text words and TF-IDF components, categories as XGBoost categories "
+                "(frequency codes above 64 levels, plus in-fold target encodings inside fit_xgboost).",
+                "fit_xgboost", "XGBoost, early stopping on each fold, averaged over the seeds."),
+    "catboost": ("catboost_features(comp{text})",
+                 "numbers, date parts, text words and TF-IDF components; categories stay strings for "
+                 "CatBoost's ordered target statistics, with their counts.",
+                 "fit_catboost", "CatBoost, early stopping on each fold, averaged over the seeds."),
+    "linear": ("linear_features(comp)",
+               "scaled numbers (+log of skewed ones, missing flags), one-hot codes, TF-IDF of text.",
+               "fit_linear", "ridge or logistic regression, its strength chosen on the folds."),
+    "extra_trees": ("tree_features(comp, native_categorical=False{text})",
+                    "numbers, date parts, text words and TF-IDF components, categories as frequency codes.",
+                    "fit_forest", "extra trees, as many as the time budget allows."),
+    "random_forest": ("tree_features(comp, native_categorical=False{text})",
+                      "numbers, date parts, text words and TF-IDF components, categories as frequency codes.",
+                      "fit_forest", "a random forest, as many trees as the time budget allows."),
+    "knn": ("linear_features(comp)",
+            "scaled numbers, one-hot codes and TF-IDF of text: distances need comparable scales.",
+            "fit_knn", "k nearest neighbours, weighted by distance."),
+}
+_FIT_FAMILY = {fit: family for family, (_, _, fit, _) in _BLOCKS.items() if family != "random_forest"}
+_SEEDED = ("lightgbm", "xgboost", "catboost", "extra_trees", "random_forest")
 
 
 def model_features(profile: CompetitionProfile) -> list[ColumnInfo]:
@@ -126,35 +175,126 @@ BOOSTERS = ("lightgbm", "xgboost", "catboost")
 
 
 def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec, *, network: str | None = None) -> str:
-    """The program text for one candidate: its whole configuration inline, so the file runs alone.
+    """The program text for one candidate: toolkit calls with the spec's parameters as literals.
 
     ``network``: the pretrained network whose image embeddings join the features (image competitions on
     the GPU queue; ``solver.image_network``), None for the tabular templates.
     """
-    compact = profile.model_copy(update={"description": "", "features": model_features(profile)})
     if plan.compute == "gpu" and spec.family in _GPU_PARAMS:
         # Each family falls back to the CPU inside the program when its build has no GPU support.
         spec = spec.model_copy(update={"params": {**spec.params, **_GPU_PARAMS[spec.family]}})
-    config: dict[str, Any] = {
-        "profile": compact.model_dump(mode="json"),
-        "model": spec.model_dump(mode="json"),
-        "n_folds": plan.n_folds,
-        "fold_seed": plan.fold_seed,
-    }
-    about = ""
-    if network is not None:
-        config["network"] = network
-        about = (f"\nEach image's {network} embedding (ImageNet weights, on the GPU when there is one) joins the "
-                 f"flat table's\nfeatures before the {spec.family} model.")
+    features_call, features_note, fit, model_note = _BLOCKS[spec.family]
+    text = "".join(f", {key}={_literal(spec.features[key])}" for key in ("text_tokens", "text_svd")
+                   if key in spec.features)
+    features_call = features_call.format(text=text)
+    arguments = ["comp, X, X_test,"]
+    if spec.params:
+        arguments.append(f"params={_literal(spec.params, indent=8)},")
+    if spec.family in ("extra_trees", "random_forest"):
+        arguments.append(f"family={_literal(spec.family)},")
+    if spec.family in _SEEDED:
+        arguments.append(f"seeds={_literal(spec.seeds)},")
+    if spec.features.get("target") == "log":
+        arguments.append('target="log",  # trained on log1p(target), predictions mapped back')
+    title = "".join(ch for ch in profile.title if ch.isprintable() and ch not in '"\\')
+    network_block = "" if network is None else (
+        "\n" + _comment(f"Each image's {network} embedding (ImageNet weights, on the GPU when there is one) "
+                         "joins the features.") + "\n    X, X_test = image_network.with_embeddings(comp, X, X_test)\n")
     return _PROGRAM.format(
-        title=profile.title.replace('"', "'"),
+        imports="toolkit" if network is None else "image_network, toolkit",
+        network=network_block,
+        title=title,
         metric=profile.metric,
         name=spec.name,
         family=spec.family if network is None else f"pretrained-network ({network})",
-        about=about,
-        library="training" if network is None else "image_network",
-        config=json.dumps(config, indent=1),
+        n_folds=int(plan.n_folds),
+        fold_seed=int(plan.fold_seed),
+        features_note=_comment(f"Features: {features_note}"),
+        features=f"X, X_test = toolkit.{features_call}",
+        model_note=_comment(f"Model: {model_note}"),
+        fit=fit,
+        arguments="\n".join(" " * 8 + line for line in arguments),
+        name_literal=_literal(spec.name),
+        family_literal=_literal(spec.family),
     )
+
+
+def _comment(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, width=100, initial_indent="    # ", subsequent_indent="    # "))
+
+
+def _literal(value: Any, indent: int = 0) -> str:
+    """A Python literal for ``value`` (JSON-like data); a dict of several entries takes one line per key."""
+    if isinstance(value, dict) and len(value) > 1:
+        pad = " " * (indent + 4)
+        items = "".join(f"{pad}{_literal(k)}: {_literal(v, indent + 4)},\n" for k, v in value.items())
+        return "{\n" + items + " " * indent + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def write_program(folder: Path, program: Program, profile: CompetitionProfile) -> Path:
+    """Write ``program.py`` and the ``profile.json`` it reads into ``folder``; returns the program's path.
+
+    The profile carries no description or preview (the program does not need them) and no path of the
+    product's own data: the program reads the folder it is given with --data.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    compact = profile.model_copy(update={"description": "", "preview": "", "data_dir": ""})
+    (folder / PROFILE_FILE).write_text(compact.model_dump_json(indent=1))
+    path = folder / "program.py"
+    path.write_text(program.code)
+    return path
+
+
+def spec_of(code: str) -> tuple[ModelSpec, int, int] | None:
+    """The model, fold count and fold seed of a program in the templates' form, read back from its calls.
+
+    None when the code is not in that form: no single toolkit fit call, or arguments that are not literals.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    calls: dict[str, list[ast.Call]] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "toolkit"):
+            calls.setdefault(node.func.attr, []).append(node)
+    fits = [(name, call) for name, found in calls.items() if name in _FIT_FAMILY for call in found]
+    loads, writes = calls.get("load", []), calls.get("write_outputs", [])
+    if len(fits) != 1 or len(loads) != 1 or len(writes) != 1:
+        return None
+    fit_name, fit = fits[0]
+    try:
+        arguments = {k.arg: ast.literal_eval(k.value) for k in fit.keywords if k.arg is not None}
+        if len(fit.args) > 3:
+            arguments["params"] = ast.literal_eval(fit.args[3])
+        folds = {k.arg: ast.literal_eval(k.value) for k in loads[0].keywords if k.arg in ("n_folds", "fold_seed")}
+        name = next(ast.literal_eval(k.value) for k in writes[0].keywords if k.arg == "name")
+        features: dict[str, Any] = {}
+        for builder in ("tree_features", "catboost_features"):
+            for call in calls.get(builder, []):
+                features.update({k.arg: ast.literal_eval(k.value) for k in call.keywords
+                                 if k.arg in ("text_tokens", "text_svd")})
+    except (ValueError, TypeError, SyntaxError, StopIteration):
+        return None
+    if arguments.get("target", "raw") == "log":
+        features["target"] = "log"
+    family = arguments.get("family", "extra_trees") if fit_name == "fit_forest" else _FIT_FAMILY[fit_name]
+    try:
+        spec = ModelSpec.model_validate({"name": str(name), "family": family, "params": arguments.get("params") or {},
+                                         "seeds": list(arguments.get("seeds", [0])), "features": features})
+    except (ValueError, TypeError):
+        return None
+    return spec, int(folds.get("n_folds", 5)), int(folds.get("fold_seed", 42))
 
 
 NETWORK = "resnet18"
@@ -172,7 +312,7 @@ def network_program(profile: CompetitionProfile, plan: Plan) -> Program | None:
 
 
 class TemplateAuthor:
-    """Plans from rules and writes programs from the training-library templates."""
+    """Plans from rules and writes programs from the toolkit templates."""
 
     name = "templates"
 
@@ -207,22 +347,23 @@ class TemplateAuthor:
         """Template programs fail on time or memory, not on bugs: retry once with a lighter variant."""
         if program.name.endswith("-light"):
             return None
-        config = _config_of(program)
-        if config is None or "network" in config:
+        found = spec_of(program.code)
+        if found is None or "image_network" in program.code:
             # A network program fails for want of its libraries or weights: a lighter one would too.
             return None
-        spec = ModelSpec.model_validate(config["model"])
+        spec, n_folds, fold_seed = found
         spec.seeds = spec.seeds[:1]
         if spec.family in BOOSTERS:
             spec.params.update(learning_rate=max(0.1, float(spec.params.get("learning_rate", 0.05))),
                                early_stopping=30, n_rounds=1500)
         elif spec.family in ("extra_trees", "random_forest"):
             spec.params["n_estimators"] = 100
-        else:
+        elif spec.family == "linear":
             spec.params["strengths"] = [0.3]
+        else:
+            return None  # k nearest neighbours have no lighter setting worth a retry
         spec.name = f"{spec.name}-light"
-        plan = Plan(approach="repair", n_folds=int(config["n_folds"]), fold_seed=int(config["fold_seed"]),
-                    candidates=[spec])
+        plan = Plan(approach="repair", n_folds=n_folds, fold_seed=fold_seed, candidates=[spec])
         return Program(name=spec.name, code=render_program(profile, plan, spec), origin="template",
                        parent=program.name, note=f"lighter variant after: {failure.reason}")
 
@@ -230,10 +371,10 @@ class TemplateAuthor:
         self, profile: CompetitionProfile, plan: Plan, best: Program, history: list[AttemptResult]
     ) -> Program | None:
         """More seeds of the best boosted model: a cheap, reliable gain while time remains."""
-        config = _config_of(best)
-        if config is None:
+        found = spec_of(best.code)
+        if found is None:
             return None
-        spec = ModelSpec.model_validate(config["model"])
+        spec = found[0]
         if spec.family not in BOOSTERS:
             return None
         tried = {h.program for h in history}
@@ -247,16 +388,3 @@ class TemplateAuthor:
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
                                parent=best.name, note=f"the best {spec.family} model with new seeds")
         return None
-
-
-def _config_of(program: Program) -> dict[str, Any] | None:
-    """The CONFIG of a template program (None for programs written by other authors)."""
-    start = program.code.find('CONFIG = json.loads(r"""')
-    if start < 0:
-        return None
-    body = program.code[start:].split('"""', 2)[1]
-    try:
-        config = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    return config if isinstance(config, dict) else None

@@ -1,23 +1,19 @@
-"""The tabular training library that template programs run inside the sandbox.
+"""The tabular training library under the toolkit (``toolkit.py``) that programs call inside the sandbox.
 
-A template program is a config plus a call to :func:`main`. It builds features,
-trains one model family with the plan's cross-validation folds, scores the
-out-of-fold predictions with the competition's metric, and writes
-submission.csv, oof.csv, metrics.json, oof.npy and test_pred.npy into its working
-directory (the contract in ``batch_agent/solver/plan.py``).
+Feature builders (tree and linear design matrices from the profile's column kinds),
+the plan's cross-validation folds, and one trainer per model family: each takes
+features, the encoded target and the folds, and returns out-of-fold and test
+predictions in prediction space (``predictions.py``), within a time budget.
+Programs use these through ``toolkit.py``, which loads the competition and
+writes the contract's files.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import sys
 import time
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,14 +22,7 @@ from scipy import sparse
 
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.plan import PARALLEL_MIN_ROWS, ModelSpec
-from batch_agent.solver.predictions import (
-    Decision,
-    cv_score,
-    encode_target,
-    fit_decision,
-    is_classification,
-    submission_frame,
-)
+from batch_agent.solver.predictions import is_classification
 
 log = logging.getLogger("training")
 
@@ -240,8 +229,13 @@ def name_words(values: pd.Series, n_unique: int) -> pd.DataFrame | None:
 
 
 def tree_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionProfile,
-                  native_categorical: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features for tree models; categoricals stay pandas categories when ``native_categorical``."""
+                  native_categorical: bool, *, text_tokens: int = TEXT_TOKENS,
+                  text_svd: int = TEXT_SVD) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features for tree models; categoricals stay pandas categories when ``native_categorical``.
+
+    Each text column gives its length, word count, indicators of its ``text_tokens`` most frequent
+    words and ``text_svd`` TF-IDF SVD components.
+    """
     both = pd.concat([train, test], ignore_index=True)
     n_train = len(train)
     parts: list[pd.DataFrame] = []
@@ -252,7 +246,7 @@ def tree_features(train: pd.DataFrame, test: pd.DataFrame, profile: CompetitionP
         elif kind == "date":
             parts.append(_date_parts(col).add_prefix(f"{name}_"))
         elif kind == "text":
-            parts.append(_text_features(col, TEXT_TOKENS, TEXT_SVD).add_prefix(f"{name}_"))
+            parts.append(_text_features(col, text_tokens, text_svd).add_prefix(f"{name}_"))
         else:
             text = col.astype("string")
             counts = text.map(text.value_counts(dropna=False)).astype(float)
@@ -321,7 +315,8 @@ def linear_features(train: pd.DataFrame, test: pd.DataFrame,
         cats = pd.concat(one_hot, axis=1).fillna("__missing__").astype(str)
         encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3, max_categories=200)
         blocks.append(encoder.fit(cats.iloc[:n_train]).transform(cats))
-    matrix = sparse.hstack(blocks).tocsr()
+    # No usable column (every one constant): an empty matrix, to which a program may add its own columns.
+    matrix = sparse.hstack(blocks).tocsr() if blocks else sparse.csr_matrix((len(both), 0))
     return matrix[:n_train], matrix[n_train:]
 
 
@@ -382,11 +377,11 @@ def _stack(profile: CompetitionProfile, outputs: list[np.ndarray]) -> np.ndarray
     return np.column_stack(outputs)
 
 
-def fit_lightgbm(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
-                 y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+def train_lightgbm(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame, X_test: pd.DataFrame,
+                   y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    """LightGBM on the given features: early stopping on each fold, averaged over the spec's seeds."""
     import lightgbm as lgb
 
-    X, X_test = tree_features(train, test, profile, native_categorical=True)
     params: dict[str, Any] = {
         "learning_rate": 0.05,
         "num_leaves": 31,
@@ -473,11 +468,12 @@ def _train_booster(lgb: Any, params: dict[str, Any], dtrain: Any, dvalid: Any, n
         raise
 
 
-def fit_linear(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
-               y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+def train_linear(profile: CompetitionProfile, spec: ModelSpec, X: Any, X_test: Any, y: np.ndarray, folds: Folds,
+                 deadline: Deadline) -> FitResult:
+    """Ridge or logistic regression on a (sparse) design matrix, its strength chosen on the folds."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    X, X_test = linear_features(train, test, profile)
+    X, X_test = _matrix(X), _matrix(X_test)
     strengths = [float(c) for c in spec.params.get("strengths", [0.03, 0.1, 0.3, 1.0, 3.0])]
     oof_cols, test_cols = [], []
     for kind, target in _columns_of(profile, y):
@@ -504,6 +500,11 @@ def fit_linear(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame
         oof_cols.append(_finish(kind, y, oof, inverse))
         test_cols.append(_finish(kind, y, test_pred, inverse))
     return _stack(profile, oof_cols), _stack(profile, test_cols)
+
+
+def _matrix(X: Any) -> Any:
+    """Rows indexable by position: a frame becomes a float array; arrays and sparse matrices stay."""
+    return X.to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X
 
 
 def _oof_predictions(model: Any, X: Any, target: np.ndarray, folds: Folds, kind: str) -> np.ndarray:
@@ -568,8 +569,9 @@ def _finish(kind: str, y: np.ndarray, pred: np.ndarray, inverse: Callable[[np.nd
     return pred
 
 
-def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
-              y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+def train_forest(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame, X_test: pd.DataFrame,
+                 y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
+    """Extra trees or a random forest (``spec.family``), as many trees as the time budget allows."""
     from sklearn.ensemble import (
         ExtraTreesClassifier,
         ExtraTreesRegressor,
@@ -577,8 +579,7 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
         RandomForestRegressor,
     )
 
-    X, X_test = tree_features(train, test, profile, native_categorical=False)
-    fill = X.median()
+    fill = X.median(numeric_only=True)
     X_arr, X_test_arr = X.fillna(fill).fillna(0).to_numpy(), X_test.fillna(fill).fillna(0).to_numpy()
     extra = spec.family == "extra_trees"
     params: dict[str, Any] = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5,
@@ -603,93 +604,34 @@ def fit_trees(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame,
     return _stack(profile, oof_cols), _stack(profile, test_cols)
 
 
-def fit_booster(profile: CompetitionProfile, spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame,
-                y: np.ndarray, folds: Folds, deadline: Deadline) -> FitResult:
-    """XGBoost and CatBoost (``boosters.py``, which builds on this module's features and folds)."""
-    from batch_agent.solver.boosters import FITTERS
+def train_sklearn(profile: CompetitionProfile, spec: ModelSpec, X: Any, X_test: Any, y: np.ndarray,
+                  folds: Folds, make_model: Callable[[str], Any]) -> FitResult:
+    """Any scikit-learn estimator: out-of-fold predictions, and test predictions of a fit on every row.
 
-    return FITTERS[spec.family](profile, spec, train, test, y, folds, deadline)
-
-
-FAMILIES: dict[str, Callable[..., FitResult]] = {
-    "lightgbm": fit_lightgbm,
-    "xgboost": fit_booster,
-    "catboost": fit_booster,
-    "linear": fit_linear,
-    "extra_trees": fit_trees,
-    "random_forest": fit_trees,
-}
-
-
-# ----------------------------------------------------------------------------- entry point
-
-
-def main(config: dict[str, Any], argv: list[str], started: float | None = None) -> int:
-    """Run one template program: train with CV and write the contract's files to the cwd.
-
-    ``started`` is when the program began (before its imports), so the time budget covers them.
+    ``make_model(kind)`` returns a fresh estimator for ``kind`` ("regression", "binary", "multiclass");
+    classifiers must have ``predict_proba``.
     """
-    parser = argparse.ArgumentParser(description="kaggle-solver training program")
-    parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--time-budget", type=float, default=600.0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    warnings.filterwarnings("ignore")
+    X, X_test = _matrix(X), _matrix(X_test)
+    oof_cols, test_cols = [], []
+    for kind, target in _columns_of(profile, y):
+        target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
+        oof = _oof_predictions(make_model(kind), X, target, folds, kind)
+        model = make_model(kind).fit(X, target)
+        test_pred = model.predict_proba(X_test) if kind != "regression" else model.predict(X_test)
+        oof_cols.append(_finish(kind, y, oof, inverse))
+        test_cols.append(_finish(kind, y, test_pred, inverse))
+    return _stack(profile, oof_cols), _stack(profile, test_cols)
 
-    deadline = Deadline(args.time_budget, started)
-    profile = CompetitionProfile.model_validate(config["profile"])
-    spec = ModelSpec.model_validate(config["model"])
-    train = pd.read_csv(args.data / profile.train_file, low_memory=False)
-    test = pd.read_csv(args.data / profile.test_file, low_memory=False)
-    train.columns = [str(c).strip() for c in train.columns]
-    test.columns = [str(c).strip() for c in test.columns]
-    y_all = encode_target(profile, train)
-    train_ids = train[profile.id_column]
-    keep = (y_all >= 0) if is_classification(profile) else ~np.isnan(y_all).reshape(len(y_all), -1).any(axis=1)
-    train, y = train[keep].reset_index(drop=True), y_all[keep]
-    log.info("%s: %d train rows, %d test rows, metric %s, %d thread(s)", spec.name, len(train), len(test),
-             profile.metric, thread_count(len(train)))
 
-    folds = make_folds(profile, y, int(config["n_folds"]), int(config["fold_seed"]), train)
-    from threadpoolctl import threadpool_limits
+def train_knn(profile: CompetitionProfile, spec: ModelSpec, X: Any, X_test: Any, y: np.ndarray,
+              folds: Folds) -> FitResult:
+    """k nearest neighbours on a scaled design matrix (``linear_features``): a model unlike the trees, for blends."""
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
-    # BLAS and OpenMP pools (linear models, TF-IDF SVD) follow the same rule as the model libraries.
-    with threadpool_limits(limits=thread_count(len(train))):
-        oof, test_pred = FAMILIES[spec.family](profile, spec, train, test, y, folds, deadline)
-    # Time-ordered folds leave the earliest rows unpredicted: they are scored nowhere and written empty.
-    predicted = predicted_rows(len(y), folds)
-    decision: Decision = fit_decision(profile, y[predicted], oof[predicted])
-    score = cv_score(profile, y[predicted], oof[predicted], decision)
-    log.info("%s: CV %s = %.6f on %d rows in %.1f s", spec.name, profile.metric, score, int(predicted.sum()),
-             deadline.elapsed())
+    params: dict[str, Any] = {"n_neighbors": 25, "weights": "distance", "n_jobs": thread_count(X.shape[0])}
+    params.update(spec.params)
 
-    # Out-of-fold rows that were dropped (unlabelled) or not predicted are NaN so every program's oof
-    # aligns with train.csv.
-    oof = oof.astype(float)
-    oof[~predicted] = np.nan
-    full_oof = np.full((len(y_all), *oof.shape[1:]), np.nan)
-    full_oof[keep] = oof
-    np.save("oof.npy", full_oof)
-    np.save("test_pred.npy", test_pred)
-    submission_frame(profile, test[profile.id_column], test_pred, decision).to_csv("submission.csv", index=False)
-    # oof.csv, the contract's file the product scores: the same format; unlabelled rows (not scored) get
-    # the mean test prediction so that every cell is valid; rows no fold predicted stay empty.
-    unpredicted = np.zeros(len(y_all), dtype=bool)
-    unpredicted[np.flatnonzero(keep)[~predicted]] = True
-    full_oof[~keep] = test_pred.mean(axis=0)
-    full_oof[unpredicted] = test_pred.mean(axis=0)  # any valid value: the cells are emptied below
-    oof_frame = submission_frame(profile, train_ids, full_oof, decision)
-    if unpredicted.any():
-        value_columns = [c for c in oof_frame.columns if c != profile.id_column]
-        oof_frame[value_columns] = oof_frame[value_columns].astype(object)
-        oof_frame.loc[unpredicted, value_columns] = None
-    oof_frame.to_csv("oof.csv", index=False)
-    Path("metrics.json").write_text(json.dumps({
-        "cv_score": score,
-        "metric": profile.metric,
-        "model": spec.name,
-        "family": spec.family,
-        "seconds": round(deadline.elapsed(), 2),
-        "decision": decision.model_dump(),
-    }, indent=2))
-    return 0
+    def make_model(kind: str) -> Any:
+        return KNeighborsRegressor(**params) if kind == "regression" else KNeighborsClassifier(**params)
+
+    return train_sklearn(profile, spec, X, X_test, y, folds, make_model)

@@ -116,7 +116,7 @@ def test_code_that_does_not_parse_is_rejected_with_its_line() -> None:
 def test_first_draft_must_follow_the_contract_but_changes_need_not_repeat_it() -> None:
     with pytest.raises(ValidationError, match=r"never mentions 'oof\.csv'"):
         ProgramOutput(summary="s", code="import argparse  # --data --time-budget submission.csv\n")
-    template_like = "from batch_agent.solver.training import main\nmain({}, [])\n"
+    template_like = "from batch_agent.solver import toolkit\ntoolkit.fit_lightgbm(comp, X, X_test)\n"
     assert ImprovementOutput(change="more seeds", code=template_like).code == template_like
 
 
@@ -161,9 +161,10 @@ def test_repair_prompt_shows_code_reason_and_only_the_log_tail() -> None:
     assert message["content"].count("A") < 7_000 and "ZeroDivisionError" in message["content"]
 
 
-def test_improving_a_template_explains_its_config() -> None:
+def test_improving_a_template_explains_its_toolkit_blocks() -> None:
     best = Program(
-        name="lgbm", code="from batch_agent.solver.training import main\nCONFIG = {}\n", origin="template"
+        name="lgbm", code="from batch_agent.solver import toolkit\ntoolkit.fit_lightgbm(comp, X, X_test)\n",
+        origin="template",
     )
     history = [
         AttemptResult(
@@ -173,7 +174,7 @@ def test_improving_a_template_explains_its_config() -> None:
     changes = [ChangeRecord(program="lgbm", kind="improve", change="more seeds")]
     (message,) = improve_messages("rmsle", best, 0.1234567, history, changes)
     assert "CV rmsle = 0.123457 (lower is better)" in message["content"]
-    assert 'CONFIG["model"]' in message["content"]
+    assert "template written with the toolkit: a features block and a model block" in message["content"]
     assert "- more seeds (improve, lgbm): CV 0.123457" in message["content"]
 
 
@@ -221,3 +222,26 @@ def test_change_memory_says_better_or_worse_in_the_metrics_direction() -> None:
     assert "- more trees (improve, b): CV 0.2 from 0.25 (-0.05, better)" in text
     assert "- knn (improve, c): not run yet" in text
     assert change_memory(changes, history, "rmsle", max_rows=1).startswith("(2 earlier changes not shown)")
+
+
+def test_the_system_prompt_gives_the_toolkits_api_from_its_docstring() -> None:
+    from batch_agent.solver import toolkit
+
+    instructions = system_blocks(profile())[0]["text"]
+    assert toolkit.__doc__ is not None and toolkit.__doc__.strip() in instructions
+    assert "toolkit.write_outputs(comp, oof, test_pred" in instructions and "fit_knn" in instructions
+    assert "Do not write oof.npy or test_pred.npy yourself; toolkit.write_outputs writes them." in instructions
+
+
+def test_a_first_draft_on_the_toolkit_follows_the_contract_through_load_and_write_outputs() -> None:
+    code = (
+        "from batch_agent.solver import toolkit\n"
+        "comp = toolkit.load()\n"
+        "X, X_test = toolkit.tree_features(comp)\n"
+        "oof, test_pred = toolkit.fit_lightgbm(comp, X, X_test)\n"
+        "toolkit.write_outputs(comp, oof, test_pred, name='lgbm')\n"
+    )
+    assert ProgramOutput(summary="s", code=code).code == code
+    with pytest.raises(ValidationError, match=r"never mentions 'submission\.csv'"):
+        ProgramOutput(summary="s", code=code.replace("toolkit.write_outputs(comp, oof, test_pred, name='lgbm')",
+                                                     "print(oof)"))

@@ -7,6 +7,8 @@ embedding, so these tests check the program around it, not ResNet-18's features.
 from __future__ import annotations
 
 import ast
+import runpy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,11 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from batch_agent.solver.competition import ColumnInfo, CompetitionProfile, DataShape
-from batch_agent.solver.image_network import main
+from batch_agent.solver import image_network, toolkit
 from batch_agent.solver.plan import AttemptResult
 from batch_agent.solver.profiling import profile_competition
 from batch_agent.solver.shapes import flatten_competition
-from batch_agent.solver.templates import NETWORK_SPEC, TemplateAuthor, _config_of, network_program
+from batch_agent.solver.templates import NETWORK_SPEC, TemplateAuthor, network_program, spec_of, write_program
 
 IMAGES = DataShape(kind="images", original_dir="original", summary="- 40 images", file_column="image_file")
 
@@ -57,23 +59,30 @@ def test_the_network_program_renders_as_a_valid_program_calling_the_network_libr
     program = network_program(profile(IMAGES), plan)
     assert program is not None
     ast.parse(program.code)
-    assert "from batch_agent.solver.image_network import main" in program.code
-    config = _config_of(program)
-    assert config is not None and config["network"] == "resnet18"
-    assert config["profile"]["shape"]["file_column"] == "image_file"
+    assert "from batch_agent.solver import image_network, toolkit" in program.code
+    assert "X, X_test = image_network.with_embeddings(comp, X, X_test)" in program.code
+    found = spec_of(program.code)
+    assert found is not None and found[0].family == "linear" and found[0].name == NETWORK_SPEC.name
     # A failed network program is not "repaired" into a plain table model under its name.
     failure = AttemptResult(number=1, program=program.name, origin="template", ok=False, seconds=3.0,
                             reason="exited with code 1", workdir="/tmp/x")
     assert author.repair(profile(IMAGES), program, failure) is None
 
 
-def test_table_templates_of_an_image_competition_leave_the_file_column_out_of_the_features() -> None:
-    author = TemplateAuthor()
-    programs = author.draft(profile(IMAGES), author.plan(profile(IMAGES), time_limit=600))
-    for program in programs:
-        config = _config_of(program)
-        assert config is not None
-        assert [f["name"] for f in config["profile"]["features"]] == ["img_px000"]
+def test_programs_of_an_image_competition_leave_the_file_column_out_of_the_features(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame({"id": [1, 2, 3, 4, 5, 6], "image_file": [f"original/train/{i}.png" for i in range(6)],
+                  "img_px000": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "y": [0, 1, 0, 1, 0, 1]}).to_csv(
+        data / "train.csv", index=False)
+    pd.DataFrame({"id": [7, 8], "image_file": ["original/test/7.png", "original/test/8.png"],
+                  "img_px000": [0.1, 0.9]}).to_csv(data / "test.csv", index=False)
+    (tmp_path / "profile.json").write_text(profile(IMAGES).model_dump_json())
+    comp = toolkit.load(data, n_folds=2, profile_path=tmp_path / "profile.json")
+    assert [f.name for f in comp.profile.features] == ["img_px000"]
+    assert "image_file" in comp.train.columns  # still there for programs that open the files
+    X, _ = toolkit.tree_features(comp, native_categorical=True)
+    assert list(X.columns) == ["img_px000"]
 
 
 class Oracle:
@@ -115,13 +124,12 @@ def test_the_network_program_writes_the_contract_files_with_the_embeddings_as_fe
     plan.compute = "gpu"
     program = network_program(competition, plan)
     assert program is not None
-    config = _config_of(program)
-    assert config is not None
-
     work = tmp_path / "work"
-    work.mkdir()
+    path = write_program(work, program, competition)
     monkeypatch.chdir(work)
-    assert main(config, ["--data", str(flat), "--time-budget", "60"], embed=Oracle(labels)) == 0
+    monkeypatch.setattr(image_network, "resnet18_embeddings", Oracle(labels))
+    monkeypatch.setattr(sys, "argv", [str(path), "--data", str(flat), "--time-budget", "60"])
+    runpy.run_path(str(path), run_name="__main__")
     submission = pd.read_csv(work / "submission.csv")
     oof = pd.read_csv(work / "oof.csv")
     assert list(submission["id"]) == list(range(60, 80)) and list(oof["id"]) == list(range(60))
@@ -129,5 +137,4 @@ def test_the_network_program_writes_the_contract_files_with_the_embeddings_as_fe
     # Only the embeddings carry the class: the model trained on them.
     # (The flat table's image columns are all constant here: without the embeddings there is nothing to learn.)
     assert roc_auc_score(labels[60:], submission["y"]) > 0.9
-    widened = pd.read_csv(work / "network_data" / "train.csv")
-    assert {"resnet000", "resnet001", "resnet002"} <= set(widened.columns)
+

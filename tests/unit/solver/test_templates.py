@@ -1,4 +1,4 @@
-"""The template author: plans from the profile, self-contained programs, bounded repair and improvement."""
+"""The template author: plans from the profile, toolkit programs, bounded repair and improvement."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ast
 
 from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
 from batch_agent.solver.plan import AttemptResult
-from batch_agent.solver.templates import TemplateAuthor, _config_of
+from batch_agent.solver.templates import TemplateAuthor, spec_of
 
 
 def profile(n_train: int = 1000, n_features: int = 8) -> CompetitionProfile:
@@ -42,6 +42,7 @@ def test_huge_data_plans_fewer_candidates_on_gpu_with_three_folds() -> None:
     lgbm_programs = [p for p in programs if "lgbm" in p.name]
     assert lgbm_programs and all('"device_type": "gpu"' in p.code for p in lgbm_programs)
     assert all('"task_type": "GPU"' in p.code for p in programs if p.name == "catboost")
+    assert all(spec_of(p.code) is not None for p in programs)
 
 
 def test_plan_includes_catboost_and_xgboost_after_the_fast_model() -> None:
@@ -54,23 +55,20 @@ def test_gpu_programs_ask_xgboost_for_cuda() -> None:
     author = TemplateAuthor()
     plan = author.plan(profile(), time_limit=120).model_copy(update={"compute": "gpu"})
     xgb = next(p for p in author.draft(profile(), plan) if p.name == "xgboost")
-    config = _config_of(xgb)
-    assert config is not None and config["model"]["params"]["device"] == "cuda"
+    found = spec_of(xgb.code)
+    assert found is not None and found[0].params["device"] == "cuda"
 
 
-def test_drafts_are_valid_python_carrying_their_config_without_the_description() -> None:
+def test_drafts_are_valid_python_whose_model_and_folds_read_back_without_the_profile_inlined() -> None:
     author = TemplateAuthor()
     prof = profile()
     plan = author.plan(prof, 120)
     programs = author.draft(prof, plan)
     assert [p.name for p in programs] == [c.name for c in plan.candidates]
-    for program in programs:
+    for program, candidate in zip(programs, plan.candidates, strict=True):
         ast.parse(program.code)
-        config = _config_of(program)
-        assert config is not None
-        assert config["model"]["name"] == program.name
-        assert config["profile"]["description"] == ""
-        assert config["n_folds"] == plan.n_folds
+        assert spec_of(program.code) == (candidate, plan.n_folds, plan.fold_seed)
+        assert "a long description" not in program.code and '"f0"' not in program.code
 
 
 def test_repair_gives_one_lighter_variant_and_then_stops() -> None:
@@ -79,8 +77,8 @@ def test_repair_gives_one_lighter_variant_and_then_stops() -> None:
     program = author.draft(prof, author.plan(prof, 120))[2]  # "lgbm", three seeds
     fixed = author.repair(prof, program, failure(program.name))
     assert fixed is not None and fixed.name == "lgbm-light" and fixed.parent == "lgbm"
-    config = _config_of(fixed)
-    assert config is not None and config["model"]["seeds"] == [0]
+    found = spec_of(fixed.code)
+    assert found is not None and found[0].seeds == [0] and found[0].params["learning_rate"] == 0.1
     assert author.repair(prof, fixed, failure(fixed.name)) is None
 
 
@@ -104,8 +102,8 @@ def test_improve_adds_seeds_to_the_best_catboost_too() -> None:
     best = next(p for p in author.draft(prof, plan) if p.name == "catboost")
     program = author.improve(prof, plan, best, [])
     assert program is not None and program.name == "catboost+seeds1"
-    config = _config_of(program)
-    assert config is not None and config["model"]["family"] == "catboost" and len(config["model"]["seeds"]) == 3
+    found = spec_of(program.code)
+    assert found is not None and found[0].family == "catboost" and len(found[0].seeds) == 3
 
 
 def test_programs_from_other_authors_are_not_repaired_by_templates() -> None:
@@ -132,3 +130,15 @@ def test_categorical_heavy_tables_train_catboost_right_after_the_fast_model() ->
     assert names[:2] == ["lgbm-fast", "catboost"]
     plain = [c.name for c in TemplateAuthor().plan(profile(), 120).candidates]
     assert plain[1] == "linear"
+
+
+def test_improve_builds_on_a_parameter_edited_in_the_programs_code() -> None:
+    author = TemplateAuthor()
+    prof = profile()
+    plan = author.plan(prof, 120)
+    best = author.draft(prof, plan)[0]
+    edited = best.model_copy(update={"code": best.code.replace('"num_leaves": 15', '"num_leaves": 12')})
+    assert edited.code != best.code
+    program = author.improve(prof, plan, edited, [])
+    found = spec_of(program.code) if program is not None else None
+    assert found is not None and found[0].params["num_leaves"] == 12
