@@ -252,6 +252,10 @@ def solve(
 
     if options.compute == "kaggle-gpu" and remote_attempt is None:
         raise InputError("--compute kaggle-gpu needs a Kaggle competition URL as the source")
+    if options.compute == "kaggle-gpu" and profile.shape.kind != "table":
+        # A kernel reads the competition as Kaggle mounts it, not the flat folder its programs would need.
+        raise InputError(f"--compute kaggle-gpu runs one-table competitions only; this one is {profile.shape.kind}"
+                         " (use --compute gpu on a GPU machine, or the default CPU run)")
     loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better, remote_attempt)
     if author.name == TemplateAuthor.name:
         plan, drafts = _plan_and_draft(author, profile, options)

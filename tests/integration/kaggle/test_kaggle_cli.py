@@ -117,6 +117,24 @@ def test_kaggle_gpu_compute_with_a_folder_exits_2(tmp_path: Path, capsys: pytest
     assert "--compute kaggle-gpu needs a Kaggle competition URL" in capsys.readouterr().err
 
 
+def test_kaggle_gpu_compute_refuses_a_competition_that_is_not_one_table(
+    fake_kaggle: FakeKaggle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Customers plus their transactions: a kernel would read these files, not the flat tables.
+    files = {
+        "train.csv": b"customer_id,age,churned\n1,30,0\n2,40,1\n3,50,0\n4,60,1\n",
+        "test.csv": b"customer_id,age\n5,35\n6,45\n",
+        "sample_submission.csv": b"customer_id,churned\n5,0.5\n6,0.5\n",
+        "transactions.csv": b"customer_id,amount\n1,10\n1,20\n2,5\n5,7\n6,1\n6,3\n",
+    }
+    fake_kaggle.add(FakeCompetition(slug="churn-tables", files=files, evaluation_metric="Area Under the ROC Curve"))
+    code = main(["run", "https://www.kaggle.com/competitions/churn-tables", "--compute", "kaggle-gpu", "--quiet",
+                 "--time-limit", "60", "--output", str(tmp_path / "s.csv"), "--workdir", str(tmp_path / "work")])
+    assert code == 2
+    assert "--compute kaggle-gpu runs one-table competitions only; this one is multi_table" in capsys.readouterr().err
+    assert not fake_kaggle.calls("SaveKernel")
+
+
 def test_run_json_summary_carries_the_leaderboard_estimate_and_the_submissions_public_rank(
     board: FakeKaggle, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

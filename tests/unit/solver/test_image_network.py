@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from batch_agent.solver.competition import ColumnInfo, CompetitionProfile, DataShape
 from batch_agent.solver import image_network, toolkit
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile, DataShape
 from batch_agent.solver.plan import AttemptResult
 from batch_agent.solver.profiling import profile_competition
 from batch_agent.solver.shapes import flatten_competition
