@@ -118,7 +118,8 @@ def blend_attempts(
     # than the one that predicts test, so a stacker fits the blocks' differences, not what test will see
     # (measured on daily-visitors: the stack's test MAE 128-134 against 108-118 for its models).
     if time.monotonic() - started < time_budget and profile.shape.time_column is None:
-        stacked = stack(profile, y, oofs, {name: test for name, (_, test) in predictions.items()})
+        stacked = stack(profile, y, oofs, {name: test for name, (_, test) in predictions.items()},
+                        stop_at=started + time_budget)
     to_beat = blend_score if len(counts) >= 2 and better else reference
     if stacked is not None and (stacked.cv_score - to_beat) * sign > STACK_MIN_RELATIVE_GAIN * abs(to_beat):
         frame = submission_frame(profile, test[profile.id_column], stacked.test_pred, stacked.decision)

@@ -9,6 +9,7 @@ the greedy blend on equal terms; the caller uses it only when it scores better.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -56,11 +57,12 @@ def _predict(profile: CompetitionProfile, model: Any, X: np.ndarray) -> np.ndarr
 
 
 def stack(profile: CompetitionProfile, y: np.ndarray, oofs: dict[str, np.ndarray],
-          tests: dict[str, np.ndarray], seed: int = 17) -> Stacked | None:
+          tests: dict[str, np.ndarray], seed: int = 17, stop_at: float | None = None) -> Stacked | None:
     """The stacker's honest CV score and test predictions; None where it does not apply.
 
     Single-target binary, multiclass and regression tasks with at least two models; ``y`` holds the
-    encoded labels of the rows of ``oofs``.
+    encoded labels of the rows of ``oofs``. ``stop_at`` (a ``time.monotonic()``): None as soon as the
+    fits left would not end by then (the run's time limit comes first; the greedy blend stands).
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -81,8 +83,12 @@ def stack(profile: CompetitionProfile, y: np.ndarray, oofs: dict[str, np.ndarray
         splits = StratifiedKFold(STACK_FOLDS, shuffle=True, random_state=seed).split(X, y)
     width = len(profile.classes or []) if profile.task != "regression" else 0
     stacked = np.zeros((len(y), width)) if width else np.zeros(len(y))
-    for tr, va in splits:
+    for done, (tr, va) in enumerate(splits):
+        started = time.monotonic()
         stacked[va] = _predict(profile, _model(profile).fit(X[tr], y[tr]), X[va])
+        # The folds left and the final fit on every row take about as long as this one each.
+        if stop_at is not None and time.monotonic() + (time.monotonic() - started) * (STACK_FOLDS - done) > stop_at:
+            return None
     decision = fit_decision(profile, y, stacked)
     score = cv_score(profile, y, stacked, decision)
     final = _model(profile).fit(X, y)

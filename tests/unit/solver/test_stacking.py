@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,13 @@ def test_multitarget_tasks_are_left_to_the_blend(tmp_path: Path) -> None:
     multilabel = profile.model_copy(update={"task": "multilabel"})
     oofs = {"a": np.zeros((N_TRAIN, 2)), "b": np.zeros((N_TRAIN, 2))}
     assert stack(multilabel, y[:N_TRAIN], oofs, oofs) is None
+
+
+def test_stacker_gives_way_when_its_fits_would_outlast_the_time_left(tmp_path: Path) -> None:
+    profile, y, signal = binary_competition(tmp_path)
+    rng = np.random.default_rng(1)
+    oofs = {n: probabilities(k * (signal[:N_TRAIN] + rng.normal(0, 0.4, N_TRAIN))) for n, k in (("a", 8), ("b", 0.5))}
+    tests = {n: probabilities(signal[N_TRAIN:]) for n in oofs}
+    assert stack(profile, y[:N_TRAIN], oofs, tests, stop_at=time.monotonic() + 600) is not None
+    # The run's limit is the stacker's too: past it, the greedy blend (or the best single model) stands.
+    assert stack(profile, y[:N_TRAIN], oofs, tests, stop_at=time.monotonic()) is None

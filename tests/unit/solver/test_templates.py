@@ -142,3 +142,20 @@ def test_improve_builds_on_a_parameter_edited_in_the_programs_code() -> None:
     program = author.improve(prof, plan, edited, [])
     found = spec_of(program.code) if program is not None else None
     assert found is not None and found[0].params["num_leaves"] == 12
+
+
+def test_the_first_model_of_a_wide_many_class_table_caps_its_rounds_and_bins() -> None:
+    def first_spec(n_features: int, classes: list[str]) -> dict[str, object]:
+        columns = [ColumnInfo(name=f"px{i}", kind="numeric", dtype="float64", n_unique=50, missing_fraction=0.0)
+                   for i in range(n_features)]
+        profile = CompetitionProfile(data_dir="/d", id_column="id", target_columns=["label"],
+                                     submission_columns=["id", "label"], task="multiclass", prediction_format="label",
+                                     classes=classes, metric="accuracy", n_train=1400, n_test=360, features=columns)
+        spec = TemplateAuthor().plan(profile, 120).candidates[0]
+        assert spec.name == "lgbm-fast"
+        return spec.params
+
+    wide = first_spec(224, [str(c) for c in range(10)])  # image thumbnails × digits
+    assert wide["n_rounds"] == 120 and wide["max_bin"] == 63 and wide["feature_fraction"] == 0.5
+    narrow = first_spec(12, ["a", "b", "c"])
+    assert "n_rounds" not in narrow and "max_bin" not in narrow
