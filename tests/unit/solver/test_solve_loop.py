@@ -99,12 +99,15 @@ def options(tmp_path: Path, **changes: object) -> SolveOptions:
                                         **changes})
 
 
-def test_two_slots_train_two_programs_at_once(competition: Path, tmp_path: Path) -> None:
-    author = ScriptedAuthor([program("first", valid(sleep=2.0)), program("second", valid(sleep=2.0, flip=True))])
+def test_two_slots_train_two_programs_at_once_after_the_first_success(competition: Path, tmp_path: Path) -> None:
+    author = ScriptedAuthor([program("quick", valid()), program("slow-a", valid(sleep=2.0, flip=True)),
+                             program("slow-b", valid(sleep=2.0))])
     result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, slots=2), author)
 
-    assert result.slots == 2 and [h.ok for h in result.history] == [True, True]
-    (start_a, end_a), (start_b, end_b) = (times(h.workdir) for h in result.history)
+    assert result.slots == 2 and [h.ok for h in result.history] == [True, True, True]
+    (_, end_quick), (start_a, end_a), (start_b, end_b) = (times(h.workdir) for h in result.history)
+    # The first valid submission does not share the machine; after it, two programs train at once.
+    assert end_quick <= min(start_a, start_b)
     assert max(start_a, start_b) < min(end_a, end_b)
 
 
