@@ -50,6 +50,7 @@ from batch_agent.llm.calls import (
     LLMError,
     LLMRequestTooLargeError,
     LLMSettings,
+    LLMTimeoutError,
     call_tool,
     make_client,
 )
@@ -68,6 +69,8 @@ OutputT = TypeVar("OutputT", bound=BaseModel)
 Compose = Callable[[int], list[dict[str, Any]]]
 # Changes kept in the memory (and in a job's stored usage).
 MAX_MEMORY = 40
+# A timeout this close to a call's deadline is the deadline's doing (the request's timeout is the time left).
+_DEADLINE_SLACK_SECONDS = 2.0
 # What makes each first draft after the first differ from the others, in turn: the search starts wide.
 DRAFT_DIRECTIONS = (
     "Use a different model family from the plan's first choice (for example a linear model on well-prepared "
@@ -293,6 +296,7 @@ class ClaudeAuthor:
                 # Each call counts on its own copy (two may run at once); what it spent is added after.
                 spent_before = self.tally.model_copy()
             tally = spent_before.model_copy()
+            deadline = self._call_deadline()
             try:
                 output = call_tool(
                     client,
@@ -303,7 +307,7 @@ class ClaudeAuthor:
                     output_model=output_model,
                     tally=tally,
                     tools=prompts.all_tools(),
-                    deadline=self._call_deadline(),
+                    deadline=deadline,
                 )
             except LLMRequestTooLargeError as err:
                 self._spent(tally, spent_before)
@@ -324,6 +328,16 @@ class ClaudeAuthor:
                 with self._lock:
                     self.last_error = f"{type(err).__name__}: {err}"
                 log.warning("Claude skipped for %s: %s", tool_name, err)
+                return None
+            except LLMTimeoutError as err:
+                self._spent(tally, spent_before)
+                if deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK_SECONDS:
+                    # Cut by the run's own time limit, not a fault of the model: nothing is dropped.
+                    with self._lock:
+                        self.last_error = f"{type(err).__name__}: {err} (at the call's deadline)"
+                    log.warning("Claude's answer for %s did not come within the run's time: %s", tool_name, err)
+                    return None
+                self._failed(err)
                 return None
             except LLMError as err:
                 self._spent(tally, spent_before)
@@ -424,7 +438,9 @@ def choose_author(settings: LLMSettings, *, no_llm: bool, fallback: ProgramAutho
     """
     if no_llm:
         return fallback
-    return ClaudeAuthor(settings, fallback=fallback)
+    # On one machine the templates keep training while Claude writes (solve._Loop), so a call may use
+    # three quarters of the time left; the program it writes still gets the rest.
+    return ClaudeAuthor(settings, fallback=fallback, call_time_share=0.75)
 
 
 def resume_author(
