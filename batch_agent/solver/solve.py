@@ -31,7 +31,7 @@ from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import AttemptsExhaustedError, InputError
 from batch_agent.solver.holdout import Holdout, prepare_holdout, remove_prepared
-from batch_agent.solver.isolation import Isolation, probe_isolation
+from batch_agent.solver.isolation import Isolation, kill_leftovers, probe_isolation
 from batch_agent.solver.metrics import get_metric
 from batch_agent.solver.plan import PARALLEL_MIN_ROWS, AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
@@ -438,16 +438,22 @@ class _Loop:
         self.plan, self._model, self._plan_pending = plan, model, model
         for program in programs:
             self._enqueue(program, "draft")
-        with self._cond:
-            while True:
-                self._collect()
-                if not self._training and not self._can_start():
-                    return
-                self._start_training()
-                self._start_calls()
-                if not self._training and not self._calls and not self._ready:
-                    return
-                self._cond.wait(timeout=1.0)
+        try:
+            with self._cond:
+                while True:
+                    self._collect()
+                    if not self._training and not self._can_start():
+                        return
+                    self._start_training()
+                    self._start_calls()
+                    if not self._training and not self._calls and not self._ready:
+                        return
+                    self._cond.wait(timeout=1.0)
+        except BaseException:
+            # An interruption never reaches the threads that wait on programs. Bubblewrap stops its program
+            # when this process ends (--die-with-parent); the uid sandbox's programs are stopped here.
+            kill_leftovers(probe_isolation())
+            raise
 
     # ------------------------------------------------------------ deciding
 
