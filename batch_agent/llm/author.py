@@ -290,14 +290,15 @@ class ClaudeAuthor:
         level = 0
         while True:
             with self._lock:
-                if self._client is None:
-                    self._client = make_client(self.settings)
-                client = self._client
                 # Each call counts on its own copy (two may run at once); what it spent is added after.
                 spent_before = self.tally.model_copy()
             tally = spent_before.model_copy()
             deadline = self._call_deadline()
             try:
+                with self._lock:
+                    if self._client is None:
+                        self._client = make_client(self.settings)
+                    client = self._client
                 output = call_tool(
                     client,
                     self.settings,
