@@ -271,6 +271,7 @@ def spec_of(folder: Path) -> dict[str, Any]:
 
 def run_one(slug: str, folder: Path, base: Path, mode: str, args: argparse.Namespace, workroot: Path,
             server: FakeAnthropic | None) -> dict[str, Any]:
+    workroot.mkdir(parents=True, exist_ok=True)
     output = workroot / f"{slug}-{mode}.csv"
     command = [sys.executable, "-m", "batch_agent.cli", "run", str(folder), "--output", str(output),
                "--time-limit", str(args.time_limit), "--workdir", str(workroot / f"{slug}-{mode}"),
