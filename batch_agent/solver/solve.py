@@ -54,6 +54,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 SOFT_BUDGET_FRACTION = 0.8
 # Author calls at once: two keep a model-written program coming while another is being written.
 MAX_CALLS_IN_FLIGHT = 2
+# A model's first call waits for the first attempt's outcome, but never longer than this.
+FIRST_CALL_WAIT_SECONDS = 10.0
 # Improvements are asked of this many of the best programs in turn (a model author; the templates: the best).
 IMPROVE_FROM_TOP = 3
 
@@ -424,6 +426,7 @@ class _Loop:
         self._model = False
         self._plan_pending = False
         self._drafts_asked = 0
+        self._loop_started = time.monotonic()
 
     def remaining(self) -> float:
         return self.deadline - self.reserve - time.monotonic()
@@ -436,6 +439,7 @@ class _Loop:
         queue never runs dry while the author writes.
         """
         self.plan, self._model, self._plan_pending = plan, model, model
+        self._loop_started = time.monotonic()
         for program in programs:
             self._enqueue(program, "draft")
         try:
@@ -538,8 +542,13 @@ class _Loop:
         if not self._can_start():
             return None  # nothing it wrote could run
         if self._plan_pending:
-            # The drafts are written from the plan: nothing else is asked before it.
-            return None if self._calls else _Call("plan")
+            # The drafts are written from the plan: nothing else is asked before it. The plan itself waits
+            # for the first attempt's outcome (at most FIRST_CALL_WAIT_SECONDS): a model call's start-up in
+            # this process (the SDK, the data preview) delayed the first valid submission by 1-3 s.
+            waited = time.monotonic() - self._loop_started
+            if self._calls or (not self.history and waited < FIRST_CALL_WAIT_SECONDS):
+                return None
+            return _Call("plan")
         if self._model and self._drafts_asked < self.options.model_drafts:
             self._drafts_asked += 1
             return _Call("draft")
