@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-unisolated", action="store_true",
                      help="run model-written programs even where they cannot get their own uid or user namespace "
                           "(they could then read this process's secrets); without it such a run uses templates only")
+    run.add_argument("--slots", type=int, choices=range(1, 9), metavar="N",
+                     help="programs that train at once (default: 2 on tables under 20,000 rows with 2 or more "
+                          "cores, else 1)")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     run.add_argument("--compute", choices=["auto", "cpu", "gpu", "kaggle-gpu"], default="auto",
@@ -191,6 +194,7 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
         memory_limit_mb=settings.memory_limit_mb,
         compute=args.compute,
         allow_unisolated=args.allow_unisolated,
+        slots=args.slots,
     )
     author = _author(args)
     result = solve(args.source, output, options, author, progress=_ProgressPrinter(args.quiet, started),
@@ -229,6 +233,8 @@ def _run(args: argparse.Namespace, settings: CliSettings, started: float) -> int
             "seconds": result.seconds,
             "first_valid_seconds": result.first_valid_seconds,
             "attempts": result.attempts,
+            "slots": result.slots,
+            "blend": result.blend,
             "output": result.output,
             "best": result.best,
             "workdir": result.workdir,

@@ -17,7 +17,14 @@ calls in a row. A call skipped for lack of time drops nothing.
 
 The search's memory links each program Claude wrote to the change it made and
 to its parent's score then; the improve prompt shows each change beside the
-score it led to, or why it failed.
+score it led to, or why it failed (a leak the holdout caught included).
+
+The solver calls an author from background threads, up to two calls at once
+(``solve._Loop``): each ``draft`` call writes the next of several diverse first
+drafts, and the author's state (failure counts, memory, the cost tally) is
+updated under a lock. With two calls in flight the cost ceiling can be passed
+by at most the other call's cost: each call checks it against what was spent
+before it started.
 
 Lambdas import this module: no pandas, numpy, scikit-learn or LightGBM here.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,6 +50,7 @@ from batch_agent.llm.calls import (
     LLMError,
     LLMRequestTooLargeError,
     LLMSettings,
+    LLMTimeoutError,
     call_tool,
     make_client,
 )
@@ -60,6 +69,15 @@ OutputT = TypeVar("OutputT", bound=BaseModel)
 Compose = Callable[[int], list[dict[str, Any]]]
 # Changes kept in the memory (and in a job's stored usage).
 MAX_MEMORY = 40
+# A timeout this close to a call's deadline is the deadline's doing (the request's timeout is the time left).
+_DEADLINE_SLACK_SECONDS = 2.0
+# What makes each first draft after the first differ from the others, in turn: the search starts wide.
+DRAFT_DIRECTIONS = (
+    "Use a different model family from the plan's first choice (for example a linear model on well-prepared "
+    "features, or another gradient-boosting library), keeping the plan's validation.",
+    "Put the effort into the feature engineering the description and the preview suggest (interactions, "
+    "text or date parts, group statistics fitted inside the folds), with a fast and robust model.",
+)
 
 
 class ClaudeAuthor:
@@ -97,6 +115,11 @@ class ClaudeAuthor:
         self.last_error: str | None = None
         self.memory: list[ChangeRecord] = []
         self._preview: str | None = None
+        # The solver calls from background threads: every update of the state above goes through this lock.
+        self._lock = threading.RLock()
+        # First drafts asked for so far, and the summaries of those written.
+        self._drafts_asked = 0
+        self._draft_summaries: list[str] = []
         # Repairs made per originally failed program, and each repair's original.
         self._repairs: dict[str, int] = {}
         self._repair_roots: dict[str, str] = {}
@@ -135,13 +158,23 @@ class ClaudeAuthor:
         )
 
     def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
+        """The template drafts and Claude's next first draft: each call asks for one unlike the others."""
         templates = self.fallback.draft(profile, plan)
+        with self._lock:
+            index = self._drafts_asked
+            self._drafts_asked += 1
+            earlier = list(self._draft_summaries)
         output = self._ask(
-            profile, lambda _level: prompts.draft_messages(plan), prompts.PROGRAM_TOOL, prompts.ProgramOutput
+            profile,
+            lambda _level: draft_request(prompts.draft_messages(plan), index, earlier),
+            prompts.PROGRAM_TOOL,
+            prompts.ProgramOutput,
         )
         if output is None:
             return templates
         program = _program(output.code, "llm-draft", parent=None, note=output.summary)
+        with self._lock:
+            self._draft_summaries.append(output.summary)
         self._remember(ChangeRecord(program=program.name, kind="draft", change=output.summary))
         # The fastest template first guarantees a valid submission early; Claude's draft next.
         return [*templates[:1], program, *templates[1:]]
@@ -149,10 +182,11 @@ class ClaudeAuthor:
     def repair(self, profile: CompetitionProfile, program: Program, failure: AttemptResult) -> Program | None:
         if program.origin == "template" or not self.using_llm:
             return self.fallback.repair(profile, program, failure)
-        root = self._repair_roots.get(program.name, program.name)
-        if self._repairs.get(root, 0) >= self.max_repairs:
-            return None
-        self._repairs[root] = self._repairs.get(root, 0) + 1
+        with self._lock:
+            root = self._repair_roots.get(program.name, program.name)
+            if self._repairs.get(root, 0) >= self.max_repairs:
+                return None
+            self._repairs[root] = self._repairs.get(root, 0) + 1
         output = self._ask(
             profile,
             lambda level: prompts.repair_messages(program, failure, level=level),
@@ -162,7 +196,8 @@ class ClaudeAuthor:
         if output is None:
             return None
         repaired = _program(output.code, "llm-repair", parent=program.name, note=output.diagnosis)
-        self._repair_roots[repaired.name] = root
+        with self._lock:
+            self._repair_roots[repaired.name] = root
         self._remember(
             ChangeRecord(
                 program=repaired.name, kind="repair", change=f"fix: {output.diagnosis}", parent=program.name
@@ -183,7 +218,8 @@ class ClaudeAuthor:
             ),
             None,
         )
-        memory = list(self.memory)
+        with self._lock:
+            memory = list(self.memory)
         output = self._ask(
             profile,
             lambda level: prompts.improve_messages(
@@ -253,21 +289,29 @@ class ClaudeAuthor:
             return None
         level = 0
         while True:
+            with self._lock:
+                # Each call counts on its own copy (two may run at once); what it spent is added after.
+                spent_before = self.tally.model_copy()
+            tally = spent_before.model_copy()
+            deadline = self._call_deadline()
             try:
-                if self._client is None:
-                    self._client = make_client(self.settings)
+                with self._lock:
+                    if self._client is None:
+                        self._client = make_client(self.settings)
+                    client = self._client
                 output = call_tool(
-                    self._client,
+                    client,
                     self.settings,
                     system=prompts.system_blocks(profile, level=level, preview=self._data_preview(profile)),
                     messages=compose(level),
                     tool_name=tool_name,
                     output_model=output_model,
-                    tally=self.tally,
+                    tally=tally,
                     tools=prompts.all_tools(),
-                    deadline=self._call_deadline(),
+                    deadline=deadline,
                 )
             except LLMRequestTooLargeError as err:
+                self._spent(tally, spent_before)
                 if level + 1 < len(prompts.DETAILS):
                     level += 1
                     log.warning("%s; sending a shorter prompt (detail level %d)", err, level)
@@ -275,60 +319,110 @@ class ClaudeAuthor:
                 self._failed(err)
                 return None
             except (LLMAuthError, LLMBudgetError) as err:
+                self._spent(tally, spent_before)
                 # No later call can succeed: the rest of the run is the templates'.
                 self._drop(f"{type(err).__name__}: {err}")
                 return None
             except LLMDeadlineError as err:
+                self._spent(tally, spent_before)
                 # Nothing was sent; a later step (another Lambda, more time) may still call.
-                self.last_error = f"{type(err).__name__}: {err}"
+                with self._lock:
+                    self.last_error = f"{type(err).__name__}: {err}"
                 log.warning("Claude skipped for %s: %s", tool_name, err)
                 return None
-            except LLMError as err:
+            except LLMTimeoutError as err:
+                self._spent(tally, spent_before)
+                if deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK_SECONDS:
+                    # Cut by the run's own time limit, not a fault of the model: nothing is dropped.
+                    with self._lock:
+                        self.last_error = f"{type(err).__name__}: {err} (at the call's deadline)"
+                    log.warning("Claude's answer for %s did not come within the run's time: %s", tool_name, err)
+                    return None
                 self._failed(err)
                 return None
-            self.consecutive_failures = 0
+            except LLMError as err:
+                self._spent(tally, spent_before)
+                self._failed(err)
+                return None
+            self._spent(tally, spent_before)
+            with self._lock:
+                self.consecutive_failures = 0
             return output
 
+    def _spent(self, after: CostTally, before: CostTally) -> None:
+        """Add what one call spent (its copy of the tally, less what the copy started from)."""
+        fields = ("calls", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+                  "cache_read_input_tokens", "cost_usd")
+        spent = CostTally.model_validate({name: getattr(after, name) - getattr(before, name) for name in fields})
+        with self._lock:
+            self.tally.merge(spent)
+
     def _failed(self, err: LLMError) -> None:
-        self.failed_calls += 1
-        self.consecutive_failures += 1
-        self.last_error = f"{type(err).__name__}: {err}"
+        with self._lock:
+            self.failed_calls += 1
+            self.consecutive_failures += 1
+            self.last_error = f"{type(err).__name__}: {err}"
+            failures, last = self.consecutive_failures, self.last_error
         limit = self.settings.max_consecutive_failures
-        if self.consecutive_failures >= limit:
-            self._drop(f"{self.consecutive_failures} model calls failed in a row; the last: {self.last_error}")
+        if failures >= limit:
+            self._drop(f"{failures} model calls failed in a row; the last: {last}")
         else:
             log.warning(
                 "Claude call failed (%d in a row of %d allowed); this step uses the templates: %s",
-                self.consecutive_failures,
+                failures,
                 limit,
-                self.last_error,
+                last,
             )
 
     def _drop(self, reason: str) -> None:
-        self.fallback_reason = reason
+        with self._lock:
+            if self.fallback_reason is not None:
+                return  # another call dropped Claude first; its reason stands
+            self.fallback_reason = reason
         log.warning("Claude dropped for the rest of the run, falling back to the templates: %s", reason)
 
     def _remember(self, record: ChangeRecord) -> None:
-        self.memory = [*self.memory, record][-MAX_MEMORY:]
+        with self._lock:
+            self.memory = [*self.memory, record][-MAX_MEMORY:]
 
     def _data_preview(self, profile: CompetitionProfile) -> str:
         """The profile's preview, or one made here when the competition's files are on this machine."""
         if profile.preview:
             return profile.preview
-        if self._preview is None:
-            self._preview = ""
-            if (Path(profile.data_dir) / profile.train_file).is_file():
-                # pandas only here: steps without the files (Lambdas) never import it.
-                from batch_agent.solver.data_preview import data_preview
+        with self._lock:
+            if self._preview is None:
+                preview = ""
+                if (Path(profile.data_dir) / profile.train_file).is_file():
+                    # pandas only here: steps without the files (Lambdas) never import it.
+                    from batch_agent.solver.data_preview import data_preview
 
-                self._preview = data_preview(profile)
-        return self._preview
+                    preview = data_preview(profile)
+                self._preview = preview
+            return self._preview
 
     def _call_deadline(self) -> float | None:
         if self.deadline is None:
             return None
         now = time.monotonic()
         return now + max(0.0, self.deadline - now) * self.call_time_share
+
+
+def draft_request(messages: list[dict[str, Any]], index: int, earlier: list[str]) -> list[dict[str, Any]]:
+    """The draft messages for first draft ``index`` (0-based): after the first, ask for a different one.
+
+    Drafts are asked in parallel, so a draft's siblings may not be written yet: each after the first gets
+    a direction of its own (``DRAFT_DIRECTIONS``) beside the summaries of those already written.
+    """
+    if index == 0:
+        return messages
+    written = "\n".join(f"- {summary}" for summary in earlier) or "- (being written at the same time)"
+    direction = DRAFT_DIRECTIONS[(index - 1) % len(DRAFT_DIRECTIONS)]
+    note = (
+        f"\n\nThis is first draft number {index + 1}; the search starts from several unlike drafts. "
+        f"Other drafts:\n{written}\nMake this one clearly different from them. {direction}"
+    )
+    *before, last = messages
+    return [*before, {**last, "content": str(last["content"]) + note}]
 
 
 def _program(code: str, origin: Origin, *, parent: str | None, note: str) -> Program:
@@ -345,7 +439,9 @@ def choose_author(settings: LLMSettings, *, no_llm: bool, fallback: ProgramAutho
     """
     if no_llm:
         return fallback
-    return ClaudeAuthor(settings, fallback=fallback)
+    # On one machine the templates keep training while Claude writes (solve._Loop), so a call may use
+    # three quarters of the time left; the program it writes still gets the rest.
+    return ClaudeAuthor(settings, fallback=fallback, call_time_share=0.75)
 
 
 def resume_author(

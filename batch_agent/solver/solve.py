@@ -1,22 +1,29 @@
 """The solver loop on one machine: profile → plan → programs in the sandbox → validate → blend → submission.csv.
 
 Every program runs as a child process (``sandbox.py``); the loop keeps the
-parent in charge of the time limit: it gives each attempt what is left, repairs
-failures a bounded number of times, asks the author for improvements while
-time remains, and blends the successful attempts' out-of-fold predictions.
+parent in charge of the time limit. It is a small scheduler (``_Loop``): a queue
+of ready programs feeds one or two training slots (``training_slots``) while the
+author's calls (plan, drafts, repairs, improvements: minutes for a model) run in
+the background; failures are repaired a bounded number of times per lineage,
+improvements are asked of the best few while time remains, and the successful
+attempts' out-of-fold predictions are blended at the end.
 """
 
 from __future__ import annotations
 
+import bisect
 import importlib
+import itertools
+import os
 import shutil
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,7 +31,7 @@ from batch_agent.solver.author import ProgramAuthor
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.errors import AttemptsExhaustedError, InputError
 from batch_agent.solver.holdout import Holdout, prepare_holdout, remove_prepared
-from batch_agent.solver.isolation import Isolation, probe_isolation
+from batch_agent.solver.isolation import Isolation, kill_leftovers, probe_isolation
 from batch_agent.solver.metrics import get_metric
 from batch_agent.solver.plan import PARALLEL_MIN_ROWS, AttemptResult, Plan, Program
 from batch_agent.solver.profiling import profile_competition
@@ -39,13 +46,18 @@ Progress = Callable[[str, str], None]
 Download = Callable[[str, Path, Callable[[str], None]], Path]
 # Runs one program elsewhere (a Kaggle kernel): (profile, program, attempt folder, time budget, number).
 RemoteAttempt = Callable[[CompetitionProfile, Program, Path, float, int], AttemptResult]
-T = TypeVar("T")
 # An attempt needs at least this long to start Python, read the data and fit one model.
 MIN_ATTEMPT_SECONDS = 6.0
 # The folder that holds the batch_agent package this solver runs from.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Programs get a soft budget below their hard limit, so they wrap up instead of being killed.
 SOFT_BUDGET_FRACTION = 0.8
+# Author calls at once: two keep a model-written program coming while another is being written.
+MAX_CALLS_IN_FLIGHT = 2
+# A model's first call waits for the first attempt's outcome, but never longer than this.
+FIRST_CALL_WAIT_SECONDS = 10.0
+# Improvements are asked of this many of the best programs in turn (a model author; the templates: the best).
+IMPROVE_FROM_TOP = 3
 
 
 class SolveOptions(BaseModel):
@@ -54,7 +66,12 @@ class SolveOptions(BaseModel):
     workdir: Path | None = None
     memory_limit_mb: int = 8192
     max_attempts: int = 20
+    # Repairs per lineage (a failed program, its repair, the repair's repair...), not one count for the run.
     max_repairs: int = 2
+    # First drafts a model-backed author is asked for (a call each, at most MAX_CALLS_IN_FLIGHT at once).
+    model_drafts: int = 3
+    # Programs that train at once; None: ``training_slots`` decides from the data, the cores and the sandbox.
+    slots: int | None = Field(default=None, ge=1, le=8)
     # "auto" keeps the plan's choice; "kaggle-gpu" runs each program through solve()'s remote_attempt.
     compute: Literal["auto", "cpu", "gpu", "kaggle-gpu"] = "auto"
     # Run model-written programs even where no uid separation is available (the user accepts the risk).
@@ -80,10 +97,29 @@ class SolveResult(BaseModel):
     isolation: str = ""
     history: list[AttemptResult] = Field(default_factory=list)
     rank: dict[str, Any] | None = None
+    # Programs that trained at once (``training_slots``).
+    slots: int = 1
 
 
 def _quiet(stage: str, message: str) -> None:
     del stage, message
+
+
+def training_slots(profile: CompetitionProfile, options: SolveOptions, isolation: Isolation) -> int:
+    """How many programs train at once: two single-threaded ones on small tables, else one.
+
+    Below ``PARALLEL_MIN_ROWS`` a program fits on one thread (``training.thread_count``), so a second core
+    would idle while one program trains; two at once finished more attempts per minute here (README,
+    ``benchmarks/llm_replay.py --slots``). Large tables train on every core, a GPU or a remote kernel take one
+    program at a time, and the ``uid`` sandbox (no PID namespace, one shared uid) cannot keep two programs
+    apart: its cleanup kills every process of that uid.
+    """
+    if options.slots is not None:
+        return options.slots
+    if options.compute in ("gpu", "kaggle-gpu") or isolation.mechanism == "uid":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if profile.n_train < PARALLEL_MIN_ROWS and cores >= 2 else 1
 
 
 def run_attempt(
@@ -209,11 +245,13 @@ def solve(
     started: float | None = None,
     download: Download | None = None,
     remote_attempt: RemoteAttempt | None = None,
+    templates: ProgramAuthor | None = None,
 ) -> SolveResult:
     """Solve the competition at ``source`` and write the best valid submission to ``output``.
 
     ``started`` is the ``time.monotonic()`` at which the caller's clock started (the CLI's start-up
-    counts against the time limit too); default: now.
+    counts against the time limit too); default: now. ``templates`` writes the programs that train while
+    a model-backed ``author`` plans and drafts (default: ``TemplateAuthor``).
     """
     started = time.monotonic() if started is None else started
     deadline = started + options.time_limit
@@ -256,21 +294,18 @@ def solve(
         # A kernel reads the competition as Kaggle mounts it, not the flat folder its programs would need.
         raise InputError(f"--compute kaggle-gpu runs one-table competitions only; this one is {profile.shape.kind}"
                          " (use --compute gpu on a GPU machine, or the default CPU run)")
-    loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better, remote_attempt)
-    if author.name == TemplateAuthor.name:
-        plan, drafts = _plan_and_draft(author, profile, options)
-    else:
-        # A model-backed author spends its first seconds, or minutes, planning and drafting. The fastest
-        # template trains meanwhile, so the first valid submission does not wait for the model.
-        templates = TemplateAuthor()
-        starter = templates.draft(profile, templates.plan(profile, options.time_limit))[0]
-        drafting = _InBackground(lambda: _plan_and_draft(author, profile, options))
-        loop.attempt(starter, n_waiting=1)
-        plan, drafts = drafting.result()
-        drafts = [d for d in drafts if not (d.origin == "template" and d.name == starter.name)]
+    slots = training_slots(profile, options, isolation)
+    loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better, remote_attempt,
+                 slots=slots)
+    model = author.name != TemplateAuthor.name
+    # A model-backed author spends its first seconds, or minutes, planning and drafting. The templates train
+    # meanwhile (the fastest first), so the first valid submission does not wait for the model; the model's
+    # plan replaces the rules' when it comes, and its programs join the queue as they arrive.
+    plan, drafts = _plan_and_draft((templates or TemplateAuthor()) if model else author, profile, options)
     (workdir / "plan.json").write_text(plan.model_dump_json(indent=2))
-    progress("plan", plan.approach)
-    loop.run(deque(drafts), plan)
+    if not model:
+        progress("plan", plan.approach)
+    loop.run(drafts, plan, model=model)
     if loop.best is None:
         last = loop.history[-1].reason if loop.history else "no time to run any program"
         raise AttemptsExhaustedError(f"every attempt failed ({len(loop.history)} attempts); last error: {last}")
@@ -303,6 +338,7 @@ def solve(
         workdir=str(workdir),
         history=loop.history,
         isolation=isolation.label,
+        slots=slots,
     )
     (workdir / "summary.json").write_text(result.model_dump_json(indent=2))
     return result
@@ -311,99 +347,325 @@ def solve(
 def _plan_and_draft(
     author: ProgramAuthor, profile: CompetitionProfile, options: SolveOptions
 ) -> tuple[Plan, list[Program]]:
-    plan = author.plan(profile, options.time_limit)
-    if options.compute in ("cpu", "gpu"):
-        plan.compute = options.compute
-    elif options.compute == "kaggle-gpu":
-        plan.compute = "gpu"
+    plan = _plan_only(author, profile, options)
     return plan, author.draft(profile, plan)
 
 
-class _InBackground(Generic[T]):
-    """One call on a daemon thread (an interrupted run must not wait for it), its outcome collected later."""
+CallKind = Literal["plan", "draft", "repair", "improve"]
+# Where a ready program waits: repairs first, then the model's programs and the template drafts in turn, and
+# last the templates' improvements (asked only when a slot would otherwise idle). First come, first served
+# within a rank.
+_RANKS: dict[str, int] = {"repair": 0, "model": 1, "template": 2, "template-improve": 3}
 
-    def __init__(self, call: Callable[[], T]) -> None:
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
-        self._thread.start()
 
-    def _run(self, call: Callable[[], T]) -> None:
-        try:
-            self._value = call()
-        except BaseException as exc:  # handed to the caller of result(), in its own thread
-            self._error = exc
+@dataclass
+class _Ready:
+    rank: int
+    order: int
+    program: Program
+    kind: Literal["draft", "repair", "improve"]
 
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
+
+@dataclass
+class _Call:
+    """One author call on a daemon thread (an interrupted run must not wait for it)."""
+
+    kind: CallKind
+    subject: Program | None = None  # the program repaired or improved
+    failure: AttemptResult | None = None  # the subject's failed attempt, for a repair
+    outcome: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Training:
+    number: int
+    program: Program
+    result: AttemptResult | None = None
+    error: BaseException | None = None
 
 
 class _Loop:
-    """Draft, repair and improve while the time limit allows, remembering the best attempt."""
+    """A small scheduler: training slots fed from a queue of ready programs, author calls in the background.
+
+    Every decision is taken on the calling thread, under one condition variable: which program trains
+    next, which author call starts, what a finished attempt or an answer changes. Attempts (a sandboxed
+    child process each) and author calls (seconds to minutes for a model) run on daemon threads and only
+    hand their outcome back. So the cores keep training while a model plans, drafts, repairs or improves,
+    and a model's program joins the queue the moment it arrives.
+
+    The search, as AIDE runs it, widened: ``model_drafts`` first drafts, a repair budget per lineage,
+    improvements asked of the best few programs in turn (each program asked at most as often as the
+    others), and the final blend of everything valid (``solve``).
+    """
 
     def __init__(self, profile: CompetitionProfile, options: SolveOptions, author: ProgramAuthor,
                  workdir: Path, deadline: float, progress: Progress, higher_is_better: bool,
-                 remote_attempt: RemoteAttempt | None = None) -> None:
+                 remote_attempt: RemoteAttempt | None = None, *, slots: int = 1) -> None:
         self.profile, self.options, self.author = profile, options, author
         self.remote_attempt = remote_attempt
         self.workdir, self.deadline, self.progress = workdir, deadline, progress
         self.higher_is_better = higher_is_better
+        self.slots = slots
         # Finishing (blend, validation, copy) must fit inside the limit too.
         self.reserve = max(3.0, 0.05 * options.time_limit)
         self.history: list[AttemptResult] = []
         self.best: tuple[Program, AttemptResult] | None = None
         self.first_valid_at: float | None = None
+        self.plan: Plan | None = None
+        self._cond = threading.Condition()
+        self._ready: list[_Ready] = []
+        self._order = itertools.count()
+        self._last_rank = -1
+        self._training: dict[int, _Training] = {}
+        self._trained: list[_Training] = []
+        self._calls: list[_Call] = []
+        self._answered: list[_Call] = []
+        self._started = 0
+        self._seen: set[str] = set()
+        self._programs: dict[str, Program] = {}
+        # Repairs per lineage: each program's first ancestor that failed, and that root's repairs so far.
+        self._root: dict[str, str] = {}
+        self._repairs: Counter[str] = Counter()
+        self._to_repair: deque[tuple[Program, AttemptResult]] = deque()
+        # Improvements asked of each parent; a parent that gave nothing new rests until the history grows.
+        self._improvements: Counter[str] = Counter()
+        self._resting: dict[str, int] = {}
+        self._model = False
+        self._plan_pending = False
+        self._drafts_asked = 0
+        self._loop_started = time.monotonic()
 
     def remaining(self) -> float:
         return self.deadline - self.reserve - time.monotonic()
 
-    def run(self, queue: deque[Program], plan: Any) -> None:
-        repairs = 0
-        while len(self.history) < self.options.max_attempts and self.remaining() >= MIN_ATTEMPT_SECONDS:
-            if queue:
-                program = queue.popleft()
-            else:
-                best_program = self.best[0] if self.best else None
-                improved = (self.author.improve(self.profile, plan, best_program, self.history)
-                            if best_program is not None else None)
-                if improved is None:
-                    return
-                program = improved
-            result = self.attempt(program, n_waiting=len(queue) + 1)
-            if result.ok:
-                continue
-            if repairs < self.options.max_repairs and self.remaining() >= MIN_ATTEMPT_SECONDS:
-                fixed = self.author.repair(self.profile, program, result)
-                if fixed is not None:
-                    repairs += 1
-                    self.progress("repair", f"{program.name} → {fixed.name}")
-                    queue.appendleft(fixed)
+    def run(self, programs: list[Program], plan: Plan, *, model: bool) -> None:
+        """Train ``programs`` (the fastest first) and whatever the author adds, until time or attempts run out.
 
-    def attempt(self, program: Program, n_waiting: int) -> AttemptResult:
-        number = len(self.history) + 1
+        ``model``: the author is slow (a model): its plan and ``model_drafts`` first drafts are asked in
+        the background while ``programs`` train, and improvements are asked ahead of need, so the
+        queue never runs dry while the author writes.
+        """
+        self.plan, self._model, self._plan_pending = plan, model, model
+        self._loop_started = time.monotonic()
+        for program in programs:
+            self._enqueue(program, "draft")
+        try:
+            with self._cond:
+                while True:
+                    self._collect()
+                    if not self._training and not self._can_start():
+                        return
+                    self._start_training()
+                    self._start_calls()
+                    if not self._training and not self._calls and not self._ready:
+                        return
+                    self._cond.wait(timeout=1.0)
+        except BaseException:
+            # An interruption never reaches the threads that wait on programs. Bubblewrap stops its program
+            # when this process ends (--die-with-parent); the uid sandbox's programs are stopped here.
+            kill_leftovers(probe_isolation())
+            raise
+
+    # ------------------------------------------------------------ deciding
+
+    def _can_start(self) -> bool:
+        return self._started < self.options.max_attempts and self.remaining() >= MIN_ATTEMPT_SECONDS
+
+    def _enqueue(self, program: Program, kind: Literal["draft", "repair", "improve"]) -> bool:
+        if program.name in self._seen:
+            return False
+        self._seen.add(program.name)
+        if kind == "repair":
+            rank = _RANKS["repair"]
+        elif program.origin != "template":
+            rank = _RANKS["model"]
+        else:
+            rank = _RANKS["template-improve" if kind == "improve" else "template"]
+        self._ready.append(_Ready(rank, next(self._order), program, kind))
+        self._ready.sort(key=lambda waiting: (waiting.rank, waiting.order))
+        return True
+
+    def _start_training(self) -> None:
+        # One program at a time until the first success: a second one beside it would share the machine
+        # with it and delay the first valid submission (measured: README, benchmarks/llm_replay.py).
+        slots = self.slots if self.best is not None else 1
+        while self._ready and len(self._training) < slots and self._can_start():
+            waiting = self._ready.pop(self._next_ready())
+            self._last_rank = waiting.rank
+            self._started += 1
+            number = self._started
+            training = _Training(number, waiting.program)
+            self._training[number] = training
+            self._programs[waiting.program.name] = waiting.program
+            budget = self._budget(waiting.kind)
+            program = waiting.program
+            self.progress("train", f"attempt {number}: {program.name} ({program.origin}), budget {budget:.0f} s")
+            thread = threading.Thread(target=self._train, args=(training, budget), daemon=True,
+                                      name=f"attempt-{number}")
+            thread.start()
+
+    def _next_ready(self) -> int:
+        """Which waiting program trains next: the first by rank, but model programs and template drafts in turn.
+
+        Taking turns keeps the templates' portfolio (reliable, and the blend's backbone) training beside
+        the model's programs (the chance of something better) instead of one crowding out the other.
+        """
+        first = self._ready[0]
+        turn = {_RANKS["model"]: _RANKS["template"], _RANKS["template"]: _RANKS["model"]}.get(self._last_rank)
+        if first.rank in (_RANKS["model"], _RANKS["template"]) and turn is not None and first.rank != turn:
+            for index, waiting in enumerate(self._ready):
+                if waiting.rank == turn:
+                    return index
+        return 0
+
+    def _budget(self, kind: str) -> float:
+        """The soft budget of the next attempt: all the time left until a first success, then a fair share.
+
+        Programs are only killed when the run's time is up; the budget is what they are asked to fit in.
+        A share is the time left times the slots over the programs still to come (those waiting, those the
+        author is writing, this one). An improvement always counts one more to come, so it never gets all
+        of the time left: the next improvement needs some too.
+        """
         remaining = self.remaining()
-        # The first success matters most: it gets all the time there is. Later attempts are asked to
-        # fit in a fair share (their soft budget), but are only killed when the run's time is up.
-        budget = remaining if self.best is None else min(remaining, max(remaining / n_waiting * 1.5, 20.0))
-        self.progress("train", f"attempt {number}: {program.name} ({program.origin}), budget {budget:.0f} s")
+        if self.best is None:
+            return remaining
+        to_come = len(self._ready) + len(self._calls) + 1
+        if kind == "improve":
+            return min(remaining, max(remaining * self.slots / max(to_come, self.slots + 1), MIN_ATTEMPT_SECONDS))
+        return min(remaining, max(remaining * self.slots / to_come * 1.5, 20.0))
+
+    def _start_calls(self) -> None:
+        while len(self._calls) < MAX_CALLS_IN_FLIGHT:
+            call = self._next_call()
+            if call is None:
+                return
+            self._calls.append(call)
+            thread = threading.Thread(target=self._ask, args=(call, self._call_function(call)), daemon=True,
+                                      name=f"author-{call.kind}")
+            thread.start()
+
+    def _next_call(self) -> _Call | None:
+        """The next author call worth making now, or None."""
+        if not self._can_start():
+            return None  # nothing it wrote could run
+        if self._plan_pending:
+            # The drafts are written from the plan: nothing else is asked before it. The plan itself waits
+            # for the first attempt's outcome (at most FIRST_CALL_WAIT_SECONDS): a model call's start-up in
+            # this process (the SDK, the data preview) delayed the first valid submission by 1-3 s.
+            waited = time.monotonic() - self._loop_started
+            if self._calls or (not self.history and waited < FIRST_CALL_WAIT_SECONDS):
+                return None
+            return _Call("plan")
+        if self._model and self._drafts_asked < self.options.model_drafts:
+            self._drafts_asked += 1
+            return _Call("draft")
+        if self._to_repair:
+            program, failure = self._to_repair.popleft()
+            return _Call("repair", program, failure)
+        if self.best is None:
+            return None
+        if self._model:
+            # Ask ahead: keep a model program coming for each slot while the templates train.
+            waiting = sum(1 for w in self._ready if w.program.origin != "template")
+            if waiting + len(self._calls) >= self.slots:
+                return None
+        elif self._ready or len(self._training) >= self.slots:
+            return None  # the templates' improvement only when a slot would otherwise idle
+        parent = self._next_parent()
+        if parent is None:
+            return None
+        self._improvements[parent.name] += 1
+        return _Call("improve", parent)
+
+    def _next_parent(self) -> Program | None:
+        """The program to improve next: among the best few, the one asked least so far (the better on ties)."""
+        scores: dict[str, float] = {}
+        for attempt in self.history:
+            if attempt.ok and attempt.cv_score is not None and attempt.program in self._programs:
+                sign = 1.0 if self.higher_is_better else -1.0
+                scores[attempt.program] = max(scores.get(attempt.program, float("-inf")), sign * attempt.cv_score)
+        ranked = sorted(scores, key=lambda name: -scores[name])[: IMPROVE_FROM_TOP if self._model else 1]
+        awake = [name for name in ranked if self._resting.get(name) != len(self.history)]
+        if not awake:
+            return None
+        return self._programs[min(awake, key=lambda name: (self._improvements[name], ranked.index(name)))]
+
+    def _call_function(self, call: _Call) -> Callable[[], Any]:
+        profile, plan = self.profile, self.plan
+        assert plan is not None
+        if call.kind == "plan":
+            return lambda: _plan_only(self.author, profile, self.options)
+        if call.kind == "draft":
+            return lambda: self.author.draft(profile, plan)
+        subject = call.subject
+        assert subject is not None
+        if call.kind == "repair":
+            failure = call.failure
+            assert failure is not None
+            return lambda: self.author.repair(profile, subject, failure)
+        history = list(self.history)
+        return lambda: self.author.improve(profile, plan, subject, history)
+
+    # ------------------------------------------------------------ background work
+
+    def _train(self, training: _Training, budget: float) -> None:
+        try:
+            training.result = self._run_one(training.program, training.number, budget)
+        except BaseException as exc:  # handed to the deciding thread, which raises it
+            training.error = exc
+        with self._cond:
+            self._trained.append(training)
+            self._cond.notify_all()
+
+    def _run_one(self, program: Program, number: int, budget: float) -> AttemptResult:
         attempt_dir = self.workdir / f"attempt-{number:02d}-{_slug(program.name)}"
         if self.options.compute == "kaggle-gpu" and self.remote_attempt is not None:
             # Kaggle errors (quota, rules, credentials) propagate: every later attempt would hit them too.
-            result = self.remote_attempt(self.profile, program, attempt_dir, budget, number)
-        else:
-            # The hard limit leaves room for the sandbox's SIGTERM grace before the run's own deadline.
-            hard = max(1.0, remaining - TERM_GRACE_SECONDS)
-            result = run_attempt(self.profile, program, attempt_dir, time_budget=hard, soft_budget=budget,
-                                 memory_limit_mb=self.options.memory_limit_mb, number=number,
-                                 allow_unisolated=self.options.allow_unisolated)
-        self.history.append(result)
+            return self.remote_attempt(self.profile, program, attempt_dir, budget, number)
+        # The hard limit leaves room for the sandbox's SIGTERM grace before the run's own deadline.
+        hard = max(1.0, self.remaining() - TERM_GRACE_SECONDS)
+        return run_attempt(self.profile, program, attempt_dir, time_budget=hard, soft_budget=budget,
+                           memory_limit_mb=self.options.memory_limit_mb, number=number,
+                           allow_unisolated=self.options.allow_unisolated)
+
+    def _ask(self, call: _Call, function: Callable[[], Any]) -> None:
+        try:
+            call.outcome = function()
+        except BaseException as exc:  # handed to the deciding thread, which raises it
+            call.error = exc
+        with self._cond:
+            self._answered.append(call)
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------ outcomes
+
+    def _collect(self) -> None:
+        trained, self._trained = self._trained, []
+        for training in trained:
+            del self._training[training.number]
+            if training.error is not None:
+                raise training.error
+            assert training.result is not None
+            self._record(training.program, training.result)
+        answered, self._answered = self._answered, []
+        for call in answered:
+            self._calls.remove(call)
+            if call.error is not None:
+                raise call.error
+            self._take(call)
+
+    def _record(self, program: Program, result: AttemptResult) -> None:
+        number = result.number
+        # In attempt order: with two slots a later attempt can finish first.
+        bisect.insort(self.history, result, key=lambda attempt: attempt.number)
         if not result.ok:
             self.progress("train", f"attempt {number}: {program.name} failed: {result.reason}{_claim(result)}")
-            return result
+            root = self._root.get(program.name, program.name)
+            if self._repairs[root] < self.options.max_repairs:
+                self._repairs[root] += 1
+                self._to_repair.append((program, result))
+            return
         assert result.cv_score is not None
         improved = self.best is None or self._better(result.cv_score, self.best[1].cv_score)
         if improved:
@@ -416,12 +678,43 @@ class _Loop:
             f"attempt {number}: {program.name} CV {result.cv_score:.5f}{_claim(result)} in {result.seconds:.1f} s"
             f" (best {best_score:.5f}{', new best' if improved else ''})",
         )
-        return result
+
+    def _take(self, call: _Call) -> None:
+        if call.kind == "plan":
+            plan = call.outcome
+            assert isinstance(plan, Plan)
+            self.plan, self._plan_pending = plan, False
+            (self.workdir / "plan.json").write_text(plan.model_dump_json(indent=2))
+            self.progress("plan", plan.approach)
+        elif call.kind == "draft":
+            for program in call.outcome or []:
+                self._enqueue(program, "draft")
+        elif call.kind == "repair":
+            broken, fixed = call.subject, call.outcome
+            assert broken is not None
+            if isinstance(fixed, Program):
+                self._root[fixed.name] = self._root.get(broken.name, broken.name)
+                if self._enqueue(fixed, "repair"):
+                    self.progress("repair", f"{broken.name} → {fixed.name}")
+        else:
+            parent, improved = call.subject, call.outcome
+            assert parent is not None
+            if not (isinstance(improved, Program) and self._enqueue(improved, "improve")):
+                self._resting[parent.name] = len(self.history)
 
     def _better(self, a: float, b: float | None) -> bool:
         if b is None:
             return True
         return a > b if self.higher_is_better else a < b
+
+
+def _plan_only(author: ProgramAuthor, profile: CompetitionProfile, options: SolveOptions) -> Plan:
+    plan = author.plan(profile, options.time_limit)
+    if options.compute in ("cpu", "gpu"):
+        plan.compute = options.compute
+    elif options.compute == "kaggle-gpu":
+        plan.compute = "gpu"
+    return plan
 
 
 def _claim(result: AttemptResult) -> str:

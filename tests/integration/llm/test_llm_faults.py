@@ -297,3 +297,23 @@ def test_thinking_runs_through_the_author_with_tool_choice_auto(
     assert author.failed_calls == 0 and "llm-draft" in [p.origin for p in drafts]
     assert all(r.body["tool_choice"] == {"type": "auto"} for r in fake_anthropic.requests)
     assert all(r.body["thinking"]["budget_tokens"] == 4096 for r in fake_anthropic.requests)
+
+
+def test_answers_cut_by_the_runs_own_deadline_never_drop_claude(
+    fake_anthropic: FakeAnthropic, profile: CompetitionProfile
+) -> None:
+    def slower_than_the_run(_r: Recorded) -> Reply:
+        time.sleep(3.0)
+        return tool_reply(PLAN_TOOL, PLAN_INPUT)
+
+    fake_anthropic.responder = slower_than_the_run
+    author = ClaudeAuthor(settings_for(fake_anthropic, min_call_seconds=0.1, max_consecutive_failures=2),
+                          fallback=TemplateAuthor(), call_time_share=0.5)
+    for _ in range(3):
+        author.deadline = time.monotonic() + 2.0  # each call may take 1 s of it
+        plan = author.plan(profile, 600)
+        assert plan.source == "rules"
+
+    assert author.using_llm and author.fallback_reason is None
+    assert (author.failed_calls, author.consecutive_failures) == (0, 0)
+    assert author.last_error is not None and "at the call's deadline" in author.last_error

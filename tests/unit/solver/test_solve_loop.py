@@ -1,0 +1,179 @@
+"""The solver's scheduler (``solve._Loop``) with a scripted author and tiny stdlib programs.
+
+Each program records when it started and ended, so what ran at once is read from the programs
+themselves, not from timing margins.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
+from batch_agent.solver.isolation import Isolation
+from batch_agent.solver.plan import PARALLEL_MIN_ROWS, AttemptResult, Plan, Program
+from batch_agent.solver.solve import SolveOptions, solve, training_slots
+
+N_TRAIN, N_TEST = 40, 10
+
+VALID = """\
+import argparse, csv, json, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--data")
+parser.add_argument("--time-budget", type=float)
+args = parser.parse_args()
+start = time.time()
+time.sleep({sleep})
+train = list(csv.DictReader(open(args.data + "/train.csv")))
+test = list(csv.DictReader(open(args.data + "/test.csv")))
+with open("oof.csv", "w") as f:
+    f.write("id,target\\n" + "".join(f"{{r['id']}},{{abs({flip} - float(r['x']))}}\\n" for r in train))
+with open("submission.csv", "w") as f:
+    f.write("id,target\\n" + "".join(f"{{r['id']}},{{float(r['x'])}}\\n" for r in test))
+json.dump({{"start": start, "end": time.time()}}, open("times.json", "w"))
+"""
+BROKEN = "raise SystemExit('broken on purpose')\n"
+
+
+def valid(sleep: float = 0.0, flip: bool = False) -> str:
+    """A program that writes x (or 1 - x, another program's predictions) after ``sleep`` seconds."""
+    return VALID.format(sleep=sleep, flip=int(flip))
+
+
+def make_competition(folder: Path) -> Path:
+    folder.mkdir()
+    rows = [(i, (i * 37) % 100 / 100) for i in range(N_TRAIN + N_TEST)]
+    train = "".join(f"{i},{x},{int(x > 0.5)}\n" for i, x in rows[:N_TRAIN])
+    (folder / "train.csv").write_text("id,x,target\n" + train)
+    (folder / "test.csv").write_text("id,x\n" + "".join(f"{i},{x}\n" for i, x in rows[N_TRAIN:]))
+    (folder / "sample_submission.csv").write_text("id,target\n" + "".join(f"{i},0.5\n" for i, _ in rows[N_TRAIN:]))
+    (folder / "description.md").write_text("Submissions are evaluated on area under the ROC curve.\n")
+    return folder
+
+
+class ScriptedAuthor:
+    """Drafts the given programs; repairs with ``repairs[name]``; no improvements. Records each repair asked."""
+
+    name = "templates"  # the loop treats it as the template author: no model plan or drafts
+
+    def __init__(self, drafts: list[Program], repairs: dict[str, Program] | None = None) -> None:
+        self.drafts, self.repairs = drafts, repairs or {}
+        self.repaired: list[str] = []
+        self._lock = threading.Lock()
+
+    def plan(self, profile: CompetitionProfile, time_limit: float) -> Plan:
+        return Plan(approach="scripted programs", candidates=[])
+
+    def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
+        return list(self.drafts)
+
+    def repair(self, profile: CompetitionProfile, program: Program, failure: AttemptResult) -> Program | None:
+        with self._lock:
+            self.repaired.append(program.name)
+        return self.repairs.get(program.name)
+
+    def improve(self, profile: CompetitionProfile, plan: Plan, best: Program,
+                history: list[AttemptResult]) -> Program | None:
+        return None
+
+
+def program(name: str, code: str) -> Program:
+    return Program(name=name, code=code, origin="template")
+
+
+def times(result_workdir: str) -> tuple[float, float]:
+    recorded = json.loads((Path(result_workdir) / "times.json").read_text())
+    return recorded["start"], recorded["end"]
+
+
+@pytest.fixture
+def competition(tmp_path: Path) -> Path:
+    return make_competition(tmp_path / "comp")
+
+
+def options(tmp_path: Path, **changes: object) -> SolveOptions:
+    return SolveOptions.model_validate({"time_limit": 120, "workdir": tmp_path / "work", "memory_limit_mb": 1024,
+                                        **changes})
+
+
+def test_two_slots_train_two_programs_at_once_after_the_first_success(competition: Path, tmp_path: Path) -> None:
+    author = ScriptedAuthor([program("quick", valid()), program("slow-a", valid(sleep=2.0, flip=True)),
+                             program("slow-b", valid(sleep=2.0))])
+    result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, slots=2), author)
+
+    assert result.slots == 2 and [h.ok for h in result.history] == [True, True, True]
+    (_, end_quick), (start_a, end_a), (start_b, end_b) = (times(h.workdir) for h in result.history)
+    # The first valid submission does not share the machine; after it, two programs train at once.
+    assert end_quick <= min(start_a, start_b)
+    assert max(start_a, start_b) < min(end_a, end_b)
+
+
+def test_one_slot_trains_one_program_at_a_time(competition: Path, tmp_path: Path) -> None:
+    author = ScriptedAuthor([program("first", valid(sleep=1.0)), program("second", valid(sleep=1.0, flip=True))])
+    result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, slots=1), author)
+
+    assert result.slots == 1
+    (_, end_a), (start_b, _) = (times(h.workdir) for h in result.history)
+    assert end_a <= start_b
+
+
+def test_each_failed_lineage_gets_its_own_repair_budget(competition: Path, tmp_path: Path) -> None:
+    # Both repairs fail again: with one repair per lineage, neither repair is repaired in turn.
+    author = ScriptedAuthor(
+        [program("good", valid()), program("bad-a", BROKEN), program("bad-b", BROKEN)],
+        repairs={"bad-a": program("bad-a-fixed", BROKEN), "bad-b": program("bad-b-fixed", BROKEN),
+                 "bad-a-fixed": program("never", valid())},
+    )
+    result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, max_repairs=1, slots=2), author)
+
+    assert sorted(author.repaired) == ["bad-a", "bad-b"]
+    assert sorted(h.program for h in result.history) == ["bad-a", "bad-a-fixed", "bad-b", "bad-b-fixed", "good"]
+    # The history is in attempt order whichever slot finished first.
+    assert [h.number for h in result.history] == [1, 2, 3, 4, 5]
+
+
+def test_max_attempts_bounds_the_programs_started(competition: Path, tmp_path: Path) -> None:
+    author = ScriptedAuthor([program(f"p{i}", valid(flip=i % 2 == 1)) for i in range(5)])
+    result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, max_attempts=3, slots=2),
+                   author)
+
+    assert [h.program for h in result.history] == ["p0", "p1", "p2"]
+
+
+def _profile(n_train: int) -> CompetitionProfile:
+    return CompetitionProfile(
+        title="t", data_dir="/nowhere", id_column="id", target_columns=["target"], submission_columns=["target"],
+        task="binary", prediction_format="probability", classes=["0", "1"], metric="roc_auc",
+        n_train=n_train, n_test=10,
+        features=[ColumnInfo(name="x", kind="numeric", dtype="float64", n_unique=10, missing_fraction=0.0)],
+    )
+
+
+ISOLATED = Isolation(mechanism="bwrap-root", uid=61000)
+
+
+@pytest.mark.parametrize(
+    ("n_train", "cores", "compute", "isolation", "slots"),
+    [
+        (PARALLEL_MIN_ROWS - 1, 2, "auto", ISOLATED, 2),  # single-threaded programs: one per core
+        (PARALLEL_MIN_ROWS, 2, "auto", ISOLATED, 1),  # every core for one program
+        (PARALLEL_MIN_ROWS - 1, 1, "auto", ISOLATED, 1),
+        (PARALLEL_MIN_ROWS - 1, 2, "gpu", ISOLATED, 1),
+        (PARALLEL_MIN_ROWS - 1, 2, "kaggle-gpu", ISOLATED, 1),
+        # One uid and no PID namespace: a program's cleanup would kill the other's processes.
+        (PARALLEL_MIN_ROWS - 1, 2, "auto", Isolation(mechanism="uid", uid=61000), 1),
+    ],
+)
+def test_training_slots_follow_the_data_the_cores_and_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch, n_train: int, cores: int, compute: str, isolation: Isolation, slots: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)))
+    chosen = training_slots(_profile(n_train), SolveOptions(compute=compute), isolation)  # type: ignore[arg-type]
+    assert chosen == slots
+
+
+def test_slots_given_in_the_options_win() -> None:
+    assert training_slots(_profile(10), SolveOptions(slots=3), ISOLATED) == 3
