@@ -208,7 +208,8 @@ def test_sound_model_written_programs_join_the_blend(tmp_path: Path) -> None:
     result = solve(str(folder), tmp_path / "submission.csv", options, author)
 
     assert all(h.ok for h in result.history), [h.reason for h in result.history]
-    assert result.best == "blend" and set(result.blend) == {"only-a", "only-b"}
+    # The greedy blend or the stacker, whichever scores better on this run's holdout draw: both combine them.
+    assert result.best in ("blend", "stack") and set(result.blend) == {"only-a", "only-b"}
     assert result.cv_score > max(h.cv_score or 0.0 for h in result.history)
     assert validate_submission(tmp_path / "submission.csv", profile_competition(folder)) == []
 
