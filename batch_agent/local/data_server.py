@@ -13,12 +13,14 @@ import threading
 
 
 def main(argv: list[str] | None = None) -> int:
-    from moto.server import ThreadedMotoServer
+    from batch_agent.local.moto_patches import install_data_patches
+    from batch_agent.local.moto_server import KeepAliveMotoServer
 
     host, port = (argv or sys.argv[1:])[:2]
     # One log line per emulated call costs CPU under load.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+    install_data_patches()
+    server = KeepAliveMotoServer(ip_address=host, port=int(port))
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

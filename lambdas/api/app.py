@@ -58,9 +58,16 @@ _ERROR_STATUS: dict[type[Exception], int] = {
 }
 
 
-def create_app(settings: ApiSettings | None = None, clients: ApiClients | None = None) -> FastAPI:
+def create_app(
+    settings: ApiSettings | None = None, clients: ApiClients | None = None, *, warm: bool | None = None
+) -> FastAPI:
+    """The app; clients built here (the Lambda handler, uvicorn's factory) are warmed with one read (``warm``)."""
     settings = settings or ApiSettings()  # type: ignore[call-arg]  # fields come from the environment
+    if warm is None:
+        warm = clients is None
     clients = clients or job_requests.api_clients()
+    if warm:
+        job_requests.warm_up(clients, settings)
     snapshots = leaderboard_requests.SnapshotCache(settings.leaderboard_cache_s)
     app = FastAPI(
         title="kaggle-solver",
