@@ -274,7 +274,14 @@ def install_data_patches() -> None:
         return
     from moto.core.serialize import BaseJSONSerializer
 
-    original = BaseJSONSerializer._serialize_type_structure
+    BaseJSONSerializer._serialize_type_structure = attribute_values_as_held(  # type: ignore[method-assign]
+        BaseJSONSerializer._serialize_type_structure
+    )
+    _DATA_PATCHED = True
+
+
+def attribute_values_as_held(original: Callable[..., None]) -> Callable[..., None]:
+    """moto's structure serializer, except that a DynamoDB AttributeValue in wire form is copied as it is."""
 
     def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
         if (
@@ -287,5 +294,4 @@ def install_data_patches() -> None:
             return
         original(self, serialized, value, shape, key)
 
-    BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
-    _DATA_PATCHED = True
+    return serialize_structure

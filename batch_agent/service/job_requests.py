@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -231,14 +234,70 @@ def _cost(record: JobRecord) -> float | None:
     return round(llm + record.compute_cost_usd, 4)
 
 
-def job_status(clients: ApiClients, settings: ApiSettings, job_id: str) -> JobStatusView:
-    # One GetItem: the sweep, not the read path, reconciles unfinished jobs.
-    record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
+class FinishedJobCache:
+    """Records of ended jobs (SUCCEEDED, FAILED, CANCELLED), kept ``ttl_s`` by the process that read them.
+
+    A poll of an ended job is then answered without a read; its view is still built per
+    request, so a presigned link is always fresh. An ended record can still change: the
+    accounting of a step that was running when the job was cancelled is added, a purge
+    deletes it. This process's own cancel and purge drop the entry at once; a change made
+    elsewhere shows after at most ``ttl_s``. Unfinished jobs are never kept.
+    """
+
+    def __init__(self, ttl_s: float, *, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._records: OrderedDict[str, tuple[float, JobRecord]] = OrderedDict()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            entry = self._records.get(job_id)
+            if entry is None:
+                return None
+            if self._clock() >= entry[0]:
+                del self._records[job_id]
+                return None
+            return entry[1]
+
+    def put(self, record: JobRecord) -> None:
+        if self.ttl_s <= 0 or record.status not in jobs.TERMINAL_STATUSES:
+            return
+        with self._lock:
+            self._records[record.job_id] = (self._clock() + self.ttl_s, record)
+            self._records.move_to_end(record.job_id)
+            while len(self._records) > self.max_entries:
+                self._records.popitem(last=False)
+
+    def drop(self, job_id: str) -> None:
+        with self._lock:
+            self._records.pop(job_id, None)
+
+
+def job_status(
+    clients: ApiClients, settings: ApiSettings, job_id: str, cache: FinishedJobCache | None = None
+) -> JobStatusView:
+    # One GetItem (none for an ended job read within the cache's time): the sweep, not the
+    # read path, reconciles unfinished jobs.
+    record = cache.get(job_id) if cache else None
+    if record is None:
+        record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
+        if cache:
+            cache.put(record)
     return status_view(clients, settings, record)
 
 
-def cancel_job(clients: ApiClients, settings: ApiSettings, job_id: str, requested_by: str) -> JobStatusView:
+def cancel_job(
+    clients: ApiClients,
+    settings: ApiSettings,
+    job_id: str,
+    requested_by: str,
+    cache: FinishedJobCache | None = None,
+) -> JobStatusView:
     """CANCELLED with who and when; its execution stops and its running Batch job is terminated."""
+    if cache:
+        cache.drop(job_id)
     record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
     if record.status == "CANCELLED":
         return status_view(clients, settings, record)
@@ -249,8 +308,12 @@ def cancel_job(clients: ApiClients, settings: ApiSettings, job_id: str, requeste
     return status_view(clients, settings, jobs.require_job(clients.dynamodb, settings.jobs_table, job_id))
 
 
-def purge_job(clients: ApiClients, settings: ApiSettings, job_id: str) -> JobPurged:
+def purge_job(
+    clients: ApiClients, settings: ApiSettings, job_id: str, cache: FinishedJobCache | None = None
+) -> JobPurged:
     """Delete a finished job's files (jobs/{id}/...) and then its record."""
+    if cache:
+        cache.drop(job_id)
     record = jobs.require_job(clients.dynamodb, settings.jobs_table, job_id)
     if record.status not in jobs.TERMINAL_STATUSES:
         raise JobStillRunningError(f"job {job_id} is {record.status}; cancel it before purging it")
@@ -261,6 +324,8 @@ def purge_job(clients: ApiClients, settings: ApiSettings, job_id: str) -> JobPur
             Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True},
         )
     jobs.delete_job(clients.dynamodb, settings.jobs_table, job_id)
+    if cache:
+        cache.drop(job_id)  # a poll that came in meanwhile may have kept it again
     return JobPurged(job_id=job_id, purged=True, deleted_objects=len(keys))
 
 
