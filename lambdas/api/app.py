@@ -64,7 +64,7 @@ def create_app(
     """The app; clients built here (the Lambda handler, uvicorn's factory) are warmed with one read (``warm``)."""
     settings = settings or ApiSettings()  # type: ignore[call-arg]  # fields come from the environment
     if warm is None:
-        warm = clients is None
+        warm = clients is None and settings.warm_clients
     clients = clients or job_requests.api_clients()
     if warm:
         job_requests.warm_up(clients, settings)
