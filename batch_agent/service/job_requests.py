@@ -145,9 +145,10 @@ def warm_up(clients: ApiClients, settings: ApiSettings) -> None:
     """One read of a key no job has, before the first request (Lambda's init phase, a server's start).
 
     The DynamoDB client's first call loads its operation models, resolves its endpoint and
-    opens its connection: ~100 ms of CPU that otherwise lands on the first request, and on
-    every concurrent first request of a process serving many at once. A failure is logged
-    and the first request pays instead.
+    opens its connection (in AWS with a TLS handshake): on the local stack 25 ms (5 ms of
+    CPU) against 17 ms (2 ms) for a later read. Otherwise the first request pays it, and
+    under a burst every request that arrives before the first one finished. A failure is
+    logged and the first request pays instead.
     """
     try:
         jobs.get_job(clients.dynamodb, settings.jobs_table, "warm-up")
