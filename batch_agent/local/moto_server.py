@@ -3,8 +3,8 @@
 werkzeug's development server ends every response with ``Connection: close``
 (``http.server`` cannot tell where an unread request body ends), so each boto3
 call to moto opened a new TCP connection and the server started a new thread for
-it: under a burst of API requests that was a tenth of the API's and of the
-emulator's CPU. Here a request's body is bounded by its ``Content-Length`` (or
+it (in a profile of a burst of API requests, about a tenth of the API's and of the
+data process's samples). Here a request's body is bounded by its ``Content-Length`` (or
 its chunked encoding) and whatever the application left unread is drained after
 the response, so the connection can carry the next request.
 """
