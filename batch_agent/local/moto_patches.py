@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from batch_agent.local.lambda_workers import LambdaWorkers
 
 import copy
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -181,6 +182,7 @@ def install_patches() -> None:
             _HARNESS.batch.terminate(job_id, reason)
 
     _share_service_clients()
+    cache_action_lookup()
     # The Batch .sync wait below paces the polls, so the loop's own pause can be short.
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_callback,
@@ -277,7 +279,18 @@ def install_data_patches() -> None:
     BaseJSONSerializer._serialize_type_structure = attribute_values_as_held(  # type: ignore[method-assign]
         BaseJSONSerializer._serialize_type_structure
     )
+    cache_action_lookup()
     _DATA_PATCHED = True
+
+
+def cache_action_lookup() -> None:
+    """moto finds a request's handler method by listing its response class's methods (inspect.getmembers)
+    on every request; a class's methods do not change, so the list is made once per class."""
+    from moto.core import responses
+
+    lookup = responses.method_names_from_class
+    if getattr(lookup, "cache_info", None) is None:
+        responses.method_names_from_class = functools.cache(lookup)  # type: ignore[assignment]
 
 
 def attribute_values_as_held(original: Callable[..., None]) -> Callable[..., None]:

@@ -91,6 +91,24 @@ class KeepAliveRequestHandler(MotoRequestHandler):
             self.close_connection = True
 
 
+class BackendCachingDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which backend serves a host.
+
+    moto answers that on every request by listing its package's folder (a stat per
+    service) and trying some 200 URL patterns, under a lock every request thread takes:
+    the answer for a host never changes in a process.
+    """
+
+    def __init__(self, create_app: Any) -> None:
+        super().__init__(create_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host not in self._backends:
+            self._backends[host] = super().get_backend_for_host(host)
+        return self._backends[host]
+
+
 class KeepAliveMotoServer(ThreadedMotoServer):
     """``ThreadedMotoServer`` whose connections stay open between requests; stop() closes them all.
 
@@ -105,7 +123,7 @@ class KeepAliveMotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
         if self._background:
             lower_thread_priority()
-        app = DomainDispatcherApplication(create_backend_app)
+        app = BackendCachingDispatcher(create_backend_app)
         server: BaseWSGIServer = make_server(
             self._ip_address, self._port, app, True, request_handler=KeepAliveRequestHandler
         )
