@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batch_agent.local.batch_runner import lower_thread_priority
 from batch_agent.service import job_starter
 from batch_agent.service.job_starter import PipelineClients
 from batch_agent.service.settings import StarterSettings
@@ -56,6 +57,8 @@ class LocalStarter:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        # The outbox is background work: below the API's requests (AWS runs it in another Lambda).
+        lower_thread_priority()
         next_sweep = time.monotonic() + self.sweep_interval_s
         while not self._stop.is_set():
             busy = False

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from batch_agent.local.batch_runner import lower_thread_priority
 from batch_agent.service.leaderboard_sync import SyncReport
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class SyncTimer:
             self._thread.join(timeout_s)
 
     def _loop(self) -> None:
+        lower_thread_priority()  # background work, below the API's requests
         while not self._stop.is_set():
             try:
                 self.last_report = self._run()

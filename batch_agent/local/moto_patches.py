@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from batch_agent.local.batch_runner import lower_thread_priority
+
 if TYPE_CHECKING:
     from batch_agent.local.batch_runner import LocalBatch
     from batch_agent.local.lambda_workers import LambdaWorkers
 
 import copy
+import functools
 import os
 import threading
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
 _HARNESS: Harness | None = None
@@ -101,8 +103,7 @@ def install_patches() -> None:
     def execution_logic(self: Any) -> Any:
         # Each execution runs in a thread of its own: below the threads that answer requests, so a
         # burst of new executions does not slow the emulated calls the API makes (Linux: per thread).
-        with suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        lower_thread_priority()
         return original_execution_logic(self)
 
     def sync_resolver(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -181,6 +182,7 @@ def install_patches() -> None:
             _HARNESS.batch.terminate(job_id, reason)
 
     _share_service_clients()
+    cache_action_lookup()
     # The Batch .sync wait below paces the polls, so the loop's own pause can be short.
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_callback,
@@ -230,3 +232,79 @@ def _share_service_clients() -> None:
         module = importlib.import_module(f"moto.stepfunctions.parser.asl.component.state.exec.{name}")
         module.boto_client_for = shared_client  # type: ignore[attr-defined]
 
+
+
+# ------------------------------------------------------------------ the data process (DynamoDB, S3)
+
+_DATA_SERVICES = frozenset({"dynamodb", "dynamodbstreams"})
+_SCALAR_TYPES: dict[str, type] = {"S": str, "N": str, "BOOL": bool, "NULL": bool}
+_DATA_PATCHED = False
+
+
+def is_wire_attribute_value(value: Any) -> bool:
+    """True when ``value`` is an AttributeValue already as DynamoDB sends it, with no binary in it.
+
+    moto keeps items in that form: S and N strings, BOOL and NULL booleans, SS and NS lists
+    of strings, M and L of such values. Anything else (binary, moto's own objects) is not.
+    """
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    ((kind, inner),) = value.items()
+    if kind in _SCALAR_TYPES:
+        return type(inner) is _SCALAR_TYPES[kind]
+    if kind in ("SS", "NS"):
+        return isinstance(inner, list) and all(type(v) is str for v in inner)
+    if kind == "M":
+        return isinstance(inner, dict) and all(
+            type(k) is str and is_wire_attribute_value(v) for k, v in inner.items()
+        )
+    if kind == "L":
+        return isinstance(inner, list) and all(is_wire_attribute_value(v) for v in inner)
+    return False
+
+
+def install_data_patches() -> None:
+    """Patches of the data process: DynamoDB's responses serialized without walking every attribute.
+
+    moto's JSON serializer visits each of an AttributeValue's ten members through its
+    attribute picker: for a job's item (~30 attributes) that was ~40% of a GetItem's CPU.
+    An AttributeValue moto already holds in wire form serializes to itself, so it is
+    copied as it is; anything else (binary, moto's objects) takes moto's own path.
+    """
+    global _DATA_PATCHED
+    if _DATA_PATCHED:
+        return
+    from moto.core.serialize import BaseJSONSerializer
+
+    BaseJSONSerializer._serialize_type_structure = attribute_values_as_held(  # type: ignore[method-assign]
+        BaseJSONSerializer._serialize_type_structure
+    )
+    cache_action_lookup()
+    _DATA_PATCHED = True
+
+
+def cache_action_lookup() -> None:
+    """moto finds a request's handler method by listing its response class's methods (inspect.getmembers)
+    on every request; a class's methods do not change, so the list is made once per class."""
+    from moto.core import responses
+
+    lookup = responses.method_names_from_class
+    if getattr(lookup, "cache_info", None) is None:
+        responses.method_names_from_class = functools.cache(lookup)  # type: ignore[assignment]
+
+
+def attribute_values_as_held(original: Callable[..., None]) -> Callable[..., None]:
+    """moto's structure serializer, except that a DynamoDB AttributeValue in wire form is copied as it is."""
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            key
+            and shape.name == "AttributeValue"
+            and self.operation_model.service_model.service_name in _DATA_SERVICES
+            and is_wire_attribute_value(value)
+        ):
+            self._default_serialize(serialized, value, shape, key)
+            return
+        original(self, serialized, value, shape, key)
+
+    return serialize_structure

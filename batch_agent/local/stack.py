@@ -147,7 +147,8 @@ class EmulatedStack:
     def start(self) -> EmulatedStack:
         _check_moto_version()
         from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
+
+        from batch_agent.local.moto_server import KeepAliveMotoServer
 
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         default_user_config["lambda"] = {"use_docker": False}
@@ -156,7 +157,9 @@ class EmulatedStack:
         # One log line per emulated AWS call drowns everything else.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._start_data_server()
-        self._server = ThreadedMotoServer(ip_address=self.options.host, port=self.options.port, verbose=False)
+        # Step Functions, Lambda and Batch serve only the pipeline (the API's reads and writes go to
+        # the data process): their threads run below the API's, as the executions' threads do.
+        self._server = KeepAliveMotoServer(self.options.host, self.options.port, background=True)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
@@ -484,6 +487,12 @@ class EmulatedStack:
             "60",
             "--workers",
             str(workers),
+            # C parser and libuv loop (the service extra installs them): about a millisecond less
+            # CPU per request than h11 on asyncio's own loop.
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
         ]
         with open(self.options.work_dir / "logs" / "api.log", "ab") as log_file:
             process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log_file, stderr=log_file)

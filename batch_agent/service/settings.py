@@ -52,6 +52,11 @@ class ApiSettings(PipelineSettings):
     job_retention_days: int | None = Field(default=None, ge=1)
     # A leaderboard snapshot read for GET /status is reused this long (the sync refreshes every 5 minutes).
     leaderboard_cache_s: float = Field(default=30.0, ge=0)
+    # An ended job's record read for GET /status is reused this long by the instance that read it
+    # (0: every poll reads). Bounds how late another instance's purge or late accounting shows.
+    finished_job_cache_s: float = Field(default=10.0, ge=0)
+    # Warm the DynamoDB client with one read when the app builds its clients (Lambda's init phase).
+    warm_clients: bool = True
 
 
 class StepSettings(_ServiceSettings):

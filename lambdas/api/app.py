@@ -58,10 +58,18 @@ _ERROR_STATUS: dict[type[Exception], int] = {
 }
 
 
-def create_app(settings: ApiSettings | None = None, clients: ApiClients | None = None) -> FastAPI:
+def create_app(
+    settings: ApiSettings | None = None, clients: ApiClients | None = None, *, warm: bool | None = None
+) -> FastAPI:
+    """The app; clients built here (the Lambda handler, uvicorn's factory) are warmed with one read (``warm``)."""
     settings = settings or ApiSettings()  # type: ignore[call-arg]  # fields come from the environment
+    if warm is None:
+        warm = clients is None and settings.warm_clients
     clients = clients or job_requests.api_clients()
+    if warm:
+        job_requests.warm_up(clients, settings)
     snapshots = leaderboard_requests.SnapshotCache(settings.leaderboard_cache_s)
+    finished = job_requests.FinishedJobCache(settings.finished_job_cache_s)
     app = FastAPI(
         title="kaggle-solver",
         version="0.1.0",
@@ -116,7 +124,7 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
 
     @app.get("/status/{job_id}", response_model=JobStatusView, dependencies=[Keyed])
     def get_status(job_id: str) -> JobStatusView:
-        view = job_requests.job_status(clients, settings, job_id)
+        view = job_requests.job_status(clients, settings, job_id, finished)
         if view.cv_score is None:
             return view
         # The score ranked on the latest synced leaderboard, not the one of when the job finished.
@@ -138,8 +146,8 @@ def create_app(settings: ApiSettings | None = None, clients: ApiClients | None =
         purge: Annotated[bool, Query(description="delete a finished job's files and record")] = False,
     ) -> JobStatusView | JobPurged:
         if purge:
-            return job_requests.purge_job(clients, settings, job_id)
-        return job_requests.cancel_job(clients, settings, job_id, _requester(request))
+            return job_requests.purge_job(clients, settings, job_id, finished)
+        return job_requests.cancel_job(clients, settings, job_id, _requester(request), finished)
 
     @app.get("/jobs/{job_id}/attempts/{number}", response_model=AttemptDetail, dependencies=[Keyed])
     def attempt(job_id: str, number: Annotated[int, PathParam(ge=1)]) -> AttemptDetail:

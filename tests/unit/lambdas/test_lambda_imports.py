@@ -32,6 +32,8 @@ def _heavy_modules_after_importing(modules: list[str], heavy: tuple[str, ...] = 
         names.ENV_JOBS_TABLE: "t",
         names.ENV_ARTIFACTS_BUCKET: "b",
         names.ENV_STATE_MACHINE_ARN: "arn:aws:states:us-east-1:123456789012:stateMachine:p",
+        # No network here: the API's warm-up read would go to AWS.
+        names.ENV_WARM_CLIENTS: "false",
         "PATH": "/usr/bin:/bin",
     }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
