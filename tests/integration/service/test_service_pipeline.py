@@ -241,8 +241,10 @@ def test_a_model_call_that_would_outlive_the_lambda_falls_back_to_templates_and_
 
     assert status["status"] == "SUCCEEDED", status["message"]
     llm = status["llm_usage"]
-    # The cut call costs that step only (it used the templates); the usage records the failure.
-    assert llm["llm_used"] is False and llm["failed_calls"] >= 1 and llm["last_error"], llm
+    # The cut call costs that step only (it used the templates) and the usage records why. A call cut by
+    # the Lambda's own time is not the model's fault: it counts toward no failure streak that drops Claude.
+    assert llm["llm_used"] is False and "at the call's deadline" in llm["last_error"], llm
+    assert llm["failed_calls"] == 0, llm
     assert len(fake_anthropic.calls(PLAN_TOOL)) == 1  # one call tried, cut at its deadline, then templates
 
 
