@@ -34,6 +34,7 @@ from batch_agent.solver.training import (
     _stack,
     fold_weights,
     name_words,
+    seed_means,
     thread_count,
     tree_features,
 )
@@ -67,14 +68,7 @@ def cross_fit(profile: CompetitionProfile, spec: ModelSpec, y: np.ndarray, folds
                 oof[va] = va_pred.reshape(len(va), width)
                 test_pred += fold_test.reshape(n_test, width) * weights[i]
             oof_sum, test_sum, n_done = oof_sum + oof, test_sum + test_pred, n_done + 1
-        oof_mean, test_mean = oof_sum / n_done, test_sum / n_done
-        if kind == "binary":
-            oof_mean, test_mean = oof_mean[:, 0], test_mean[:, 0]
-            if y.ndim == 1:  # a binary task: two probability columns
-                oof_mean = np.column_stack([1 - oof_mean, oof_mean])
-                test_mean = np.column_stack([1 - test_mean, test_mean])
-        elif kind == "regression":
-            oof_mean, test_mean = inverse(oof_mean[:, 0]), inverse(test_mean[:, 0])
+        oof_mean, test_mean = seed_means(kind, y, oof_sum, test_sum, n_done, inverse)
         oof_cols.append(oof_mean)
         test_cols.append(test_mean)
     return _stack(profile, oof_cols), _stack(profile, test_cols)

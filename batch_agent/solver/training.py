@@ -432,17 +432,24 @@ def train_lightgbm(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
             test_sum = test_pred if test_sum is None else test_sum + test_pred
             n_done = s + 1
         assert oof_sum is not None and test_sum is not None
-        oof_mean, test_mean = oof_sum / n_done, test_sum / n_done
-        if kind == "binary":
-            oof_mean, test_mean = oof_mean[:, 0], test_mean[:, 0]
-            if y.ndim == 1:  # a binary task: two probability columns
-                oof_mean = np.column_stack([1 - oof_mean, oof_mean])
-                test_mean = np.column_stack([1 - test_mean, test_mean])
-        elif kind == "regression":
-            oof_mean, test_mean = inverse(oof_mean[:, 0]), inverse(test_mean[:, 0])
+        oof_mean, test_mean = seed_means(kind, y, oof_sum, test_sum, n_done, inverse)
         oof_cols.append(oof_mean)
         test_cols.append(test_mean)
     return _stack(profile, oof_cols), _stack(profile, test_cols)
+
+
+def seed_means(kind: str, y: np.ndarray, oof_sum: np.ndarray, test_sum: np.ndarray, n_seeds: int,
+               inverse: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One target column's booster outputs (summed over seeds, 2-D) as predictions in prediction space."""
+    oof_mean, test_mean = oof_sum / n_seeds, test_sum / n_seeds
+    if kind == "binary":
+        oof_mean, test_mean = oof_mean[:, 0], test_mean[:, 0]
+        if y.ndim == 1:  # a binary task: two probability columns
+            oof_mean = np.column_stack([1 - oof_mean, oof_mean])
+            test_mean = np.column_stack([1 - test_mean, test_mean])
+    elif kind == "regression":
+        oof_mean, test_mean = inverse(oof_mean[:, 0]), inverse(test_mean[:, 0])
+    return oof_mean, test_mean
 
 
 def _time_guard(lgb: Any, stop_at: float) -> Callable[[Any], None]:
