@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from batch_agent.llm.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL  # noqa: E402
 from batch_agent.solver.profiling import profile_competition  # noqa: E402
+from benchmarks.quality import competition_folders  # noqa: E402
 from tests.fakes.anthropic_server import FakeAnthropic, Recorded, Reply, tool_reply, usage  # noqa: E402
 
 PROGRAM = '''\
@@ -251,16 +252,6 @@ class TreeCpu:
                     self.seen[(pid, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / self._tick
                 stack.extend(children.get(pid, []))
             self._stop.wait(self.interval)
-
-
-def competition_folders(base: Path) -> list[tuple[str, Path]]:
-    found = []
-    for child in sorted(base.iterdir()):
-        if (child / "public" / "train.csv").is_file():
-            found.append((child.name, child / "public"))
-        elif (child / "train.csv").is_file():
-            found.append((child.name, child))
-    return found
 
 
 def spec_of(folder: Path) -> dict[str, Any]:
