@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 import copy
 import functools
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -280,6 +281,8 @@ def install_data_patches() -> None:
         BaseJSONSerializer._serialize_type_structure
     )
     cache_action_lookup()
+    size_items_once()
+    cache_condition_parses()
     _DATA_PATCHED = True
 
 
@@ -291,6 +294,89 @@ def cache_action_lookup() -> None:
     lookup = responses.method_names_from_class
     if getattr(lookup, "cache_info", None) is None:
         responses.method_names_from_class = functools.cache(lookup)  # type: ignore[assignment]
+
+
+def size_items_once() -> None:
+    """moto checks an item's 400 KB limit as it builds the item, summing every attribute already set before each
+    new one: quadratic in the attributes (a job's ~30: ~10% of a PutItem's CPU). An item's size only grows as
+    attributes are added, so one check of the whole item refuses exactly the items moto refuses."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+
+    if getattr(Item.__init__, "sized_once", False):
+        return
+
+    def build(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        self.hash_key = hash_key
+        self.range_key = range_key
+        values = {key: DynamoType(value) for key, value in attrs.items()}
+        if item_size(values) > ITEM_SIZE_LIMIT:
+            raise ItemSizeTooLarge
+        self.attrs = LimitedSizeDict(values)  # its __init__ takes the values without checking each
+
+    build.sized_once = True  # type: ignore[attr-defined]
+    Item.__init__ = build  # type: ignore[method-assign]
+
+
+# moto's own limit (dynamo_type.LimitedSizeDict): between DynamoDB's measured 409 and 410 KB.
+ITEM_SIZE_LIMIT = 405_000
+
+
+def item_size(values: dict[str, Any]) -> int:
+    """An item's size as moto's LimitedSizeDict counts it: each name's bytes plus each value's size."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.utilities import bytesize
+
+    return sum(
+        bytesize(key) + (value.size() if type(value) is DynamoType else bytesize(str(value)))
+        for key, value in values.items()
+    )
+
+
+def cache_condition_parses() -> None:
+    """A condition expression is parsed once per (expression, names, values), not on every write.
+
+    moto parses a write's condition twice (to validate the request, then to evaluate it) on
+    every call, and the jobs table's writes repeat a handful of conditions
+    (``attribute_not_exists(job_id)`` on every POST /run): ~7% of a PutItem's CPU. The
+    parsed tree is only read when a condition is evaluated, so requests can share it. A
+    condition that does not parse is not kept: it fails where moto's own parser fails.
+    """
+    from moto.dynamodb import comparisons, responses
+    from moto.dynamodb import models as dynamodb_models
+
+    original = comparisons.create_condition_expression_parser
+    if getattr(original, "cache_info", None) is not None:
+        return
+
+    @functools.lru_cache(maxsize=512)
+    def parsed(expr: str | None, names: str, values: str) -> ParsedCondition:
+        parser = original(expr, json.loads(names), json.loads(values))
+        return ParsedCondition(parser, parser.parse())
+
+    def create_condition_expression_parser(expr: str | None, names: Any, values: Any) -> Any:
+        try:
+            return parsed(expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+        except Exception:  # not JSON, or not a valid condition: moto's parser raises it at .parse()
+            return original(expr, names, values)
+
+    create_condition_expression_parser.cache_info = parsed.cache_info  # type: ignore[attr-defined]
+    for module in (comparisons, dynamodb_models, responses):
+        module.create_condition_expression_parser = create_condition_expression_parser  # type: ignore[attr-defined]
+
+
+class ParsedCondition:
+    """A condition moto's parser has parsed: ``parse()`` hands back the tree, the rest is the parser's."""
+
+    def __init__(self, parser: Any, tree: Any) -> None:
+        self._parser = parser
+        self._tree = tree
+
+    def parse(self) -> Any:
+        return self._tree
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
 
 
 def attribute_values_as_held(original: Callable[..., None]) -> Callable[..., None]:
