@@ -16,7 +16,8 @@ target, feature columns and which are dates, task, and the metric mapped to the
 library's own (METRIC_MAP). The submission is written here from the system's
 predictions in the sample submission's format (labels, one probability column or
 one column per class, values) and graded with DIR/grade.py like benchmarks/quality.py.
-Prints a markdown table; --json prints the raw rows instead.
+Prints a markdown table; --json prints the raw rows instead; --keep DIR keeps each fit's
+spec, log (the library's own output), predictions and submission.
 """
 
 from __future__ import annotations
@@ -232,6 +233,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="slugs to run (default: all)")
     parser.add_argument("--automl-python", type=Path, default=DEFAULT_AUTOML_PYTHON)
     parser.add_argument("--json", action="store_true", help="print the raw rows as JSON lines")
+    parser.add_argument("--keep", type=Path, help="keep each fit's spec, log, predictions and submission here "
+                        "(default: a temporary folder, removed at the end)")
     args = parser.parse_args()
     if not args.automl_python.is_file():
         print(f"no AutoML python at {args.automl_python}: run `make bench-automl` to create the venv",
@@ -247,8 +250,8 @@ def main() -> int:
             for time_limit in args.time_limit:
                 for system in args.system:
                     print(f"running {system} on {slug} ({time_limit:.0f} s) ...", file=sys.stderr, flush=True)
-                    rows.append(run_one(slug, folder, args.dir, system, time_limit, args.automl_python,
-                                        Path(tmp)))
+                    workroot = (args.keep or Path(tmp)) / f"{time_limit:.0f}s"
+                    rows.append(run_one(slug, folder, args.dir, system, time_limit, args.automl_python, workroot))
     if args.json:
         for row in rows:
             print(json.dumps(row))
