@@ -89,3 +89,22 @@ bench-api: $(STAMP)
 # One leaderboard sync of 20 competitions × 5,000 teams against the fake Kaggle server (~2.5 min).
 bench-leaderboards: $(STAMP)
 	$(BIN)/python benchmarks/leaderboard_sync.py
+
+# --- AutoGluon and FLAML reference scores for the quality table, in their own venv: never a dependency of
+# the product or of `make test`. All four shared competitions × three systems × 120 s and 600 s take about
+# 2.5 hours; narrow with e.g. AUTOML_ARGS='--system flaml --time-limit 120 --only titanic-survival'.
+AUTOML_VENV ?= /work/automl-venv
+AUTOML_STAMP := $(AUTOML_VENV)/.installed
+AUTOML_ARGS ?= --system autogluon-medium autogluon-best flaml --time-limit 120 600
+COMPETITIONS ?= ../shared/competitions
+.PHONY: bench-automl
+
+$(AUTOML_STAMP): benchmarks/automl-requirements.txt
+	$(PYTHON) -m venv $(AUTOML_VENV)
+	$(AUTOML_VENV)/bin/pip install --quiet --upgrade pip
+	$(AUTOML_VENV)/bin/pip install --quiet -r benchmarks/automl-requirements.txt
+	touch $(AUTOML_STAMP)
+
+bench-automl: $(STAMP) $(AUTOML_STAMP)
+	$(BIN)/python benchmarks/automl_reference.py $(COMPETITIONS) \
+		--automl-python $(AUTOML_VENV)/bin/python $(AUTOML_ARGS)
