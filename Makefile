@@ -93,7 +93,7 @@ bench-leaderboards: $(STAMP)
 # --- AutoGluon and FLAML reference scores for the quality table, in their own venv: never a dependency of
 # the product or of `make test`. All four shared competitions × three systems × 120 s and 600 s take about
 # 2.5 hours; narrow with e.g. AUTOML_ARGS='--system flaml --time-limit 120 --only titanic-survival'.
-AUTOML_VENV ?= /work/automl-venv
+AUTOML_VENV ?= .automl-venv
 AUTOML_STAMP := $(AUTOML_VENV)/.installed
 AUTOML_ARGS ?= --system autogluon-medium autogluon-best flaml --time-limit 120 600
 COMPETITIONS ?= ../shared/competitions

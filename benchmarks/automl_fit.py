@@ -1,6 +1,6 @@
 """Fit one AutoML system on one competition and write its raw test predictions.
 
-    /work/automl-venv/bin/python benchmarks/automl_fit.py SPEC.json
+    .automl-venv/bin/python benchmarks/automl_fit.py SPEC.json
 
 Runs in the AutoML venv (benchmarks/automl-requirements.txt), started by
 benchmarks/automl_reference.py, which writes SPEC.json from the product's profile

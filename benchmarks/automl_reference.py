@@ -6,7 +6,7 @@
 The reference systems for the quality table: AutoGluon-Tabular 1.6.3 with presets
 "medium_quality" (autogluon-medium) or "best_quality" (autogluon-best), without its
 torch models, and FLAML 2.7 with time_budget = the time limit; 2 CPUs each. They run
-in their own venv (--automl-python, default /work/automl-venv/bin/python, made by
+in their own venv (--automl-python, default .automl-venv/bin/python, made by
 `make bench-automl` from benchmarks/automl-requirements.txt), one subprocess per
 competition and system (benchmarks/automl_fit.py), so a crash or a time-out is a
 row of the table.
@@ -45,7 +45,7 @@ from batch_agent.solver.profiling import normalise_id, profile_competition  # no
 from benchmarks.quality import competition_folders, grade  # noqa: E402
 
 SYSTEMS = ("autogluon-medium", "autogluon-best", "flaml")
-DEFAULT_AUTOML_PYTHON = Path("/work/automl-venv/bin/python")
+DEFAULT_AUTOML_PYTHON = ROOT / ".automl-venv" / "bin" / "python"
 FIT_SCRIPT = Path(__file__).resolve().parent / "automl_fit.py"
 NUM_CPUS = 2
 
