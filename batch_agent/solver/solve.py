@@ -498,7 +498,7 @@ class _Loop:
             training = _Training(number, waiting.program)
             self._training[number] = training
             self._programs[waiting.program.name] = waiting.program
-            budget = self._budget(waiting.kind)
+            budget = self._budget(waiting.kind, model=waiting.program.origin != "template")
             program = waiting.program
             self.progress("train", f"attempt {number}: {program.name} ({program.origin}), budget {budget:.0f} s")
             thread = threading.Thread(target=self._train, args=(training, budget), daemon=True,
@@ -519,18 +519,22 @@ class _Loop:
                     return index
         return 0
 
-    def _budget(self, kind: str) -> float:
+    def _budget(self, kind: str, *, model: bool = False) -> float:
         """The soft budget of the next attempt: all the time left until a first success, then a fair share.
 
         Programs are only killed when the run's time is up; the budget is what they are asked to fit in.
-        A share is the time left times the slots over the programs still to come (those waiting, those the
-        author is writing, this one). An improvement always counts one more to come, so it never gets all
-        of the time left: the next improvement needs some too.
+        A share is the time left times the slots over the programs still to come (those waiting, this one,
+        and for a model's program those the model is writing). An improvement always counts one more to
+        come, so it never gets all of the time left: the next improvement needs some too.
+
+        The templates' shares do not shrink while a model writes: a template given less time drops seeds,
+        rounds and trees (``training.py``), so counting programs that may never arrive made every template
+        of a run with a model weaker than the same template without one.
         """
         remaining = self.remaining()
         if self.best is None:
             return remaining
-        to_come = len(self._ready) + len(self._calls) + 1
+        to_come = len(self._ready) + 1 + (len(self._calls) if model else 0)
         if kind == "improve":
             return min(remaining, max(remaining * self.slots / max(to_come, self.slots + 1), MIN_ATTEMPT_SECONDS))
         return min(remaining, max(remaining * self.slots / to_come * 1.5, 20.0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,22 @@ def test_training_slots_follow_the_data_the_cores_and_the_sandbox(
 
 def test_slots_given_in_the_options_win() -> None:
     assert training_slots(_profile(10), SolveOptions(slots=3), ISOLATED) == 3
+
+
+def test_a_template_s_time_share_does_not_shrink_while_the_model_writes(competition: Path, tmp_path: Path) -> None:
+    from batch_agent.solver.profiling import profile_competition
+    from batch_agent.solver.solve import _Call, _Loop, _Ready
+
+    profile = profile_competition(competition)
+    loop = _Loop(profile, options(tmp_path), ScriptedAuthor([]), tmp_path, deadline=time.monotonic() + 100,
+                 progress=lambda *_: None, higher_is_better=True, slots=2)
+    sound = program("first", valid())
+    loop.best = (sound, AttemptResult(number=1, program="first", origin="template", workdir=str(tmp_path),
+                                             ok=True, cv_score=0.9, seconds=1.0))
+    loop._ready = [_Ready(2, i, program(f"waiting-{i}", valid()), "draft") for i in range(6)]
+
+    quiet_template, quiet_model = loop._budget("draft"), loop._budget("draft", model=True)
+    loop._calls = [_Call("draft"), _Call("draft")]  # two programs being written by the model
+    assert loop._budget("draft") == pytest.approx(quiet_template, abs=0.5)
+    # the model's own programs share with the ones it is still writing
+    assert loop._budget("draft", model=True) < quiet_model - 5
