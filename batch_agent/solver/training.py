@@ -51,6 +51,58 @@ def thread_count(n_rows: int) -> int:
     return max(1, cores)
 
 
+# Keys of a booster's params that steer its training loop rather than the library: never passed on.
+LOOP_PARAMS = ("n_rounds", "early_stopping", "budget_rounds")
+# Rounds of the probe fits that time a round before a rate is fitted to the budget (``fit_rate_to_budget``).
+PROBE_ROUNDS = 10
+PROBE_MAX_ROUNDS = 640
+# A difference of fit times this long (or half the fixed cost) stands out of the timing noise.
+PROBE_SECONDS = 0.05
+# The highest learning rate a tight time budget may raise a configuration's rate to.
+MAX_BUDGET_RATE = 0.3
+
+
+def rate_for_budget(rate: float, budget_rounds: int, patience: int, affordable: float) -> tuple[float, int]:
+    """The learning rate and early-stopping patience that fit ``budget_rounds`` rounds at ``rate`` in
+    ``affordable`` rounds.
+
+    Boosting trades rate for rounds: a model needing R rounds at rate r needs about R·r/r' at rate r'. When R
+    plus the patience fit, nothing changes; otherwise the patience shrinks to a quarter of what fits (at
+    least 10 rounds) and the rate rises so that the rest holds the model's rounds, at most to MAX_BUDGET_RATE.
+    """
+    if budget_rounds + patience <= affordable:
+        return rate, patience
+    patience = int(min(patience, max(10, affordable // 4)))
+    room = max(1.0, affordable - patience)
+    return min(MAX_BUDGET_RATE, max(rate, rate * budget_rounds / room)), patience
+
+
+def fit_rate_to_budget(params: dict[str, Any], budget_rounds: int | None, patience: int,
+                       time_rounds: Callable[[int], float], seconds: Callable[[], float]) -> int:
+    """Fit ``params["learning_rate"]`` to the time a fold has; returns the early-stopping patience to use.
+
+    ``time_rounds(n)``: the seconds of one fold's fit with ``n`` rounds; the difference between a fit of
+    one round and one of PROBE_ROUNDS more gives a round's cost without the fixed cost of a fit. Where
+    rounds are so cheap that the difference is lost in that fixed cost's noise, the longer fit grows
+    (×4, up to PROBE_MAX_ROUNDS) until it shows. ``seconds()``: the time one fold's fit may take, asked
+    after the probes. Without ``budget_rounds`` nothing is probed.
+    """
+    if not budget_rounds:
+        return patience
+    one = time_rounds(1)
+    rounds = PROBE_ROUNDS
+    while (longer := time_rounds(1 + rounds) - one) < max(0.5 * one, PROBE_SECONDS) and rounds < PROBE_MAX_ROUNDS:
+        rounds *= 4
+    per_round = max(longer, 1e-6) / rounds
+    affordable = max(0.0, seconds()) / per_round
+    rate, fitted = rate_for_budget(float(params["learning_rate"]), int(budget_rounds), patience, affordable)
+    if rate != params["learning_rate"]:
+        log.info("%.0f rounds fit in a fold's time (%.4f s each): learning rate %.3f → %.3f, patience %d",
+                 affordable, per_round, params["learning_rate"], rate, fitted)
+    params["learning_rate"] = rate
+    return fitted
+
+
 class Deadline:
     """Wall-clock budget of this program, so optional work (extra seeds, grid points) stops in time."""
 
@@ -396,12 +448,12 @@ def train_lightgbm(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
         "verbosity": -1,
         "num_threads": thread_count(len(X)),
     }
-    params.update({k: v for k, v in spec.params.items() if k not in ("n_rounds", "early_stopping")})
+    params.update({k: v for k, v in spec.params.items() if k not in LOOP_PARAMS})
     n_rounds = int(spec.params.get("n_rounds", 5000))
-    patience = int(spec.params.get("early_stopping", 100))
     weights = fold_weights(profile, folds)
     oof_cols, test_cols = [], []
-    for kind, target in _columns_of(profile, y):
+    columns = _columns_of(profile, y)
+    for c, (kind, target) in enumerate(columns):
         target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
         task_params = dict(params)
         if kind == "binary":
@@ -410,6 +462,20 @@ def train_lightgbm(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
             task_params.update(objective="multiclass", num_class=len(profile.classes or []))
         else:
             task_params.setdefault("objective", "l1" if profile.metric in ("mae", "medae") else "regression")
+
+        def time_rounds(rounds: int, task_params: dict[str, Any] = task_params, target: np.ndarray = target) -> float:
+            tr, va = folds[0]
+            started = time.monotonic()
+            dtrain = lgb.Dataset(X.iloc[tr], target[tr])
+            _train_booster(lgb, task_params, dtrain, lgb.Dataset(X.iloc[va], target[va], reference=dtrain),
+                           rounds, rounds, float("inf"))
+            return time.monotonic() - started
+
+        def fold_seconds(fits_left: int = len(folds) * (len(columns) - c)) -> float:
+            return 0.8 * deadline.remaining() / fits_left  # this column's folds and the other columns' after it
+
+        patience = fit_rate_to_budget(task_params, spec.params.get("budget_rounds"),
+                                      int(spec.params.get("early_stopping", 100)), time_rounds, fold_seconds)
         oof_sum: np.ndarray | None = None
         test_sum: np.ndarray | None = None
         for s, seed in enumerate(spec.seeds):
