@@ -11,6 +11,7 @@ writes the contract's files.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -55,9 +56,6 @@ def thread_count(n_rows: int) -> int:
 LOOP_PARAMS = ("n_rounds", "early_stopping", "budget_rounds")
 # Rounds of the probe fits that time a round before a rate is fitted to the budget (``fit_rate_to_budget``).
 PROBE_ROUNDS = 10
-PROBE_MAX_ROUNDS = 640
-# A difference of fit times this long (or half the fixed cost) stands out of the timing noise.
-PROBE_SECONDS = 0.05
 # The highest learning rate a tight time budget may raise a configuration's rate to.
 MAX_BUDGET_RATE = 0.3
 
@@ -77,28 +75,45 @@ def rate_for_budget(rate: float, budget_rounds: int, patience: int, affordable: 
     return min(MAX_BUDGET_RATE, max(rate, rate * budget_rounds / room)), patience
 
 
+def affordable_rounds(seconds: float, early: float, growth: float) -> float:
+    """Rounds that fit in ``seconds`` when round n costs ``early + growth * n`` seconds."""
+    if growth <= 0:
+        return seconds / early
+    return (math.sqrt(early * early + 2 * growth * seconds) - early) / growth
+
+
 def fit_rate_to_budget(params: dict[str, Any], budget_rounds: int | None, patience: int,
                        time_rounds: Callable[[int], float], seconds: Callable[[], float]) -> int:
     """Fit ``params["learning_rate"]`` to the time a fold has; returns the early-stopping patience to use.
 
-    ``time_rounds(n)``: the seconds of one fold's fit with ``n`` rounds; the difference between a fit of
-    one round and one of PROBE_ROUNDS more gives a round's cost without the fixed cost of a fit. Where
-    rounds are so cheap that the difference is lost in that fixed cost's noise, the longer fit grows
-    (×4, up to PROBE_MAX_ROUNDS) until it shows. ``seconds()``: the time one fold's fit may take, asked
-    after the probes. Without ``budget_rounds`` nothing is probed.
+    ``time_rounds(n)``: the seconds of one fold's fit with ``n`` rounds; ``seconds()``: the time one fold's
+    fit may take. A fit of one round gives the fixed cost of a fit; fits of 1 + r rounds, r = PROBE_ROUNDS
+    and then 4× more, give what r rounds cost, until they take a sixteenth of the fold's time (or r reaches
+    ``budget_rounds``): at most about a third of one fold's time in all. A round's cost is not constant:
+    CatBoost's grew from 7 ms over its first 10 rounds to 28 ms over rounds 100-300 (its combinations of
+    categories grow with the trees), so the last two probes fit a cost that grows linearly with the
+    rounds, and the rounds that fit follow from it (``affordable_rounds``). Without ``budget_rounds``
+    nothing is probed.
     """
     if not budget_rounds:
         return patience
     one = time_rounds(1)
+    probes: list[tuple[int, float]] = []
     rounds = PROBE_ROUNDS
-    while (longer := time_rounds(1 + rounds) - one) < max(0.5 * one, PROBE_SECONDS) and rounds < PROBE_MAX_ROUNDS:
+    while True:
+        probes.append((rounds, max(time_rounds(1 + rounds) - one, 1e-6)))
+        if probes[-1][1] >= seconds() / 16 or rounds >= budget_rounds:
+            break
         rounds *= 4
-    per_round = max(longer, 1e-6) / rounds
-    affordable = max(0.0, seconds()) / per_round
+    (r1, t1), (r2, t2) = probes[-2:] if len(probes) > 1 else (probes[0], probes[0])
+    # Round n costing early + growth·n, r rounds cost r·early + growth·r²/2: two probes give both.
+    growth = max(0.0, 2 * (t2 / r2 - t1 / r1) / (r2 - r1)) if r2 > r1 else 0.0
+    early = max(1e-6, t2 / r2 - growth * r2 / 2)
+    affordable = affordable_rounds(max(0.0, seconds()), early, growth)
     rate, fitted = rate_for_budget(float(params["learning_rate"]), int(budget_rounds), patience, affordable)
-    if rate != params["learning_rate"]:
-        log.info("%.0f rounds fit in a fold's time (%.4f s each): learning rate %.3f → %.3f, patience %d",
-                 affordable, per_round, params["learning_rate"], rate, fitted)
+    log.info("%.0f rounds fit in a fold's time (a round %.4f s + %.6f s per round before it; probed up to %d): "
+             "learning rate %.3f → %.3f, patience %d", affordable, early, growth, r2, params["learning_rate"],
+             rate, fitted)
     params["learning_rate"] = rate
     return fitted
 

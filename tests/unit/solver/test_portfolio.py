@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ def test_the_rate_rises_only_when_the_rounds_it_needs_do_not_fit() -> None:
     assert rate_for_budget(0.01, 100_000, 100, affordable=50)[0] == 0.3  # never above the cap
 
 
-def test_a_round_is_timed_without_the_fixed_cost_of_a_fit() -> None:
+def test_a_round_is_timed_without_the_fixed_cost_of_a_fit_over_more_rounds_until_it_shows() -> None:
     asked: list[int] = []
 
     def time_rounds(rounds: int) -> float:
@@ -159,16 +160,25 @@ def test_a_round_is_timed_without_the_fixed_cost_of_a_fit() -> None:
 
     params = {"learning_rate": 0.02}
     patience = fit_rate_to_budget(params, 1000, 100, time_rounds, lambda: 4.0)  # 512 rounds fit
-    # 10 and 40 rounds (0.08 s, 0.31 s) are lost beside 2 s of set-up; 160 rounds (1.25 s) stand out.
-    assert asked == [1, 11, 41, 161] and patience == 100
+    # 10 rounds (0.08 s) are under a sixteenth of the fold's 4 s; 40 rounds (0.31 s) are not.
+    assert asked == [1, 11, 41] and patience == 100
     assert params["learning_rate"] == pytest.approx(0.02 * 1000 / 412)
     asked.clear()
     slow = {"learning_rate": 0.02}
     fit_rate_to_budget(slow, 1000, 100, lambda rounds: asked.append(rounds) or 0.01 + rounds, lambda: 400.0)
-    assert asked == [1, 11] and slow["learning_rate"] == pytest.approx(0.02 * 1000 / 300)  # 1 s a round
+    assert asked == [1, 11, 41] and slow["learning_rate"] == pytest.approx(0.02 * 1000 / 300)  # 1 s a round
     untouched = {"learning_rate": 0.02}
     assert fit_rate_to_budget(untouched, None, 100, time_rounds, lambda: 4.0) == 100
-    assert untouched == {"learning_rate": 0.02} and asked == [1, 11]  # no budget_rounds: nothing probed
+    assert untouched == {"learning_rate": 0.02} and asked == [1, 11, 41]  # no budget_rounds: nothing probed
+
+
+def test_rounds_whose_cost_grows_fit_fewer_than_their_first_rounds_cost_says() -> None:
+    # Round n costs 1 ms + 0.1 ms × n (after 0.5 s of set-up): 10 s hold 437 rounds, not 10,000.
+    params = {"learning_rate": 0.02}
+    fit_rate_to_budget(params, 1000, 100, lambda n: 0.5 + 0.001 * n + 0.0001 * n * n / 2, lambda: 10.0)
+    affordable = (math.sqrt(0.001**2 + 2 * 0.0001 * 10) - 0.001) / 0.0001
+    assert affordable == pytest.approx(437.3, abs=0.1)
+    assert params["learning_rate"] == pytest.approx(0.02 * 1000 / (affordable - 100), rel=1e-2)
 
 
 def _table(tmp_path: Path) -> tuple[CompetitionProfile, pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -229,8 +239,9 @@ class _TwoBoosters(TemplateAuthor):
 
 def test_a_run_tunes_the_two_best_families_with_their_portfolios_and_scores_the_variants(tmp_path: Path) -> None:
     data = make_competition(tmp_path / "data", n_train=300, n_test=60)
+    # One slot: with two, whichever first-pass model finishes first decides what is asked next.
     options = SolveOptions(time_limit=150, workdir=tmp_path / "work", max_attempts=4, max_repairs=0,
-                           memory_limit_mb=2048, metric="roc_auc")
+                           memory_limit_mb=2048, metric="roc_auc", slots=1)
     result = solve(str(data), tmp_path / "submission.csv", options, _TwoBoosters())
     names = [h.program for h in result.history]
     assert names[:2] == ["lgbm-fast", "catboost"], names
