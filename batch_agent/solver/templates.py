@@ -4,7 +4,7 @@ Plans are chosen from the profile alone (size, feature kinds, metric); programs 
 readable code in the terms of the toolkit (``toolkit.py``): a features block and a
 model block whose parameters are literals, the same calls a model-written program
 makes. The template author reads a program's model back from those calls to make
-its lighter and reseeded variants. Stdlib + pydantic: the plan/generate/repair
+its lighter, tuned and reseeded variants. Stdlib + pydantic: the plan/generate/repair
 Lambdas import this module.
 """
 
