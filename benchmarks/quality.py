@@ -67,6 +67,11 @@ def run_one(slug: str, folder: Path, base: Path, time_limit: float, workroot: Pa
         row["first_valid"] = round(float(summary["first_valid_seconds"]) + wall - float(summary["seconds"]), 1)
     if proc.returncode == 0:
         row["score"] = grade(base, slug, output)
+    # Which programs ran and what each scored, for reading a row: the table has room for the final one only.
+    ran = [f"{h['program']} {h['cv_score']:.5g} ({h['seconds']:.0f} s)" if h.get("ok") else f"{h['program']} failed"
+           for h in summary.get("history", [])]
+    if ran:
+        print(f"{slug}: " + ", ".join(ran), file=sys.stderr, flush=True)
     return row
 
 

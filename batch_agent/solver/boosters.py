@@ -24,6 +24,7 @@ from batch_agent.solver.plan import ModelSpec
 from batch_agent.solver.target_encoding import encode_fold, level_ids, target_matrix
 from batch_agent.solver.training import (
     HIGH_CARDINALITY,
+    LOOP_PARAMS,
     TEXT_SVD,
     TEXT_TOKENS,
     Deadline,
@@ -32,6 +33,7 @@ from batch_agent.solver.training import (
     _columns_of,
     _model_target,
     _stack,
+    fit_rate_to_budget,
     fold_weights,
     name_words,
     seed_means,
@@ -46,16 +48,20 @@ FoldFit = Callable[[str, np.ndarray, np.ndarray, np.ndarray, int, float], tuple[
 
 
 def cross_fit(profile: CompetitionProfile, spec: ModelSpec, y: np.ndarray, folds: Folds, deadline: Deadline,
-              n_test: int, fit_fold: FoldFit) -> FitResult:
+              n_test: int, fit_fold: FoldFit, *, fit_budget: BudgetFit | None = None) -> FitResult:
     """Out-of-fold and fold-averaged test predictions of ``fit_fold``, over target columns and seeds.
 
     Each remaining fold of the first seed gets an equal share of the time left; later seeds run only
-    when the time used so far says they will finish.
+    when the time used so far says they will finish. ``fit_budget`` (``rounds_budget``), when given, fits
+    the booster's rate to that share before each target column's folds.
     """
     weights = fold_weights(profile, folds)
     oof_cols, test_cols = [], []
-    for kind, column in _columns_of(profile, y):
+    columns = _columns_of(profile, y)
+    for c, (kind, column) in enumerate(columns):
         target, inverse = _model_target(profile, column, spec) if kind == "regression" else (column, lambda p: p)
+        if fit_budget is not None:
+            fit_budget(kind, target, len(columns) - c)
         width = len(profile.classes or []) if kind == "multiclass" else 1
         oof_sum, test_sum, n_done = np.zeros((len(target), width)), np.zeros((n_test, width)), 0
         for s, seed in enumerate(spec.seeds):
@@ -72,6 +78,42 @@ def cross_fit(profile: CompetitionProfile, spec: ModelSpec, y: np.ndarray, folds
         oof_cols.append(oof_mean)
         test_cols.append(test_mean)
     return _stack(profile, oof_cols), _stack(profile, test_cols)
+
+
+# (kind, target, target columns still to fit) → None: fits the booster's rate to the time a fold has.
+BudgetFit = Callable[[str, np.ndarray, int], None]
+
+
+def rounds_budget(spec: ModelSpec, params: dict[str, Any], loop: dict[str, int], folds: Folds, deadline: Deadline,
+                  fit_fold: FoldFit) -> BudgetFit | None:
+    """The ``fit_budget`` of a booster whose spec says how many rounds its rate needs (``budget_rounds``).
+
+    It times short fits of the first fold (``fit_fold`` with ``loop["rounds"]`` lowered for the probe) and
+    sets ``params["learning_rate"]`` and ``loop["patience"]`` (``training.fit_rate_to_budget``), starting
+    from the spec's own rate and patience for each target column. None without ``budget_rounds``.
+    """
+    budget_rounds = spec.params.get("budget_rounds")
+    if not budget_rounds:
+        return None
+    rate, patience = params["learning_rate"], loop["patience"]
+
+    def fit_budget(kind: str, target: np.ndarray, columns_left: int) -> None:
+        def time_rounds(rounds: int) -> float:
+            saved = dict(loop)
+            loop.update(rounds=rounds, patience=rounds)
+            started = time.monotonic()
+            try:
+                fit_fold(kind, target, folds[0][0], folds[0][1], spec.seeds[0], float("inf"))
+            finally:
+                loop.update(saved)
+            return time.monotonic() - started
+
+        params["learning_rate"] = rate
+        loop["patience"] = fit_rate_to_budget(
+            params, int(budget_rounds), patience, time_rounds,
+            lambda: 0.8 * deadline.remaining() / (len(folds) * columns_left))
+
+    return fit_budget
 
 
 def _is_mae(profile: CompetitionProfile) -> bool:
@@ -115,9 +157,9 @@ def train_xgboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame,
         "nthread": thread_count(len(X)),
         "verbosity": 0,
     }
-    params.update({k: v for k, v in spec.params.items() if k not in ("n_rounds", "early_stopping")})
-    n_rounds = int(spec.params.get("n_rounds", 5000))
-    patience = int(spec.params.get("early_stopping", 100))
+    params.update({k: v for k, v in spec.params.items() if k not in LOOP_PARAMS})
+    # Rounds and early-stopping patience, which a probe of the time budget may change (``rounds_budget``).
+    loop = {"rounds": int(spec.params.get("n_rounds", 5000)), "patience": int(spec.params.get("early_stopping", 100))}
     # Columns with too many levels for native categories: frequency codes plus in-fold target encoding.
     encoded = encoded or {}
     n_classes = len(profile.classes or [])
@@ -142,21 +184,22 @@ def train_xgboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame,
         dvalid = xgb.DMatrix(X_va, target[va], enable_categorical=True, nthread=params["nthread"])
         dtest = xgb.DMatrix(X_te, enable_categorical=True, nthread=params["nthread"])
         try:
-            booster = xgb.train(task, dtrain, num_boost_round=n_rounds, evals=[(dvalid, "valid")],
-                                callbacks=_xgboost_callbacks(xgb, patience, stop_at), verbose_eval=False)
+            booster = xgb.train(task, dtrain, num_boost_round=loop["rounds"], evals=[(dvalid, "valid")],
+                                callbacks=_xgboost_callbacks(xgb, loop["patience"], stop_at), verbose_eval=False)
         except xgb.core.XGBoostError as exc:
             if task.get("device", "cpu") == "cpu":
                 raise
             # An XGBoost build without CUDA: the same model on the CPU rather than a failed attempt.
             log.warning("XGBoost GPU training unavailable (%s); using the CPU", exc)
             params["device"] = task["device"] = "cpu"
-            booster = xgb.train(task, dtrain, num_boost_round=n_rounds, evals=[(dvalid, "valid")],
-                                callbacks=_xgboost_callbacks(xgb, patience, stop_at), verbose_eval=False)
+            booster = xgb.train(task, dtrain, num_boost_round=loop["rounds"], evals=[(dvalid, "valid")],
+                                callbacks=_xgboost_callbacks(xgb, loop["patience"], stop_at), verbose_eval=False)
         best = getattr(booster, "best_iteration", None)
         rounds = (0, int(best) + 1) if best is not None else (0, 0)
         return booster.predict(dvalid, iteration_range=rounds), booster.predict(dtest, iteration_range=rounds)
 
-    return cross_fit(profile, spec, y, folds, deadline, len(X_test), fit_fold)
+    return cross_fit(profile, spec, y, folds, deadline, len(X_test), fit_fold,
+                     fit_budget=rounds_budget(spec, params, loop, folds, deadline, fit_fold))
 
 
 def _xgboost_callbacks(xgb: Any, patience: int, stop_at: float) -> list[Any]:
@@ -221,15 +264,14 @@ def train_catboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
         "verbose": False,
         "allow_writing_files": False,
     }
-    params.update({k: v for k, v in spec.params.items() if k not in ("n_rounds", "early_stopping")})
-    n_rounds = int(spec.params.get("n_rounds", 5000))
-    patience = int(spec.params.get("early_stopping", 100))
+    params.update({k: v for k, v in spec.params.items() if k not in LOOP_PARAMS})
+    loop = {"rounds": int(spec.params.get("n_rounds", 5000)), "patience": int(spec.params.get("early_stopping", 100))}
     test_pool = catboost.Pool(X_test, cat_features=categorical)
     n_classes = len(profile.classes or [])
 
     def fit_fold(kind: str, target: np.ndarray, tr: np.ndarray, va: np.ndarray, seed: int,
                  stop_at: float) -> tuple[np.ndarray, np.ndarray]:
-        task = dict(params, random_seed=seed, iterations=n_rounds, od_type="Iter", od_wait=patience,
+        task = dict(params, random_seed=seed, iterations=loop["rounds"], od_type="Iter", od_wait=loop["patience"],
                     use_best_model=True)
         if kind == "regression":
             task.setdefault("loss_function", "MAE" if _is_mae(profile) else "RMSE")
@@ -257,7 +299,8 @@ def train_catboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
             return model.predict_proba(valid_pool)[:, 1], model.predict_proba(test_pool)[:, 1]
         return model.predict_proba(valid_pool), model.predict_proba(test_pool)
 
-    return cross_fit(profile, spec, y, folds, deadline, len(X_test), fit_fold)
+    return cross_fit(profile, spec, y, folds, deadline, len(X_test), fit_fold,
+                     fit_budget=rounds_budget(spec, params, loop, folds, deadline, fit_fold))
 
 
 class _CatBoostTimeGuard:

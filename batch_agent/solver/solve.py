@@ -39,7 +39,7 @@ from batch_agent.solver.sandbox import TERM_GRACE_SECONDS, run_sandboxed
 from batch_agent.solver.shapes import flatten_competition
 from batch_agent.solver.source import resolve_source
 from batch_agent.solver.submission import validate_submission
-from batch_agent.solver.templates import TemplateAuthor, write_program
+from batch_agent.solver.templates import TemplateAuthor, lineage_of, write_program
 
 Progress = Callable[[str, str], None]
 # Fetches a competition URL into a folder and returns the folder with its files (the CLI passes Kaggle's).
@@ -56,7 +56,7 @@ SOFT_BUDGET_FRACTION = 0.8
 MAX_CALLS_IN_FLIGHT = 2
 # A model's first call waits for the first attempt's outcome, but never longer than this.
 FIRST_CALL_WAIT_SECONDS = 10.0
-# Improvements are asked of this many of the best programs in turn (a model author; the templates: the best).
+# Improvements are asked of this many of the best programs in turn (the templates: of the best lineages).
 IMPROVE_FROM_TOP = 3
 
 
@@ -583,13 +583,23 @@ class _Loop:
         return _Call("improve", parent)
 
     def _next_parent(self) -> Program | None:
-        """The program to improve next: among the best few, the one asked least so far (the better on ties)."""
+        """The program to improve next: among the best few, the one asked least so far (the better on ties).
+
+        The templates tune lineages (a booster family on one target scale, ``templates.lineage``): their
+        best few are the best program of each of the best few lineages, so the second-best family is tuned
+        too rather than three programs of the best one; programs they cannot tune are not among them.
+        """
         scores: dict[str, float] = {}
         for attempt in self.history:
             if attempt.ok and attempt.cv_score is not None and attempt.program in self._programs:
                 sign = 1.0 if self.higher_is_better else -1.0
                 scores[attempt.program] = max(scores.get(attempt.program, float("-inf")), sign * attempt.cv_score)
-        ranked = sorted(scores, key=lambda name: -scores[name])[: IMPROVE_FROM_TOP if self._model else 1]
+        ranked = sorted(scores, key=lambda name: -scores[name])
+        if not self._model:
+            lineages = {name: lineage_of(self._programs[name].code) for name in ranked}
+            best_of = {key: name for name, key in reversed(list(lineages.items())) if key is not None}
+            ranked = [name for name in ranked if best_of.get(lineages[name] or "") == name]
+        ranked = ranked[:IMPROVE_FROM_TOP]
         awake = [name for name in ranked if self._resting.get(name) != len(self.history)]
         if not awake:
             return None

@@ -4,7 +4,7 @@ Plans are chosen from the profile alone (size, feature kinds, metric); programs 
 readable code in the terms of the toolkit (``toolkit.py``): a features block and a
 model block whose parameters are literals, the same calls a model-written program
 makes. The template author reads a program's model back from those calls to make
-its lighter and reseeded variants. Stdlib + pydantic: the plan/generate/repair
+its lighter, tuned and reseeded variants. Stdlib + pydantic: the plan/generate/repair
 Lambdas import this module.
 """
 
@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from batch_agent.solver import portfolio
 from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, ModelSpec, Plan, Program
 
@@ -101,12 +102,22 @@ def _size(profile: CompetitionProfile) -> int:
 WIDE_CELLS = 1_000
 
 
+def _wide(profile: CompetitionProfile) -> bool:
+    n_outputs = len(profile.classes or []) if profile.task == "multiclass" else len(profile.target_columns)
+    return len(model_features(profile)) * max(1, n_outputs) > WIDE_CELLS
+
+
+def _table(profile: CompetitionProfile) -> portfolio.Table:
+    """What the tuning portfolio's configurations depend on (``portfolio.configurations``)."""
+    return portfolio.Table(rows=profile.n_train, features=len(model_features(profile)), wide=_wide(profile),
+                           categorical=_categorical_heavy(profile))
+
+
 def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
     small = profile.n_train < 3000
     large = _size(profile) > 20_000_000
     fast_params: dict[str, Any] = {"learning_rate": 0.1, "num_leaves": 15 if small else 31, "early_stopping": 50}
-    n_outputs = len(profile.classes or []) if profile.task == "multiclass" else len(profile.target_columns)
-    if len(model_features(profile)) * max(1, n_outputs) > WIDE_CELLS:
+    if _wide(profile):
         # A round costs one tree per class, each scanning every feature's bins, and on such tables the
         # validation loss keeps creeping down for hundreds of rounds: on 224 image features × 10 classes
         # the first model boosted ~900 rounds per fold for 86 s. A round cap, fewer bins and half the
@@ -180,6 +191,27 @@ _GPU_PARAMS: dict[str, dict[str, Any]] = {
     "catboost": {"task_type": "GPU"},
 }
 BOOSTERS = ("lightgbm", "xgboost", "catboost")
+# How the names of a booster's tuned variants start (``lineage``).
+_SHORT = {"lightgbm": "lgbm", "xgboost": "xgboost", "catboost": "catboost"}
+# Seed rounds of the best model, after its family's portfolio.
+SEED_ROUNDS = 3
+
+
+def lineage(spec: ModelSpec) -> str | None:
+    """What template tuning tunes: a booster family on one target scale (``lgbm``, ``catboost-log``...).
+
+    Every model of a lineage draws on one portfolio and one set of variant names, so the fast, the
+    regularised and the shallow LightGBM never each try the same configurations. None for other families.
+    """
+    if spec.family not in BOOSTERS:
+        return None
+    return _SHORT[spec.family] + ("-log" if spec.features.get("target") == "log" else "")
+
+
+def lineage_of(code: str) -> str | None:
+    """The ``lineage`` of a program in the templates' form; None for other programs and other families."""
+    found = spec_of(code)
+    return None if found is None else lineage(found[0])
 
 
 def render_program(profile: CompetitionProfile, plan: Plan, spec: ModelSpec, *, network: str | None = None) -> str:
@@ -378,21 +410,37 @@ class TemplateAuthor:
     def improve(
         self, profile: CompetitionProfile, plan: Plan, best: Program, history: list[AttemptResult]
     ) -> Program | None:
-        """More seeds of the best boosted model: a cheap, reliable gain while time remains."""
+        """The next untried variant of a boosted model's lineage: its family's portfolio, then new seeds.
+
+        Each configuration of ``portfolio.configurations`` once (``lgbm+p1``, ``lgbm+p2``...), then
+        SEED_ROUNDS reseeded copies of ``best`` (``lgbm+seeds1``...) at a learning rate of at most 0.03.
+        A variant keeps ``best``'s features and target scale; the blend and the holdout decide what is kept.
+        """
         found = spec_of(best.code)
         if found is None:
             return None
         spec = found[0]
-        if spec.family not in BOOSTERS:
+        key = lineage(spec)
+        if key is None:
             return None
         tried = {h.program for h in history}
-        for round_ in range(1, 4):
-            name = f"{spec.name.split('+')[0]}+seeds{round_}"
+        for number, (label, params) in enumerate(portfolio.configurations(spec.family, _table(profile)), start=1):
+            name = f"{key}+p{number}"
+            if name not in tried:
+                variant = ModelSpec(name=name, family=spec.family, params=params, seeds=[number],
+                                    features=dict(spec.features))
+                return Program(name=name, code=render_program(profile, plan, variant), origin="template",
+                               parent=best.name, note=f"{spec.family} tuning: the {label} configuration")
+        for round_ in range(1, SEED_ROUNDS + 1):
+            name = f"{key}+seeds{round_}"
             if name not in tried:
                 variant = spec.model_copy(deep=True)
                 variant.name = name
                 variant.seeds = [100 * round_ + s for s in range(3)]
-                variant.params["learning_rate"] = min(float(spec.params.get("learning_rate", 0.05)), 0.03)
+                rate = float(spec.params.get("learning_rate", 0.05))
+                variant.params["learning_rate"] = min(rate, 0.03)
+                if "budget_rounds" in spec.params:  # a tuned configuration: a lower rate needs more rounds
+                    variant.params["budget_rounds"] = round(int(spec.params["budget_rounds"]) * rate / min(rate, 0.03))
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
                                parent=best.name, note=f"the best {spec.family} model with new seeds")
         return None

@@ -11,6 +11,7 @@ writes the contract's files.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -49,6 +50,72 @@ def thread_count(n_rows: int) -> int:
     if cores > 1 and os.getloadavg()[0] > cores + 0.5:
         return 1
     return max(1, cores)
+
+
+# Keys of a booster's params that steer its training loop rather than the library: never passed on.
+LOOP_PARAMS = ("n_rounds", "early_stopping", "budget_rounds")
+# Rounds of the probe fits that time a round before a rate is fitted to the budget (``fit_rate_to_budget``).
+PROBE_ROUNDS = 10
+# The highest learning rate a tight time budget may raise a configuration's rate to.
+MAX_BUDGET_RATE = 0.3
+
+
+def rate_for_budget(rate: float, budget_rounds: int, patience: int, affordable: float) -> tuple[float, int]:
+    """The learning rate and early-stopping patience that fit ``budget_rounds`` rounds at ``rate`` in
+    ``affordable`` rounds.
+
+    Boosting trades rate for rounds: a model needing R rounds at rate r needs about R·r/r' at rate r'. When R
+    plus the patience fit, nothing changes; otherwise the patience shrinks to a quarter of what fits (at
+    least 10 rounds) and the rate rises so that the rest holds the model's rounds, at most to MAX_BUDGET_RATE.
+    """
+    if budget_rounds + patience <= affordable:
+        return rate, patience
+    patience = int(min(patience, max(10, affordable // 4)))
+    room = max(1.0, affordable - patience)
+    return min(MAX_BUDGET_RATE, max(rate, rate * budget_rounds / room)), patience
+
+
+def affordable_rounds(seconds: float, early: float, growth: float) -> float:
+    """Rounds that fit in ``seconds`` when round n costs ``early + growth * n`` seconds."""
+    if growth <= 0:
+        return seconds / early
+    return (math.sqrt(early * early + 2 * growth * seconds) - early) / growth
+
+
+def fit_rate_to_budget(params: dict[str, Any], budget_rounds: int | None, patience: int,
+                       time_rounds: Callable[[int], float], seconds: Callable[[], float]) -> int:
+    """Fit ``params["learning_rate"]`` to the time a fold has; returns the early-stopping patience to use.
+
+    ``time_rounds(n)``: the seconds of one fold's fit with ``n`` rounds; ``seconds()``: the time one fold's
+    fit may take. A fit of one round gives the fixed cost of a fit; fits of 1 + r rounds, r = PROBE_ROUNDS
+    and then 4× more, give what r rounds cost, until they take a sixteenth of the fold's time (or r reaches
+    ``budget_rounds``): at most about a third of one fold's time in all. A round's cost is not constant:
+    CatBoost's grew from 7 ms over its first 10 rounds to 28 ms over rounds 100-300 (its combinations of
+    categories grow with the trees), so the last two probes fit a cost that grows linearly with the
+    rounds, and the rounds that fit follow from it (``affordable_rounds``). Without ``budget_rounds``
+    nothing is probed.
+    """
+    if not budget_rounds:
+        return patience
+    one = time_rounds(1)
+    probes: list[tuple[int, float]] = []
+    rounds = PROBE_ROUNDS
+    while True:
+        probes.append((rounds, max(time_rounds(1 + rounds) - one, 1e-6)))
+        if probes[-1][1] >= seconds() / 16 or rounds >= budget_rounds:
+            break
+        rounds *= 4
+    (r1, t1), (r2, t2) = probes[-2:] if len(probes) > 1 else (probes[0], probes[0])
+    # Round n costing early + growth·n, r rounds cost r·early + growth·r²/2: two probes give both.
+    growth = max(0.0, 2 * (t2 / r2 - t1 / r1) / (r2 - r1)) if r2 > r1 else 0.0
+    early = max(1e-6, t2 / r2 - growth * r2 / 2)
+    affordable = affordable_rounds(max(0.0, seconds()), early, growth)
+    rate, fitted = rate_for_budget(float(params["learning_rate"]), int(budget_rounds), patience, affordable)
+    log.info("%.0f rounds fit in a fold's time (a round %.4f s + %.6f s per round before it; probed up to %d): "
+             "learning rate %.3f → %.3f, patience %d", affordable, early, growth, r2, params["learning_rate"],
+             rate, fitted)
+    params["learning_rate"] = rate
+    return fitted
 
 
 class Deadline:
@@ -396,12 +463,12 @@ def train_lightgbm(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
         "verbosity": -1,
         "num_threads": thread_count(len(X)),
     }
-    params.update({k: v for k, v in spec.params.items() if k not in ("n_rounds", "early_stopping")})
+    params.update({k: v for k, v in spec.params.items() if k not in LOOP_PARAMS})
     n_rounds = int(spec.params.get("n_rounds", 5000))
-    patience = int(spec.params.get("early_stopping", 100))
     weights = fold_weights(profile, folds)
     oof_cols, test_cols = [], []
-    for kind, target in _columns_of(profile, y):
+    columns = _columns_of(profile, y)
+    for c, (kind, target) in enumerate(columns):
         target, inverse = _model_target(profile, target, spec) if kind == "regression" else (target, lambda p: p)
         task_params = dict(params)
         if kind == "binary":
@@ -410,6 +477,20 @@ def train_lightgbm(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
             task_params.update(objective="multiclass", num_class=len(profile.classes or []))
         else:
             task_params.setdefault("objective", "l1" if profile.metric in ("mae", "medae") else "regression")
+
+        def time_rounds(rounds: int, task_params: dict[str, Any] = task_params, target: np.ndarray = target) -> float:
+            tr, va = folds[0]
+            started = time.monotonic()
+            dtrain = lgb.Dataset(X.iloc[tr], target[tr])
+            _train_booster(lgb, task_params, dtrain, lgb.Dataset(X.iloc[va], target[va], reference=dtrain),
+                           rounds, rounds, float("inf"))
+            return time.monotonic() - started
+
+        def fold_seconds(fits_left: int = len(folds) * (len(columns) - c)) -> float:
+            return 0.8 * deadline.remaining() / fits_left  # this column's folds and the other columns' after it
+
+        patience = fit_rate_to_budget(task_params, spec.params.get("budget_rounds"),
+                                      int(spec.params.get("early_stopping", 100)), time_rounds, fold_seconds)
         oof_sum: np.ndarray | None = None
         test_sum: np.ndarray | None = None
         for s, seed in enumerate(spec.seeds):

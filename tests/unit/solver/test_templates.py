@@ -82,7 +82,7 @@ def test_repair_gives_one_lighter_variant_and_then_stops() -> None:
     assert author.repair(prof, fixed, failure(fixed.name)) is None
 
 
-def test_improve_adds_seed_rounds_to_the_best_lightgbm_then_runs_out() -> None:
+def test_improve_tunes_the_best_lightgbm_then_adds_seed_rounds_then_runs_out() -> None:
     author = TemplateAuthor()
     prof = profile()
     plan = author.plan(prof, 120)
@@ -92,7 +92,9 @@ def test_improve_adds_seed_rounds_to_the_best_lightgbm_then_runs_out() -> None:
     while (program := author.improve(prof, plan, best, history)) is not None:
         names.append(program.name)
         history.append(failure(program.name).model_copy(update={"program": program.name}))
-    assert names == ["lgbm-fast+seeds1", "lgbm-fast+seeds2", "lgbm-fast+seeds3"]
+    tuned = [name for name in names if "+p" in name]
+    assert tuned == [f"lgbm+p{i}" for i in range(1, len(tuned) + 1)] and len(tuned) >= 3
+    assert names[len(tuned):] == ["lgbm+seeds1", "lgbm+seeds2", "lgbm+seeds3"]
 
 
 def test_improve_adds_seeds_to_the_best_catboost_too() -> None:
@@ -100,7 +102,8 @@ def test_improve_adds_seeds_to_the_best_catboost_too() -> None:
     prof = profile()
     plan = author.plan(prof, 120)
     best = next(p for p in author.draft(prof, plan) if p.name == "catboost")
-    program = author.improve(prof, plan, best, [])
+    tuned = [f"catboost+p{i}" for i in range(1, 6)]
+    program = author.improve(prof, plan, best, [failure(name) for name in tuned])
     assert program is not None and program.name == "catboost+seeds1"
     found = spec_of(program.code)
     assert found is not None and found[0].family == "catboost" and len(found[0].seeds) == 3
@@ -139,7 +142,8 @@ def test_improve_builds_on_a_parameter_edited_in_the_programs_code() -> None:
     best = author.draft(prof, plan)[0]
     edited = best.model_copy(update={"code": best.code.replace('"num_leaves": 15', '"num_leaves": 12')})
     assert edited.code != best.code
-    program = author.improve(prof, plan, edited, [])
+    tuned = [failure(f"lgbm+p{i}") for i in range(1, 6)]  # the portfolio done: the seeds copy the program
+    program = author.improve(prof, plan, edited, tuned)
     found = spec_of(program.code) if program is not None else None
     assert found is not None and found[0].params["num_leaves"] == 12
 
