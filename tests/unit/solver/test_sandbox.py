@@ -288,15 +288,19 @@ def test_interrupted_parent_kills_the_program_before_re_raising(tmp_path: Path) 
     pid_file = tmp_path / "run" / "child.pid"
 
     def interrupt_when_started() -> None:
-        deadline = time.monotonic() + 10
+        # Sandboxes start slowly on a loaded machine; an interrupt sent before the program runs, or after
+        # the run ended, would test nothing (or hit another test), so it is only sent to a running program.
+        deadline = time.monotonic() + 60
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.1)
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        if pid_file.exists():
+            time.sleep(0.1)
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, code, time_limit=30, memory_limit_mb=500)
+        result = _run(tmp_path, code, time_limit=90, memory_limit_mb=500)
+        pytest.fail(f"the run ended before it was interrupted: {result}")
     assert pid_file.exists()
     assert _no_process_left_in(tmp_path / "run")
 
