@@ -432,6 +432,12 @@ class _Loop:
         self._improvements: Counter[str] = Counter()
         self._resting: dict[str, int] = {}
         self._model = False
+        # With a model writing, the templates keep tuning their best lineages from their own plan, inline (a
+        # template's improvement is rendered, not written), with their own counts.
+        self._templates = TemplateAuthor()
+        self._template_plan: Plan | None = None
+        self._template_tuned: Counter[str] = Counter()
+        self._template_resting: dict[str, int] = {}
         self._plan_pending = False
         self._drafts_asked = 0
         self._loop_started = time.monotonic()
@@ -447,6 +453,7 @@ class _Loop:
         queue never runs dry while the author writes.
         """
         self.plan, self._model, self._plan_pending = plan, model, model
+        self._template_plan = plan
         self._loop_started = time.monotonic()
         for program in programs:
             self._enqueue(program, "draft")
@@ -490,6 +497,8 @@ class _Loop:
         # One program at a time until the first success: a second one beside it would share the machine
         # with it and delay the first valid submission (measured: README, benchmarks/llm_replay.py).
         slots = self.slots if self.best is not None else 1
+        if len(self._training) < slots:
+            self._add_template_improvement()
         while self._ready and len(self._training) < slots and self._can_start():
             waiting = self._ready.pop(self._next_ready())
             self._last_rank = waiting.rank
@@ -512,12 +521,35 @@ class _Loop:
         the model's programs (the chance of something better) instead of one crowding out the other.
         """
         first = self._ready[0]
-        turn = {_RANKS["model"]: _RANKS["template"], _RANKS["template"]: _RANKS["model"]}.get(self._last_rank)
-        if first.rank in (_RANKS["model"], _RANKS["template"]) and turn is not None and first.rank != turn:
-            for index, waiting in enumerate(self._ready):
-                if waiting.rank == turn:
-                    return index
+        templates = (_RANKS["template"], _RANKS["template-improve"])
+        if first.rank == _RANKS["repair"] or self._last_rank not in (_RANKS["model"], *templates):
+            return 0
+        # After a model's program a template's turn (a draft before an improvement), and the other way round.
+        wanted = templates if self._last_rank == _RANKS["model"] else (_RANKS["model"],)
+        for index, waiting in enumerate(self._ready):
+            if waiting.rank in wanted:
+                return index
         return 0
+
+    def _add_template_improvement(self) -> None:
+        """With a model writing, queue the templates' next tuning step when no template program is waiting.
+
+        Without it the portfolio's tuning (``templates.improve``) never ran beside a model, whose
+        improvements it asks instead: measured with the scripted model, a run with the model then
+        finished fewer, weaker attempts than the same run without one. The tuning step takes turns
+        with the model's programs (``_next_ready``), so neither crowds the other out.
+        """
+        if not self._model or self.best is None or self._template_plan is None or not self._can_start():
+            return
+        if any(waiting.program.origin == "template" for waiting in self._ready):
+            return
+        parent = self._next_parent(templates=True)
+        if parent is None:
+            return
+        self._template_tuned[parent.name] += 1
+        improved = self._templates.improve(self.profile, self._template_plan, parent, list(self.history))
+        if not (isinstance(improved, Program) and self._enqueue(improved, "improve")):
+            self._template_resting[parent.name] = len(self.history)
 
     def _budget(self, kind: str, *, model: bool = False) -> float:
         """The soft budget of the next attempt: all the time left until a first success, then a fair share.
@@ -582,7 +614,7 @@ class _Loop:
         self._improvements[parent.name] += 1
         return _Call("improve", parent)
 
-    def _next_parent(self) -> Program | None:
+    def _next_parent(self, *, templates: bool = False) -> Program | None:
         """The program to improve next: among the best few, the one asked least so far (the better on ties).
 
         The templates tune lineages (a booster family on one target scale, ``templates.lineage``): their
@@ -595,15 +627,18 @@ class _Loop:
                 sign = 1.0 if self.higher_is_better else -1.0
                 scores[attempt.program] = max(scores.get(attempt.program, float("-inf")), sign * attempt.cv_score)
         ranked = sorted(scores, key=lambda name: -scores[name])
-        if not self._model:
+        tuning = templates or not self._model
+        if tuning:
             lineages = {name: lineage_of(self._programs[name].code) for name in ranked}
             best_of = {key: name for name, key in reversed(list(lineages.items())) if key is not None}
             ranked = [name for name in ranked if best_of.get(lineages[name] or "") == name]
         ranked = ranked[:IMPROVE_FROM_TOP]
-        awake = [name for name in ranked if self._resting.get(name) != len(self.history)]
+        asked, resting = ((self._template_tuned, self._template_resting) if templates
+                          else (self._improvements, self._resting))
+        awake = [name for name in ranked if resting.get(name) != len(self.history)]
         if not awake:
             return None
-        return self._programs[min(awake, key=lambda name: (self._improvements[name], ranked.index(name)))]
+        return self._programs[min(awake, key=lambda name: (asked[name], ranked.index(name)))]
 
     def _call_function(self, call: _Call) -> Callable[[], Any]:
         profile, plan = self.profile, self.plan

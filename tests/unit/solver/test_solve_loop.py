@@ -197,3 +197,60 @@ def test_a_template_s_time_share_does_not_shrink_while_the_model_writes(competit
     assert loop._budget("draft") == pytest.approx(quiet_template, abs=0.5)
     # the model's own programs share with the ones it is still writing
     assert loop._budget("draft", model=True) < quiet_model - 5
+
+
+class _SlowModel(ScriptedAuthor):
+    name = "scripted-model"  # not the templates: the loop treats it as a model
+
+
+def test_beside_a_model_the_templates_keep_tuning_their_best_lineage_in_turn_with_the_model(tmp_path: Path) -> None:
+    from batch_agent.solver.solve import _Loop, _Ready
+    from batch_agent.solver.templates import TemplateAuthor
+    from tests.unit.solver.test_portfolio import profile as table_profile
+
+    profile = table_profile()
+    templates = TemplateAuthor()
+    plan = templates.plan(profile, 300)
+    lgbm = next(p for p in templates.draft(profile, plan) if p.name == "lgbm")
+    loop = _Loop(profile, options(tmp_path), _SlowModel([]), tmp_path, deadline=time.monotonic() + 300,
+                 progress=lambda *_: None, higher_is_better=True, slots=2)
+    loop.plan, loop._model, loop._template_plan = plan, True, plan
+    loop._programs["lgbm"] = lgbm
+    scored = AttemptResult(number=1, program="lgbm", origin="template", workdir=str(tmp_path), ok=True,
+                           cv_score=0.9, seconds=1.0)
+    loop.history.append(scored)
+    loop.best = (lgbm, scored)
+
+    loop._add_template_improvement()
+    loop._add_template_improvement()  # one tuning step waits at a time
+    tuned = [w.program for w in loop._ready]
+    assert [p.name for p in tuned] == ["lgbm+p1"] and tuned[0].origin == "template"
+
+    # A model's program and the tuning step take turns, whichever arrived first.
+    loop._ready.append(_Ready(1, 99, Program(name="model-draft", code="pass", origin="llm-draft"), "draft"))
+    loop._ready.sort(key=lambda w: (w.rank, w.order))
+    loop._last_rank = 1  # a model's program started last
+    assert loop._ready[loop._next_ready()].program.name == "lgbm+p1"
+    loop._last_rank = 3  # a tuning step started last
+    assert loop._ready[loop._next_ready()].program.name == "model-draft"
+
+
+def test_without_a_model_the_loop_adds_no_tuning_steps_of_its_own(tmp_path: Path) -> None:
+    from batch_agent.solver.solve import _Loop
+    from batch_agent.solver.templates import TemplateAuthor
+    from tests.unit.solver.test_portfolio import profile as table_profile
+
+    profile = table_profile()
+    templates = TemplateAuthor()
+    plan = templates.plan(profile, 300)
+    lgbm = next(p for p in templates.draft(profile, plan) if p.name == "lgbm")
+    loop = _Loop(profile, options(tmp_path), templates, tmp_path, deadline=time.monotonic() + 300,
+                 progress=lambda *_: None, higher_is_better=True, slots=2)
+    loop.plan, loop._template_plan = plan, plan
+    loop._programs["lgbm"] = lgbm
+    scored = AttemptResult(number=1, program="lgbm", origin="template", workdir=str(tmp_path), ok=True,
+                           cv_score=0.9, seconds=1.0)
+    loop.history.append(scored)
+    loop.best = (lgbm, scored)
+    loop._add_template_improvement()
+    assert loop._ready == []  # the template author's own improvement calls do the tuning
