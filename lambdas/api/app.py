@@ -76,8 +76,10 @@ def create_app(
         description="Start a job on a Kaggle competition, follow it, download its submission.csv.",
     )
 
-    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+    async def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
         # In AWS, API Gateway checks usage-plan keys before the Lambda runs; this guards local serving.
+        # A coroutine although it awaits nothing: FastAPI hands a plain function to its thread pool, a
+        # second thread hop per request (the endpoint's is the first) for a string comparison.
         if settings.api_key and not (x_api_key and hmac.compare_digest(x_api_key, settings.api_key)):
             raise _Unauthorised()
 
