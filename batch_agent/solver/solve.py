@@ -65,7 +65,10 @@ class SolveOptions(BaseModel):
     metric: str | None = None
     workdir: Path | None = None
     memory_limit_mb: int = 8192
-    max_attempts: int = 20
+    # A safety net, not the budget: the time limit bounds a run. The first pass (8-9 templates) and the
+    # tuning of three lineages (portfolio and seeds: 7 each) come to 29-30; a cap of 20 ended 600 s runs on
+    # small tables after ~200 s with time and tuning steps left.
+    max_attempts: int = 40
     # Repairs per lineage (a failed program, its repair, the repair's repair...), not one count for the run.
     max_repairs: int = 2
     # First drafts a model-backed author is asked for (a call each, at most MAX_CALLS_IN_FLIGHT at once).
