@@ -299,7 +299,7 @@ def solve(
                          " (use --compute gpu on a GPU machine, or the default CPU run)")
     slots = training_slots(profile, options, isolation)
     loop = _Loop(profile, options, author, workdir, deadline, progress, metric.higher_is_better, remote_attempt,
-                 slots=slots)
+                 slots=slots, templates=templates)
     model = author.name != TemplateAuthor.name
     # A model-backed author spends its first seconds, or minutes, planning and drafting. The templates train
     # meanwhile (the fastest first), so the first valid submission does not wait for the model; the model's
@@ -404,7 +404,8 @@ class _Loop:
 
     def __init__(self, profile: CompetitionProfile, options: SolveOptions, author: ProgramAuthor,
                  workdir: Path, deadline: float, progress: Progress, higher_is_better: bool,
-                 remote_attempt: RemoteAttempt | None = None, *, slots: int = 1) -> None:
+                 remote_attempt: RemoteAttempt | None = None, *, slots: int = 1,
+                 templates: ProgramAuthor | None = None) -> None:
         self.profile, self.options, self.author = profile, options, author
         self.remote_attempt = remote_attempt
         self.workdir, self.deadline, self.progress = workdir, deadline, progress
@@ -437,7 +438,7 @@ class _Loop:
         self._model = False
         # With a model writing, the templates keep tuning their best lineages from their own plan, inline (a
         # template's improvement is rendered, not written), with their own counts.
-        self._templates = TemplateAuthor()
+        self._templates: ProgramAuthor = templates or TemplateAuthor()
         self._template_plan: Plan | None = None
         self._template_tuned: Counter[str] = Counter()
         self._template_resting: dict[str, int] = {}
@@ -545,6 +546,11 @@ class _Loop:
         if not self._model or self.best is None or self._template_plan is None or not self._can_start():
             return
         if any(waiting.program.origin == "template" for waiting in self._ready):
+            return
+        # The attempts left go first to the model's programs, waiting or being written: a run capped at a few
+        # attempts tries what the model writes rather than spending them on tuning.
+        coming = sum(1 for waiting in self._ready if waiting.program.origin != "template") + len(self._calls)
+        if self._started + coming + 1 > self.options.max_attempts:
             return
         parent = self._next_parent(templates=True)
         if parent is None:
