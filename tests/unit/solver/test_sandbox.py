@@ -287,6 +287,8 @@ def test_interrupted_parent_kills_the_program_before_re_raising(tmp_path: Path) 
     code = "import os, time\nopen('child.pid', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
     pid_file = tmp_path / "run" / "child.pid"
 
+    sent: list[float] = []
+
     def interrupt_when_started() -> None:
         # Sandboxes start slowly on a loaded machine; an interrupt sent before the program runs, or after
         # the run ended, would test nothing (or hit another test), so it is only sent to a running program.
@@ -295,12 +297,22 @@ def test_interrupted_parent_kills_the_program_before_re_raising(tmp_path: Path) 
             time.sleep(0.02)
         if pid_file.exists():
             time.sleep(0.1)
+            sent.append(time.monotonic())
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
-    threading.Thread(target=interrupt_when_started, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        result = _run(tmp_path, code, time_limit=90, memory_limit_mb=500)
-        pytest.fail(f"the run ended before it was interrupted: {result}")
+    # Ctrl-C as the CLI gets it: Python's own handler. Native code that other tests of this worker ran
+    # in-process may have left the process's SIGINT disposition elsewhere (the interrupt was once ignored
+    # in a full parallel run: the program slept its 60 s out).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_when_started, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            result = _run(tmp_path, code, time_limit=90, memory_limit_mb=500)
+            pytest.fail(f"the run ended uninterrupted; interrupt sent after "
+                        f"{[round(t - started, 1) for t in sent]} s; {result}")
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     assert pid_file.exists()
     assert _no_process_left_in(tmp_path / "run")
 
