@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from batch_agent.solver.competition import CompetitionProfile  # noqa: E402
 from batch_agent.solver.errors import InputError  # noqa: E402
 from batch_agent.solver.profiling import normalise_id, profile_competition  # noqa: E402
-from benchmarks.quality import competition_folders, grade  # noqa: E402
+from benchmarks.quality import competition_folders, grade, table_cell  # noqa: E402
 
 SYSTEMS = ("autogluon-medium", "autogluon-best", "flaml")
 DEFAULT_AUTOML_PYTHON = ROOT / ".automl-venv" / "bin" / "python"
@@ -218,12 +218,6 @@ def run_one(slug: str, folder: Path, base: Path, system: str, time_limit: float,
     return row
 
 
-def _fmt(value: object, digits: int = 4) -> str:
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return "-" if value is None else str(value)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dir", type=Path)
@@ -260,9 +254,9 @@ def main() -> int:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        cells = [r["slug"], r["metric"], r["system"], _fmt(r["time_limit"], 0), _fmt(r["score"]),
-                 _fmt(r["seconds"], 1), r["status"]]
-        print("| " + " | ".join(_fmt(c) for c in cells) + " |")
+        cells = [r["slug"], r["metric"], r["system"], table_cell(r["time_limit"], 0), table_cell(r["score"]),
+                 table_cell(r["seconds"], 1), r["status"]]
+        print("| " + " | ".join(table_cell(c) for c in cells) + " |")
     return 0
 
 

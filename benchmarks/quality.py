@@ -182,7 +182,7 @@ def run_baselines(slug: str, folder: Path, base: Path, workroot: Path) -> dict[s
     return scores
 
 
-def _fmt(value: object, digits: int = 4) -> str:
+def table_cell(value: object, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return "-" if value is None else str(value)
@@ -219,12 +219,13 @@ def main() -> int:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        cells = [r["slug"], r["metric"], _fmt(r["cv"]), _fmt(r["score"])]
+        cells = [r["slug"], r["metric"], table_cell(r["cv"]), table_cell(r["score"])]
         if args.baselines:
-            cells += [_fmt(r["constant"]), _fmt(r["lightgbm"])]
-        cells += [_fmt(r["seconds"], 1), _fmt(r["first_valid"], 1), _fmt(r["attempts"]), str(r["best"])[:60]]
+            cells += [table_cell(r["constant"]), table_cell(r["lightgbm"])]
+        cells += [table_cell(r["seconds"], 1), table_cell(r["first_valid"], 1), table_cell(r["attempts"]),
+                  str(r["best"])[:60]]
         if with_llm:
-            cells += [_fmt(r["tokens"]), _fmt(r["cost_usd"], 3)]
+            cells += [table_cell(r["tokens"]), table_cell(r["cost_usd"], 3)]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     return 0
 

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,12 +200,9 @@ def test_a_template_s_time_share_does_not_shrink_while_the_model_writes(competit
     assert loop._budget("draft", model=True) < quiet_model - 5
 
 
-class _SlowModel(ScriptedAuthor):
-    name = "scripted-model"  # not the templates: the loop treats it as a model
-
-
-def test_beside_a_model_the_templates_keep_tuning_their_best_lineage_in_turn_with_the_model(tmp_path: Path) -> None:
-    from batch_agent.solver.solve import _Loop, _Ready
+def _loop_after_lgbm(tmp_path: Path, author: object, *, model: bool) -> Any:
+    """A two-slot loop whose one attempt so far, the templates' lgbm, scored."""
+    from batch_agent.solver.solve import _Loop
     from batch_agent.solver.templates import TemplateAuthor
     from tests.unit.solver.test_portfolio import profile as table_profile
 
@@ -212,14 +210,25 @@ def test_beside_a_model_the_templates_keep_tuning_their_best_lineage_in_turn_wit
     templates = TemplateAuthor()
     plan = templates.plan(profile, 300)
     lgbm = next(p for p in templates.draft(profile, plan) if p.name == "lgbm")
-    loop = _Loop(profile, options(tmp_path), _SlowModel([]), tmp_path, deadline=time.monotonic() + 300,
+    loop = _Loop(profile, options(tmp_path), author, tmp_path, deadline=time.monotonic() + 300,  # type: ignore[arg-type]
                  progress=lambda *_: None, higher_is_better=True, slots=2)
-    loop.plan, loop._model, loop._template_plan = plan, True, plan
+    loop.plan, loop._model, loop._template_plan = plan, model, plan
     loop._programs["lgbm"] = lgbm
     scored = AttemptResult(number=1, program="lgbm", origin="template", workdir=str(tmp_path), ok=True,
                            cv_score=0.9, seconds=1.0)
     loop.history.append(scored)
     loop.best = (lgbm, scored)
+    return loop
+
+
+class _SlowModel(ScriptedAuthor):
+    name = "scripted-model"  # not the templates: the loop treats it as a model
+
+
+def test_beside_a_model_the_templates_keep_tuning_their_best_lineage_in_turn_with_the_model(tmp_path: Path) -> None:
+    from batch_agent.solver.solve import _Ready
+
+    loop = _loop_after_lgbm(tmp_path, _SlowModel([]), model=True)
 
     loop._add_template_improvement()
     loop._add_template_improvement()  # one tuning step waits at a time
@@ -236,21 +245,8 @@ def test_beside_a_model_the_templates_keep_tuning_their_best_lineage_in_turn_wit
 
 
 def test_without_a_model_the_loop_adds_no_tuning_steps_of_its_own(tmp_path: Path) -> None:
-    from batch_agent.solver.solve import _Loop
     from batch_agent.solver.templates import TemplateAuthor
-    from tests.unit.solver.test_portfolio import profile as table_profile
 
-    profile = table_profile()
-    templates = TemplateAuthor()
-    plan = templates.plan(profile, 300)
-    lgbm = next(p for p in templates.draft(profile, plan) if p.name == "lgbm")
-    loop = _Loop(profile, options(tmp_path), templates, tmp_path, deadline=time.monotonic() + 300,
-                 progress=lambda *_: None, higher_is_better=True, slots=2)
-    loop.plan, loop._template_plan = plan, plan
-    loop._programs["lgbm"] = lgbm
-    scored = AttemptResult(number=1, program="lgbm", origin="template", workdir=str(tmp_path), ok=True,
-                           cv_score=0.9, seconds=1.0)
-    loop.history.append(scored)
-    loop.best = (lgbm, scored)
+    loop = _loop_after_lgbm(tmp_path, TemplateAuthor(), model=False)
     loop._add_template_improvement()
     assert loop._ready == []  # the template author's own improvement calls do the tuning
