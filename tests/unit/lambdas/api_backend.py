@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from batch_agent.local.stack import ACCOUNT, REGION, jobs_table_definition
@@ -38,3 +39,13 @@ def api_backend() -> Iterator[ApiSettings]:
             roleArn=role,
         )
         yield ApiSettings(jobs_table=TABLE, artifacts_bucket=BUCKET, state_machine_arn=STATE_MACHINE_ARN)
+
+
+@contextmanager
+def offline_api_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiSettings]:
+    """``api_backend`` with test credentials in the environment and no endpoint pointing boto3 elsewhere."""
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with api_backend() as api_settings:
+        yield api_settings

@@ -12,7 +12,7 @@ from batch_agent.service.job_requests import FinishedJobCache, RunRequest, api_c
 from batch_agent.service.jobs import JobNotFoundError
 from batch_agent.service.settings import ApiSettings
 from lambdas.api.app import create_app
-from tests.unit.lambdas.api_backend import AWS_ENV, api_backend
+from tests.unit.lambdas.api_backend import offline_api_backend
 
 URL = "https://www.kaggle.com/competitions/titanic"
 
@@ -27,10 +27,7 @@ class _Clock:
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiSettings]:
-    for key, value in AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with api_backend() as api_settings:
+    with offline_api_backend(monkeypatch) as api_settings:
         yield api_settings
 
 

@@ -16,17 +16,14 @@ from batch_agent.service.jobs import JobRecord
 from batch_agent.service.leaderboard_sync import HistoryPoint, LeaderboardHistory, history_key, snapshot_key
 from batch_agent.service.settings import ApiSettings
 from lambdas.api.app import create_app
-from tests.unit.lambdas.api_backend import AWS_ENV, BUCKET, TABLE, api_backend
+from tests.unit.lambdas.api_backend import BUCKET, TABLE, offline_api_backend
 
 SLUG = "house-prices"
 
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiSettings]:
-    for key, value in AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with api_backend() as api_settings:
+    with offline_api_backend(monkeypatch) as api_settings:
         yield api_settings.model_copy(update={"leaderboard_cache_s": 0.0})
 
 

@@ -14,17 +14,14 @@ from batch_agent.service import job_starter, jobs
 from batch_agent.service.job_requests import api_clients
 from batch_agent.service.settings import ApiSettings
 from lambdas.api.app import create_app
-from tests.unit.lambdas.api_backend import AWS_ENV, BUCKET, STATE_MACHINE_ARN, TABLE, api_backend
+from tests.unit.lambdas.api_backend import BUCKET, STATE_MACHINE_ARN, TABLE, offline_api_backend
 
 URL = "https://www.kaggle.com/competitions/titanic"
 
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiSettings]:
-    for key, value in AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with api_backend() as api_settings:
+    with offline_api_backend(monkeypatch) as api_settings:
         yield api_settings
 
 
