@@ -10,6 +10,7 @@ import pandas as pd
 
 from benchmarks.llm_replay import run_one
 from tests.fakes.anthropic_server import FakeAnthropic, fake_anthropic
+from tests.integration.llm.auc_competition import write_auc_competition
 
 __all__ = ["fake_anthropic"]
 
@@ -22,13 +23,7 @@ def make_competition(folder: Path) -> Path:
     y = (x[:, 0] + 0.5 * x[:, 1] + (colour == "red") + rng.normal(0, 0.8, n_train + n_test) > 0.3).astype(int)
     frame = pd.DataFrame({"id": np.arange(n_train + n_test), "x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2],
                           "colour": colour, "target": y})
-    folder.mkdir(parents=True)
-    frame.iloc[:n_train].to_csv(folder / "train.csv", index=False)
-    frame.iloc[n_train:].drop(columns="target").to_csv(folder / "test.csv", index=False)
-    pd.DataFrame({"id": frame.iloc[n_train:]["id"], "target": 0.5}).to_csv(folder / "sample_submission.csv",
-                                                                          index=False)
-    (folder / "description.md").write_text("Submissions are evaluated on area under the ROC curve.\n")
-    return folder
+    return write_auc_competition(folder, frame, n_train)
 
 
 def test_the_replay_benchmark_counts_the_scripted_models_calls_leak_and_programs(

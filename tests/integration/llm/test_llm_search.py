@@ -21,6 +21,7 @@ from batch_agent.solver.solve import SolveOptions, solve
 from batch_agent.solver.submission import validate_submission
 from batch_agent.solver.templates import TemplateAuthor
 from tests.fakes.anthropic_server import FakeAnthropic, Recorded, Reply, error_reply, fake_anthropic, tool_reply
+from tests.integration.llm.auc_competition import write_auc_competition
 from tests.integration.llm.test_llm_solve import (
     PARITY,
     PLAN_INPUT,
@@ -81,14 +82,7 @@ def three_digits(tmp_path: Path) -> Path:
     target = (digits.sum(axis=1) % 2) ^ (rng.random(n_train + n_test) < 0.15)
     frame = pd.DataFrame({"id": np.arange(n_train + n_test) + 100, "a": digits[:, 0], "b": digits[:, 1],
                           "c": digits[:, 2], "target": target.astype(int)})
-    folder = tmp_path / "three-digits"
-    folder.mkdir()
-    frame.iloc[:n_train].to_csv(folder / "train.csv", index=False)
-    frame.iloc[n_train:].drop(columns="target").to_csv(folder / "test.csv", index=False)
-    pd.DataFrame({"id": frame.iloc[n_train:]["id"], "target": 0.5}).to_csv(folder / "sample_submission.csv",
-                                                                          index=False)
-    (folder / "description.md").write_text("Submissions are evaluated on area under the ROC curve.\n")
-    return folder
+    return write_auc_competition(tmp_path / "three-digits", frame, n_train)
 
 
 class FirstTemplates:
