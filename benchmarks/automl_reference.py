@@ -230,6 +230,11 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="keep each fit's spec, log, predictions and submission here "
                         "(default: a temporary folder, removed at the end)")
     args = parser.parse_args()
+    # Each fit runs in its own working folder, where relative paths would not be found; absolute()
+    # (not resolve()) keeps the venv's own python link, which is what makes it the venv's.
+    args.automl_python = args.automl_python.absolute()
+    args.dir = args.dir.absolute()
+    args.keep = args.keep.absolute() if args.keep else None
     if not args.automl_python.is_file():
         print(f"no AutoML python at {args.automl_python}: run `make bench-automl` to create the venv",
               file=sys.stderr)
