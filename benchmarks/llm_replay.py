@@ -3,6 +3,7 @@
     python benchmarks/llm_replay.py ../shared/competitions --time-limit 120
     python benchmarks/llm_replay.py ../shared/competitions --speed 0.1 --only titanic-survival
     python benchmarks/llm_replay.py ../shared/competitions --modes no-llm --slots 1   # one program at a time
+    python benchmarks/llm_replay.py ../shared/competitions --repeat 3   # the run-to-run noise of each row
 
 Each run is a real `kaggle-solver run` process. For the model's runs, a fake
 Messages API (``tests/fakes/anthropic_server.py``: the wire protocol, streamed
@@ -27,6 +28,9 @@ the share of the cores' time the run kept busy (CPU seconds of the run and its
 programs over cores × wall seconds; the machine's load beside it), when the
 first valid submission was written, model calls, model programs that ran
 (valid / rejected as leaks / failed), and whether any entered the final blend.
+With ``--repeat N`` every run is made N times and a second table gives, per
+competition and mode, the mean and range of the graded score and of the first
+valid submission, and the model's mean against --no-llm's and its spread.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from batch_agent.llm.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL  # noqa: E402
+from batch_agent.solver.metrics import get_metric  # noqa: E402
 from batch_agent.solver.profiling import profile_competition  # noqa: E402
 from benchmarks.quality import competition_folders  # noqa: E402
 from tests.fakes.anthropic_server import FakeAnthropic, Recorded, Reply, tool_reply, usage  # noqa: E402
@@ -322,27 +328,66 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], real: bool) -> None:
-    header = ["competition", "mode", "graded score", "CV", "attempts", "slots", "cores busy", "load",
+    header = ["run", "competition", "mode", "graded score", "CV", "attempts", "slots", "cores busy", "load",
               "first valid (s)", "model calls", "model programs ok/leak/failed", "model in blend"]
     if real:
         header += ["tokens", "cost ($)", "gain vs no-llm"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    baseline = {r["slug"]: r["score"] for r in rows if r["mode"] == "no-llm"}
+    baseline = {(r["slug"], r.get("repeat", 1)): r["score"] for r in rows if r["mode"] == "no-llm"}
     for r in rows:
         model = r["mode"] != "no-llm"
-        cells = [r["slug"], r["mode"], _number(r["score"]), _number(r["cv"]), str(r["attempts"] or "-"),
+        cells = [str(r.get("repeat", 1)), r["slug"], r["mode"], _number(r["score"]), _number(r["cv"]),
+                 str(r["attempts"] or "-"),
                  str(r["slots"] or "-"), f"{r['busy']:.0%}", f"{r['load']:.1f}", _number(r["first_valid"], 1),
                  str(r["calls"] or 0) if model else "-",
                  f"{r['model_ok']}/{r['model_leaks']}/{r['model_failed']}" if model else "-",
                  ("yes" if r["in_blend"] else "no") if model else "-"]
         if real:
-            gain = (r["score"] - baseline[r["slug"]]
-                    if model and r["score"] is not None and baseline.get(r["slug"]) is not None else None)
+            before = baseline.get((r["slug"], r.get("repeat", 1)))
+            gain = r["score"] - before if model and r["score"] is not None and before is not None else None
             cells += [str(r["tokens"] or "-"), _number(r["cost"]), _number(gain)]
         if r["status"] != "succeeded":
-            cells[2] = f"failed: {r['error'][:80]}"
+            cells[3] = f"failed: {r['error'][:80]}"
         print("| " + " | ".join(cells) + " |")
+
+
+def higher_is_better(folder: Path) -> bool:
+    return get_metric(profile_competition(folder).metric).higher_is_better
+
+
+def spread(rows: list[dict[str, Any]], key: str) -> tuple[float, float, float] | None:
+    """Mean, lowest and highest of ``key`` over the rows that have it."""
+    values = [float(r[key]) for r in rows if r.get(key) is not None]
+    if not values:
+        return None
+    return statistics.fmean(values), min(values), max(values)
+
+
+def print_spread(rows: list[dict[str, Any]], *, higher_is_better: dict[str, bool]) -> None:
+    """Per competition and mode over the repeats: graded score and first valid submission, mean (lowest–highest).
+
+    The last column is the model's mean minus --no-llm's, signed so that + is better, beside --no-llm's own
+    spread (highest minus lowest) over the same repeats: a difference smaller than the spread is noise.
+    """
+    header = ["competition", "mode", "runs", "graded score: mean (low–high)", "first valid (s): mean (low–high)",
+              "model vs no-llm (+ better)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    slugs = list(dict.fromkeys(r["slug"] for r in rows))
+    for slug in slugs:
+        baseline = spread([r for r in rows if r["slug"] == slug and r["mode"] == "no-llm"], "score")
+        for mode in dict.fromkeys(r["mode"] for r in rows if r["slug"] == slug):
+            mine = [r for r in rows if r["slug"] == slug and r["mode"] == mode]
+            score, first = spread(mine, "score"), spread(mine, "first_valid")
+            verdict = "-"
+            if mode != "no-llm" and score is not None and baseline is not None:
+                better = (score[0] - baseline[0]) * (1 if higher_is_better[slug] else -1)
+                verdict = f"{better:+.4f} (no-llm spread {baseline[2] - baseline[1]:.4f})"
+            cells = [slug, mode, str(sum(1 for r in mine if r["score"] is not None)),
+                     "-" if score is None else f"{score[0]:.4f} ({score[1]:.4f}–{score[2]:.4f})",
+                     "-" if first is None else f"{first[0]:.1f} ({first[1]:.1f}–{first[2]:.1f})", verdict]
+            print("| " + " | ".join(cells) + " |")
 
 
 def main() -> int:
@@ -357,7 +402,11 @@ def main() -> int:
     parser.add_argument("--replay", action="store_true",
                         help="use the scripted model even when ANTHROPIC_API_KEY is set")
     parser.add_argument("--workdir", type=Path, help="keep the runs' folders here (default: a temporary one)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every competition and mode this many times and add a table of the spread")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     real = bool(os.environ.get("ANTHROPIC_API_KEY")) and not args.replay
     base = args.competitions.resolve()
     folders = [(s, f) for s, f in competition_folders(base) if not args.only or s in args.only]
@@ -370,18 +419,25 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="llm-replay-") as tmp:
             workroot = (args.workdir or Path(tmp)).resolve()
             workroot.mkdir(parents=True, exist_ok=True)
-            for slug, folder in folders:
-                for mode in modes:
-                    row = run_one(slug, folder, base, mode, args, workroot, server)
-                    rows.append(row)
-                    print(f"{slug} {mode}: score {row['score']} attempts {row['attempts']} "
-                          f"first valid {_number(row['first_valid'], 1)} s", file=sys.stderr, flush=True)
+            # Repeats go round every competition and mode before the next: a slow spell of the machine then
+            # falls on both modes rather than on all repeats of one.
+            for repeat in range(1, args.repeat + 1):
+                for slug, folder in folders:
+                    for mode in modes:
+                        row = run_one(slug, folder, base, mode, args, workroot / f"run-{repeat}", server)
+                        row["repeat"] = repeat
+                        rows.append(row)
+                        print(f"run {repeat} {slug} {mode}: score {row['score']} attempts {row['attempts']} "
+                              f"first valid {_number(row['first_valid'], 1)} s", file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.stop()
     print(f"\ntime limit {args.time_limit:.0f} s, model speed ×{args.speed:g}, "
           f"{'real API' if real else 'scripted model on loopback'}, {len(os.sched_getaffinity(0))} cores\n")
     print_table(rows, real)
+    if args.repeat > 1:
+        print()
+        print_spread(rows, higher_is_better={slug: higher_is_better(folder) for slug, folder in folders})
     return 0
 
 

@@ -1,0 +1,40 @@
+"""The replay benchmark's spread table: mean and range per competition and mode, the model against --no-llm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.llm_replay import print_spread, spread
+
+
+def _row(slug: str, mode: str, score: float | None, first_valid: float) -> dict[str, Any]:
+    return {"slug": slug, "mode": mode, "score": score, "first_valid": first_valid}
+
+
+def test_spread_is_the_mean_lowest_and_highest_of_the_rows_that_have_a_value() -> None:
+    rows = [_row("a", "no-llm", 0.5, 3.0), _row("a", "no-llm", None, 4.0), _row("a", "no-llm", 0.7, 5.0)]
+
+    assert spread(rows, "score") == pytest.approx((0.6, 0.5, 0.7))
+    assert spread(rows, "first_valid") == pytest.approx((4.0, 3.0, 5.0))
+    assert spread([_row("a", "model", None, 1.0)], "score") is None
+
+
+def test_the_model_column_is_signed_so_that_plus_is_better_for_either_direction(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [_row("up", "no-llm", 0.80, 3.0), _row("up", "no-llm", 0.82, 3.0),
+            _row("up", "model", 0.83, 3.5), _row("up", "model", 0.83, 4.5),
+            _row("down", "no-llm", 0.50, 3.0), _row("down", "no-llm", 0.52, 3.0),
+            _row("down", "model", 0.53, 3.0), _row("down", "model", 0.53, 3.0)]
+
+    print_spread(rows, higher_is_better={"up": True, "down": False})
+
+    lines = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line
+             for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "0.8300 (0.8300–0.8300)" in lines[("up", "model")]
+    assert "4.0 (3.5–4.5)" in lines[("up", "model")]
+    assert "+0.0200 (no-llm spread 0.0200)" in lines[("up", "model")]  # higher is better: 0.83 vs 0.81
+    assert "-0.0200 (no-llm spread 0.0200)" in lines[("down", "model")]  # lower is better: 0.53 vs 0.51
+    assert lines[("up", "no-llm")].rstrip().endswith("| - |")
