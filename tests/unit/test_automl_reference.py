@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -189,21 +191,43 @@ def test_a_system_that_crashes_is_a_failed_row_with_its_last_log_line(tmp_path: 
     assert row["score"] is None and row["metric"] == "roc_auc"
 
 
+# The grader reports the mean submitted probability, so the row's score shows what was written.
+MEAN_GRADER = ("import json, sys\nimport pandas as pd\n"
+               "print(json.dumps({'score': float(pd.read_csv(sys.argv[2])['churn'].mean())}))\n")
+# A system that predicts "No" with probability 0.75 for every test row.
+CONSTANT_FIT = ("import json, sys\nimport pandas as pd\n"
+                "spec = json.load(open(sys.argv[1]))\n"
+                "n = len(pd.read_csv(spec['test']))\n"
+                "pd.DataFrame({'label': 'No', 'proba:No': [0.75] * n, 'proba:Yes': 0.25}).to_csv(spec['output'], "
+                "index=False)\n")
+
+
 def test_a_system_that_predicts_is_graded_by_the_folders_grader(tmp_path: Path) -> None:
     base = tmp_path / "base"
     folder = binary_folder(base, "the area under the ROC curve", 0.5)
-    # The grader reports the mean submitted probability, so the row's score shows what was written.
-    (base / "grade.py").write_text(
-        "import json, sys\nimport pandas as pd\n"
-        "print(json.dumps({'score': float(pd.read_csv(sys.argv[2])['churn'].mean())}))\n")
-    python = fake_python(tmp_path / "fit", (
-        "import json, sys\nimport pandas as pd\n"
-        "spec = json.load(open(sys.argv[1]))\n"
-        "n = len(pd.read_csv(spec['test']))\n"
-        "pd.DataFrame({'label': 'No', 'proba:No': [0.75] * n, 'proba:Yes': 0.25}).to_csv(spec['output'], "
-        "index=False)\n"))
+    (base / "grade.py").write_text(MEAN_GRADER)
+    python = fake_python(tmp_path / "fit", CONSTANT_FIT)
     row = run_one("binary", folder, base, "flaml", 5.0, python, tmp_path / "work")
     assert row["status"] == "ok"
     assert row["score"] == pytest.approx(0.25)
     spec = json.loads((tmp_path / "work" / "binary-flaml" / "spec.json").read_text())
     assert (spec["system"], spec["autogluon_metric"], spec["flaml_metric"]) == ("flaml", "roc_auc", "roc_auc")
+
+
+def test_relative_paths_work_as_make_bench_automl_passes_them(tmp_path: Path) -> None:
+    # The Makefile passes the competitions folder and the venv's python relative to the repository, and
+    # every fit runs in a working folder of its own.
+    base = tmp_path / "base"
+    binary_folder(base, "the area under the ROC curve", 0.5)
+    (base / "grade.py").write_text(MEAN_GRADER)
+    fake_python(tmp_path / "fit", CONSTANT_FIT)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "automl_reference.py"
+
+    done = subprocess.run([sys.executable, str(script), "base", "--system", "flaml", "--time-limit", "5",
+                           "--automl-python", "fit", "--keep", "kept"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(script.parents[1])})
+
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| binary "))
+    assert "| 0.2500 |" in row and row.rstrip().endswith("| ok |"), row
+    assert (tmp_path / "kept" / "5s" / "binary-flaml" / "submission.csv").is_file()
