@@ -195,6 +195,8 @@ BOOSTERS = ("lightgbm", "xgboost", "catboost")
 _SHORT = {"lightgbm": "lgbm", "xgboost": "xgboost", "catboost": "catboost"}
 # Seed rounds of the best model, after its family's portfolio.
 SEED_ROUNDS = 3
+# Bagging rounds after the seed rounds, while the run has time and attempts left (``TemplateAuthor.improve``).
+BAG_ROUNDS = 6
 
 
 def lineage(spec: ModelSpec) -> str | None:
@@ -413,7 +415,8 @@ class TemplateAuthor:
         """The next untried variant of a boosted model's lineage: its family's portfolio, then new seeds.
 
         Each configuration of ``portfolio.configurations`` once (``lgbm+p1``, ``lgbm+p2``...), then
-        SEED_ROUNDS reseeded copies of ``best`` (``lgbm+seeds1``...) at a learning rate of at most 0.03.
+        SEED_ROUNDS reseeded copies of ``best`` (``lgbm+seeds1``...) at a learning rate of at most 0.03,
+        then BAG_ROUNDS more on other splits of the folds (``lgbm+bag1``...), which only long runs reach.
         A variant keeps ``best``'s features and target scale; the blend and the holdout decide what is kept.
         """
         found = spec_of(best.code)
@@ -431,16 +434,28 @@ class TemplateAuthor:
                                     features=dict(spec.features))
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
                                parent=best.name, note=f"{spec.family} tuning: the {label} configuration")
-        for round_ in range(1, SEED_ROUNDS + 1):
-            name = f"{key}+seeds{round_}"
-            if name not in tried:
-                variant = spec.model_copy(deep=True)
-                variant.name = name
-                variant.seeds = [100 * round_ + s for s in range(3)]
-                rate = float(spec.params.get("learning_rate", 0.05))
-                variant.params["learning_rate"] = min(rate, 0.03)
-                if "budget_rounds" in spec.params:  # a tuned configuration: a lower rate needs more rounds
-                    variant.params["budget_rounds"] = round(int(spec.params["budget_rounds"]) * rate / min(rate, 0.03))
+        for round_ in range(1, SEED_ROUNDS + BAG_ROUNDS + 1):
+            bagging = round_ > SEED_ROUNDS
+            name = f"{key}+bag{round_ - SEED_ROUNDS}" if bagging else f"{key}+seeds{round_}"
+            if name in tried:
+                continue
+            variant = spec.model_copy(deep=True)
+            variant.name = name
+            variant.seeds = [100 * round_ + s for s in range(3)]
+            rate = float(spec.params.get("learning_rate", 0.05))
+            variant.params["learning_rate"] = min(rate, 0.03)
+            if "budget_rounds" in spec.params:  # a tuned configuration: a lower rate needs more rounds
+                variant.params["budget_rounds"] = round(int(spec.params["budget_rounds"]) * rate / min(rate, 0.03))
+            if not bagging:
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
                                parent=best.name, note=f"the best {spec.family} model with new seeds")
+            # Once the portfolio and the seed rounds are tried, a longer run keeps bagging the lineage's best:
+            # new seeds on another split of the rows into folds, so its fold models train on other subsets of
+            # the rows (AutoGluon's repeated bagging). Out-of-fold predictions stay out of fold
+            # on any split, so the blend and the stacker take them like the others'. Time-ordered folds do
+            # not depend on the seed: there a round reseeds only.
+            split = plan.model_copy(update={"fold_seed": int(plan.fold_seed) + round_ - SEED_ROUNDS})
+            return Program(name=name, code=render_program(profile, split, variant), origin="template",
+                           parent=best.name, note=f"the best {spec.family} model bagged again: new seeds, "
+                           "another split of the folds")
         return None

@@ -54,14 +54,14 @@ def walk(prof: CompetitionProfile, parent_name: str) -> list[Program]:
     while (program := author.improve(prof, plan, parent, history)) is not None:
         programs.append(program)
         history.append(attempted(program.name))
-        assert len(programs) < 20, "improve never runs out"
+        assert len(programs) < 30, "improve never runs out"
     return programs
 
 
 @pytest.mark.parametrize(("parent", "lineage", "family"),
                          [("lgbm", "lgbm", "lightgbm"), ("catboost", "catboost", "catboost"),
                           ("xgboost", "xgboost", "xgboost")])
-def test_improve_walks_the_familys_portfolio_then_the_seeds_and_never_repeats_a_name(
+def test_improve_walks_the_familys_portfolio_then_the_seeds_then_the_bagging_rounds_and_never_repeats_a_name(
         parent: str, lineage: str, family: str) -> None:
     prof = profile()
     programs = walk(prof, parent)
@@ -69,7 +69,8 @@ def test_improve_walks_the_familys_portfolio_then_the_seeds_and_never_repeats_a_
     assert 3 <= len(configurations) <= 5
     names = [p.name for p in programs]
     assert names == ([f"{lineage}+p{i}" for i in range(1, len(configurations) + 1)]
-                     + [f"{lineage}+seeds{i}" for i in range(1, 4)])
+                     + [f"{lineage}+seeds{i}" for i in range(1, 4)]
+                     + [f"{lineage}+bag{i}" for i in range(1, 7)])
     assert len(set(names)) == len(names)
     for program, (label, params) in zip(programs, configurations, strict=False):
         found = spec_of(program.code)
@@ -101,6 +102,33 @@ def test_seed_variants_reseed_the_best_tuned_configuration_with_the_rounds_its_l
     assert params["learning_rate"] == 0.03 and params["num_leaves"] == spec[0].params["num_leaves"]
     assert params["budget_rounds"] == round(spec[0].params["budget_rounds"] * 0.05 / 0.03)
     assert found[0].seeds == [100, 101, 102]
+
+
+def test_bagging_rounds_reseed_the_best_on_another_split_of_the_folds_each() -> None:
+    prof = profile()
+    author = TemplateAuthor()
+    plan = author.plan(prof, 300)
+    tuned = walk(prof, "lgbm")[1]  # lgbm+p2: a 0.05 rate
+    spec = spec_of(tuned.code)
+    assert spec is not None
+    history = [attempted(name) for name in [f"lgbm+p{i}" for i in range(1, 6)] + ["lgbm+seeds1", "lgbm+seeds2",
+                                                                                "lgbm+seeds3"]]
+    splits, seeds = set(), []
+    for round_ in range(1, 7):
+        bagged = author.improve(prof, plan, tuned, history)
+        assert bagged is not None and bagged.name == f"lgbm+bag{round_}"
+        found = spec_of(bagged.code)
+        assert found is not None
+        bag_spec, n_folds, fold_seed = found
+        assert n_folds == plan.n_folds and fold_seed != plan.fold_seed
+        assert bag_spec.params["learning_rate"] == 0.03
+        assert bag_spec.params["num_leaves"] == spec[0].params["num_leaves"]
+        splits.add(fold_seed)
+        seeds += bag_spec.seeds
+        history.append(attempted(bagged.name))
+    assert len(splits) == 6  # a new split each round
+    assert len(set(seeds)) == len(seeds) and not set(seeds) & {100, 101, 102, 200, 201, 202, 300, 301, 302}
+    assert author.improve(prof, plan, tuned, history) is None
 
 
 def test_the_fast_and_the_regularised_lightgbm_share_one_lineage_and_the_log_twin_has_its_own() -> None:
@@ -249,3 +277,29 @@ def test_a_run_tunes_the_two_best_families_with_their_portfolios_and_scores_the_
     assert {h.program for h in tuned} >= {"lgbm+p1", "catboost+p1"}, names
     assert all(h.ok and h.cv_score is not None and h.cv_score > 0.7 for h in tuned), [
         (h.program, h.cv_score, h.reason) for h in tuned]
+
+
+def test_a_bagging_round_trains_on_another_split_and_joins_the_blend(tmp_path: Path) -> None:
+    from batch_agent.solver.blend import _load_predictions, blend_attempts
+    from batch_agent.solver.profiling import profile_competition
+    from batch_agent.solver.solve import run_attempt
+
+    data = make_competition(tmp_path / "data", n_train=300, n_test=60)
+    prof = profile_competition(data, metric="roc_auc")
+    author = TemplateAuthor()
+    plan = author.plan(prof, 60).model_copy(update={"n_folds": 3})
+    first = next(p for p in author.draft(prof, plan) if p.name == "lgbm-fast")
+    tried = [attempted(name) for name in [f"lgbm+p{i}" for i in range(1, 6)] + [f"lgbm+seeds{i}" for i in (1, 2, 3)]]
+    bagged = author.improve(prof, plan, first, tried)
+    assert bagged is not None and bagged.name == "lgbm+bag1"
+
+    results = [run_attempt(prof, program, tmp_path / f"attempt-{n}", time_budget=60, memory_limit_mb=2048, number=n)
+               for n, program in enumerate([first, bagged], start=1)]
+    assert all(r.ok and r.cv_score is not None and r.cv_score > 0.7 for r in results), [
+        (r.program, r.cv_score, r.reason) for r in results]
+    assert "fold_seed=42" in first.code and "fold_seed=43" in bagged.code
+    train, test = pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv")
+    loaded = _load_predictions(prof, results, train["id"], test["id"])
+    assert set(loaded) == {"lgbm-fast", "lgbm+bag1"} and not np.isnan(loaded["lgbm+bag1"][0]).any()
+    final = blend_attempts(prof, results, tmp_path / "final", higher_is_better=True)
+    assert pd.read_csv(final.submission).shape == (60, 2)

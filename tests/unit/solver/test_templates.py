@@ -82,7 +82,7 @@ def test_repair_gives_one_lighter_variant_and_then_stops() -> None:
     assert author.repair(prof, fixed, failure(fixed.name)) is None
 
 
-def test_improve_tunes_the_best_lightgbm_then_adds_seed_rounds_then_runs_out() -> None:
+def test_improve_tunes_the_best_lightgbm_then_adds_seed_and_bagging_rounds_then_runs_out() -> None:
     author = TemplateAuthor()
     prof = profile()
     plan = author.plan(prof, 120)
@@ -94,7 +94,7 @@ def test_improve_tunes_the_best_lightgbm_then_adds_seed_rounds_then_runs_out() -
         history.append(failure(program.name).model_copy(update={"program": program.name}))
     tuned = [name for name in names if "+p" in name]
     assert tuned == [f"lgbm+p{i}" for i in range(1, len(tuned) + 1)] and len(tuned) >= 3
-    assert names[len(tuned):] == ["lgbm+seeds1", "lgbm+seeds2", "lgbm+seeds3"]
+    assert names[len(tuned):] == ["lgbm+seeds1", "lgbm+seeds2", "lgbm+seeds3"] + [f"lgbm+bag{i}" for i in range(1, 7)]
 
 
 def test_improve_adds_seeds_to_the_best_catboost_too() -> None:
