@@ -382,7 +382,8 @@ def print_spread(rows: list[dict[str, Any]], *, higher_is_better: dict[str, bool
             score, first = spread(mine, "score"), spread(mine, "first_valid")
             verdict = "-"
             if mode != "no-llm" and score is not None and baseline is not None:
-                better = (score[0] - baseline[0]) * (1 if higher_is_better[slug] else -1)
+                # Rounded before formatting, so that equal means print as +0.0000 rather than -0.0000.
+                better = round((score[0] - baseline[0]) * (1 if higher_is_better[slug] else -1), 4) + 0.0
                 verdict = f"{better:+.4f} (no-llm spread {baseline[2] - baseline[1]:.4f})"
             cells = [slug, mode, str(sum(1 for r in mine if r["score"] is not None)),
                      "-" if score is None else f"{score[0]:.4f} ({score[1]:.4f}–{score[2]:.4f})",

@@ -38,3 +38,12 @@ def test_the_model_column_is_signed_so_that_plus_is_better_for_either_direction(
     assert "+0.0200 (no-llm spread 0.0200)" in lines[("up", "model")]  # higher is better: 0.83 vs 0.81
     assert "-0.0200 (no-llm spread 0.0200)" in lines[("down", "model")]  # lower is better: 0.53 vs 0.51
     assert lines[("up", "no-llm")].rstrip().endswith("| - |")
+
+
+def test_equal_means_print_as_no_difference_whatever_the_float_rounding(capsys: pytest.CaptureFixture[str]) -> None:
+    # The model's 0.30000000000000004 is worse than 0.3 by a rounding error, which once printed as -0.0000.
+    rows = [_row("down", "no-llm", 0.3, 3.0), _row("down", "model", 0.1 + 0.2, 3.0)]
+
+    print_spread(rows, higher_is_better={"down": False})
+
+    assert "+0.0000 (no-llm spread 0.0000)" in capsys.readouterr().out
