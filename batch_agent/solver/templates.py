@@ -210,6 +210,12 @@ def lineage(spec: ModelSpec) -> str | None:
     return _SHORT[spec.family] + ("-log" if spec.features.get("target") == "log" else "")
 
 
+def bagging_lineage(name: str) -> str | None:
+    """The lineage a bagging round (``lgbm+bag3``) belongs to; None for every other program name."""
+    key, sep, number = name.rpartition("+bag")
+    return key if sep and key and number.isdigit() else None
+
+
 def lineage_of(code: str) -> str | None:
     """The ``lineage`` of a program in the templates' form; None for other programs and other families."""
     found = spec_of(code)

@@ -78,3 +78,33 @@ def test_predictions_in_another_shape_are_left_out_of_the_blend(tmp_path: Path) 
     assert "odd" not in final.weights
     assert np.isfinite(decide(profile, pd.read_csv(final.submission)["y"].to_numpy(), fit_decision(
         profile, y, y))).all()
+
+
+def test_bagging_rounds_enter_the_blend_only_together_averaged_never_the_luckiest_alone(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(4)
+    base = attempt(tmp_path, profile, y, "lgbm", y + rng.normal(0, 0.6, N_TRAIN), np.full(N_TEST, 1.0))
+    other = attempt(tmp_path, profile, y, "xgboost", y + rng.normal(0, 0.6, N_TRAIN), np.full(N_TEST, 2.0))
+    # Three rounds; the first by far the best out of fold, as a lucky split can be.
+    rounds = [attempt(tmp_path, profile, y, f"lgbm+bag{i}", y + rng.normal(0, noise, N_TRAIN), np.full(N_TEST, t))
+              for i, (noise, t) in enumerate([(0.2, 3.0), (0.6, 4.0), (0.6, 5.0)], start=1)]
+    final = blend_attempts(profile, [base, other, *rounds], tmp_path / "final", higher_is_better=False)
+
+    assert not {"lgbm+bag1", "lgbm+bag2", "lgbm+bag3"} & set(final.weights)  # no round alone, however lucky
+    assert "lgbm+bags" in final.weights  # the average of the three, as one member
+    # The average of the rounds' test predictions (4.0) is what that member brings to the submission.
+    written = pd.read_csv(final.submission)["y"]
+    expected = sum(w * {"lgbm": 1.0, "xgboost": 2.0, "lgbm+bags": 4.0}[n] for n, w in final.weights.items())
+    if final.name == "blend":
+        assert np.allclose(written, expected)
+
+
+def test_a_lucky_bagging_round_is_never_the_best_single_attempt(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(5)
+    base = attempt(tmp_path, profile, y, "lgbm", y + rng.normal(0, 0.3, N_TRAIN), np.full(N_TEST, 1.0))
+    lucky = attempt(tmp_path, profile, y, "lgbm+bag1", y + rng.normal(0, 0.1, N_TRAIN), np.full(N_TEST, 9.0))
+    final = blend_attempts(profile, [base, lucky], tmp_path / "final", higher_is_better=False)
+    assert "lgbm+bag1" not in final.weights
+    if final.name not in ("blend", "stack"):
+        assert final.name == "lgbm" and final.cv_score == base.cv_score

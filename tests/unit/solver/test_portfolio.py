@@ -16,7 +16,7 @@ from batch_agent.solver.boosters import fit_catboost, fit_xgboost
 from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
 from batch_agent.solver.plan import AttemptResult, ModelSpec, Plan, Program
 from batch_agent.solver.solve import SolveOptions, solve
-from batch_agent.solver.templates import BOOSTERS, TemplateAuthor, spec_of
+from batch_agent.solver.templates import BOOSTERS, TemplateAuthor, bagging_lineage, spec_of
 from batch_agent.solver.training import (
     Deadline,
     fit_rate_to_budget,
@@ -303,3 +303,10 @@ def test_a_bagging_round_trains_on_another_split_and_joins_the_blend(tmp_path: P
     assert set(loaded) == {"lgbm-fast", "lgbm+bag1"} and not np.isnan(loaded["lgbm+bag1"][0]).any()
     final = blend_attempts(prof, results, tmp_path / "final", higher_is_better=True)
     assert pd.read_csv(final.submission).shape == (60, 2)
+
+
+def test_bagging_rounds_are_told_apart_by_name_from_every_other_program() -> None:
+    assert bagging_lineage("lgbm+bag3") == "lgbm"
+    assert bagging_lineage("catboost-log+bag12") == "catboost-log"
+    for other in ("lgbm", "lgbm+bags", "lgbm+seeds1", "lgbm+p2", "+bag1", "llm-draft-bag1", "lgbm+bagx"):
+        assert bagging_lineage(other) is None, other
