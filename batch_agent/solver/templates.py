@@ -457,9 +457,9 @@ class TemplateAuthor:
                                parent=best.name, note=f"the best {spec.family} model with new seeds")
             # Once the portfolio and the seed rounds are tried, a longer run keeps bagging the lineage's best:
             # new seeds on another split of the rows into folds, so its fold models train on other subsets of
-            # the rows (AutoGluon's repeated bagging). Out-of-fold predictions stay out of fold
-            # on any split, so the blend and the stacker take them like the others'. Time-ordered folds do
-            # not depend on the seed: there a round reseeds only.
+            # the rows (AutoGluon's repeated bagging). The blend averages a lineage's rounds into one member
+            # (blend._merge_bagging_rounds). Time-ordered folds do not depend on the seed: there a round only
+            # reseeds.
             split = plan.model_copy(update={"fold_seed": int(plan.fold_seed) + round_ - SEED_ROUNDS})
             return Program(name=name, code=render_program(profile, split, variant), origin="template",
                            parent=best.name, note=f"the best {spec.family} model bagged again: new seeds, "
