@@ -52,7 +52,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from batch_agent.llm.prompts import IMPROVE_TOOL, PLAN_TOOL, PROGRAM_TOOL, REPAIR_TOOL  # noqa: E402
-from batch_agent.solver.metrics import get_metric  # noqa: E402
 from batch_agent.solver.profiling import profile_competition  # noqa: E402
 from benchmarks.quality import competition_folders  # noqa: E402
 from tests.fakes.anthropic_server import FakeAnthropic, Recorded, Reply, tool_reply, usage  # noqa: E402
@@ -319,7 +318,8 @@ def run_one(slug: str, folder: Path, base: Path, mode: str, args: argparse.Names
         graded = subprocess.run([sys.executable, str(grader), slug, str(output)], capture_output=True, text=True,
                                 cwd=base)
         if graded.returncode == 0:
-            row["score"] = json.loads(graded.stdout).get("score")
+            verdict = json.loads(graded.stdout)
+            row["score"], row["higher_is_better"] = verdict.get("score"), verdict.get("higher_is_better")
     return row
 
 
@@ -352,10 +352,6 @@ def print_table(rows: list[dict[str, Any]], real: bool) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
-def higher_is_better(folder: Path) -> bool:
-    return get_metric(profile_competition(folder).metric).higher_is_better
-
-
 def spread(rows: list[dict[str, Any]], key: str) -> tuple[float, float, float] | None:
     """Mean, lowest and highest of ``key`` over the rows that have it."""
     values = [float(r[key]) for r in rows if r.get(key) is not None]
@@ -364,11 +360,12 @@ def spread(rows: list[dict[str, Any]], key: str) -> tuple[float, float, float] |
     return statistics.fmean(values), min(values), max(values)
 
 
-def print_spread(rows: list[dict[str, Any]], *, higher_is_better: dict[str, bool]) -> None:
+def print_spread(rows: list[dict[str, Any]]) -> None:
     """Per competition and mode over the repeats: graded score and first valid submission, mean (lowest–highest).
 
-    The last column is the model's mean minus --no-llm's, signed so that + is better, beside --no-llm's own
-    spread (highest minus lowest) over the same repeats: a difference smaller than the spread is noise.
+    The last column is the model's mean minus --no-llm's, signed so that + is better (the grader says which
+    way a score is better), beside --no-llm's own spread (highest minus lowest) over the same repeats: a
+    difference smaller than the spread is noise.
     """
     header = ["competition", "mode", "runs", "graded score: mean (low–high)", "first valid (s): mean (low–high)",
               "model vs no-llm (+ better)"]
@@ -383,7 +380,8 @@ def print_spread(rows: list[dict[str, Any]], *, higher_is_better: dict[str, bool
             verdict = "-"
             if mode != "no-llm" and score is not None and baseline is not None:
                 # Rounded before formatting, so that equal means print as +0.0000 rather than -0.0000.
-                better = round((score[0] - baseline[0]) * (1 if higher_is_better[slug] else -1), 4) + 0.0
+                higher = next(r["higher_is_better"] for r in mine if r["score"] is not None)
+                better = round((score[0] - baseline[0]) * (1 if higher else -1), 4) + 0.0
                 verdict = f"{better:+.4f} (no-llm spread {baseline[2] - baseline[1]:.4f})"
             cells = [slug, mode, str(sum(1 for r in mine if r["score"] is not None)),
                      "-" if score is None else f"{score[0]:.4f} ({score[1]:.4f}–{score[2]:.4f})",
@@ -438,7 +436,7 @@ def main() -> int:
     print_table(rows, real)
     if args.repeat > 1:
         print()
-        print_spread(rows, higher_is_better={slug: higher_is_better(folder) for slug, folder in folders})
+        print_spread(rows)
     return 0
 
 

@@ -10,7 +10,9 @@ from benchmarks.llm_replay import print_spread, spread
 
 
 def _row(slug: str, mode: str, score: float | None, first_valid: float) -> dict[str, Any]:
-    return {"slug": slug, "mode": mode, "score": score, "first_valid": first_valid}
+    # The grader's verdict says which way is better; here "down" is a loss and anything else a gain.
+    return {"slug": slug, "mode": mode, "score": score, "first_valid": first_valid,
+            "higher_is_better": None if score is None else slug != "down"}
 
 
 def test_spread_is_the_mean_lowest_and_highest_of_the_rows_that_have_a_value() -> None:
@@ -29,7 +31,7 @@ def test_the_model_column_is_signed_so_that_plus_is_better_for_either_direction(
             _row("down", "no-llm", 0.50, 3.0), _row("down", "no-llm", 0.52, 3.0),
             _row("down", "model", 0.53, 3.0), _row("down", "model", 0.53, 3.0)]
 
-    print_spread(rows, higher_is_better={"up": True, "down": False})
+    print_spread(rows)
 
     lines = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line
              for line in capsys.readouterr().out.splitlines()[2:]}
@@ -44,6 +46,6 @@ def test_equal_means_print_as_no_difference_whatever_the_float_rounding(capsys: 
     # The model's 0.30000000000000004 is worse than 0.3 by a rounding error, which once printed as -0.0000.
     rows = [_row("down", "no-llm", 0.3, 3.0), _row("down", "model", 0.1 + 0.2, 3.0)]
 
-    print_spread(rows, higher_is_better={"down": False})
+    print_spread(rows)
 
     assert "+0.0000 (no-llm spread 0.0000)" in capsys.readouterr().out
