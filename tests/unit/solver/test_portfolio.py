@@ -54,7 +54,7 @@ def walk(prof: CompetitionProfile, parent_name: str) -> list[Program]:
     while (program := author.improve(prof, plan, parent, history)) is not None:
         programs.append(program)
         history.append(attempted(program.name))
-        assert len(programs) < 30, "improve never runs out"
+        assert len(programs) < 20, "improve never runs out"
     return programs
 
 
