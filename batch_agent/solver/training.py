@@ -248,8 +248,8 @@ def _date_parts(values: pd.Series) -> pd.DataFrame:
             "year": dates.dt.year,
             "month": dates.dt.month,
             "day": dates.dt.day,
-            "dayofweek": dates.dt.dayofweek,
-            "dayofyear": dates.dt.dayofyear,
+            "dayofweek": dates.dt.day_of_week,
+            "dayofyear": dates.dt.day_of_year,
             "ordinal": (dates - pd.Timestamp("1970-01-01")).dt.days,
         }
     )
