@@ -283,7 +283,31 @@ def install_data_patches() -> None:
     cache_action_lookup()
     size_items_once()
     cache_condition_parses()
+    serialize_dynamodb_requests()
     _DATA_PATCHED = True
+
+
+def serialize_dynamodb_requests() -> None:
+    """One DynamoDB request at a time, as DynamoDB makes each read and write of an item atomic.
+
+    moto's server answers each request on a thread of its own and applies an update to the stored item in
+    place, one attribute after another, after checking its condition. A read between two of those steps
+    saw half an update: a job FAILED with the message it had before failing. A condition checked before
+    another write lands could pass on a state that no longer holds.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "serialized", False):
+        return
+    original = DynamoHandler.call_action
+    lock = threading.Lock()
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    call_action.serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 def cache_action_lookup() -> None:

@@ -110,3 +110,44 @@ def test_a_condition_that_does_not_parse_fails_as_it_does_in_moto(table: Any, mo
     cache_condition_parses()
     assert before != "stored"
     assert _refusal(table) == before == _refusal(table)
+
+
+def _torn_reads(dynamodb: Any, updates: int) -> int:
+    """Reads, during ``updates`` updates that each set two attributes to one value, that saw the two differ."""
+    import sys
+    import threading
+
+    dynamodb.put_item(TableName="jobs", Item={"k": {"S": "j"}, "status": {"S": "0"}, "message": {"S": "0"}})
+    done = threading.Event()
+    torn = 0
+
+    def read() -> None:
+        nonlocal torn
+        while not done.is_set():
+            item = dynamodb.get_item(TableName="jobs", Key={"k": {"S": "j"}})["Item"]
+            torn += item["status"] != item["message"]
+
+    reader = threading.Thread(target=read)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can: interleavings a loaded server sees
+    try:
+        reader.start()
+        for n in range(1, updates + 1):
+            dynamodb.update_item(
+                TableName="jobs", Key={"k": {"S": "j"}}, UpdateExpression="SET #s = :v, #m = :v",
+                ExpressionAttributeNames={"#s": "status", "#m": "message"},
+                ExpressionAttributeValues={":v": {"S": str(n)}},
+            )
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(interval)
+    return torn
+
+
+def test_a_read_never_sees_half_of_an_update(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batch_agent.local.moto_patches import serialize_dynamodb_requests
+
+    monkeypatch.setattr(responses.DynamoHandler, "call_action", responses.DynamoHandler.call_action)
+    serialize_dynamodb_requests()
+    assert _torn_reads(table, 600) == 0  # unpatched moto: 6-7 torn reads per 1,000 updates here
