@@ -58,6 +58,8 @@ MAX_CALLS_IN_FLIGHT = 2
 FIRST_CALL_WAIT_SECONDS = 10.0
 # Improvements are asked of this many of the best programs in turn (the templates: of the best lineages).
 IMPROVE_FROM_TOP = 3
+# A model whose programs all lose gets one training turn in this many at the least (``_Loop._model_turn_gap``).
+MAX_MODEL_TURN_GAP = 4
 
 
 class SolveOptions(BaseModel):
@@ -420,7 +422,8 @@ class _Loop:
         self._cond = threading.Condition()
         self._ready: list[_Ready] = []
         self._order = itertools.count()
-        self._last_rank = -1
+        # Template programs started since the model's last one; the model's first program is due at once.
+        self._template_turns = MAX_MODEL_TURN_GAP
         self._training: dict[int, _Training] = {}
         self._trained: list[_Training] = []
         self._calls: list[_Call] = []
@@ -501,11 +504,13 @@ class _Loop:
         # One program at a time until the first success: a second one beside it would share the machine
         # with it and delay the first valid submission (measured: README, benchmarks/llm_replay.py).
         slots = self.slots if self.best is not None else 1
-        if len(self._training) < slots:
+        while len(self._training) < slots and self._can_start():
+            # Per slot: when the model's turn is not due, a free slot takes the templates' next tuning step.
             self._add_template_improvement()
-        while self._ready and len(self._training) < slots and self._can_start():
+            if not self._ready:
+                return
             waiting = self._ready.pop(self._next_ready())
-            self._last_rank = waiting.rank
+            self._template_turns = self._template_turns + 1 if waiting.program.origin == "template" else 0
             self._started += 1
             number = self._started
             training = _Training(number, waiting.program)
@@ -519,21 +524,34 @@ class _Loop:
             thread.start()
 
     def _next_ready(self) -> int:
-        """Which waiting program trains next: the first by rank, but model programs and template drafts in turn.
+        """Which waiting program trains next: the first by rank, but the model's programs and the templates' in turn.
 
         Taking turns keeps the templates' portfolio (reliable, and the blend's backbone) training beside
-        the model's programs (the chance of something better) instead of one crowding out the other.
+        the model's programs (the chance of something better) instead of one crowding out the other. The
+        model's turn comes after ``_model_turn_gap`` template programs, and its repairs wait for it too. When
+        only one side has programs waiting, it trains: a slot never idles for a turn.
         """
-        first = self._ready[0]
-        templates = (_RANKS["template"], _RANKS["template-improve"])
-        if first.rank == _RANKS["repair"] or self._last_rank not in (_RANKS["model"], *templates):
-            return 0
-        # After a model's program a template's turn (a draft before an improvement), and the other way round.
-        wanted = templates if self._last_rank == _RANKS["model"] else (_RANKS["model"],)
+        model_due = self._template_turns >= self._model_turn_gap()
         for index, waiting in enumerate(self._ready):
-            if waiting.rank in wanted:
+            if (waiting.program.origin != "template") == model_due:
                 return index
         return 0
+
+    def _model_turn_gap(self) -> int:
+        """Template programs to train per model program: one while the model keeps up, more while it loses.
+
+        Measured with the scripted model on seattle: weak model programs, taking one turn in two, cost the
+        templates 3-6 of their 30 attempts and the run graded worse than without a model. So each model
+        program trained without one of the model's ranking among the best few widens the gap by one, up to
+        ``MAX_MODEL_TURN_GAP``; the first that ranks among them brings it back to one turn in two.
+        """
+        trained = sum(1 for attempt in self.history if attempt.origin != "template")
+        if trained == 0:
+            return 1
+        best_few = self._ranked_programs(by_lineage=True)[:IMPROVE_FROM_TOP]
+        if any(self._programs[name].origin != "template" for name in best_few):
+            return 1
+        return min(1 + trained, MAX_MODEL_TURN_GAP)
 
     def _add_template_improvement(self) -> None:
         """With a model writing, queue the templates' next tuning step when no template program is waiting.
@@ -630,24 +648,33 @@ class _Loop:
         best few are the best program of each of the best few lineages, so the second-best family is tuned
         too rather than three programs of the best one; programs they cannot tune are not among them.
         """
-        scores: dict[str, float] = {}
-        for attempt in self.history:
-            if attempt.ok and attempt.cv_score is not None and attempt.program in self._programs:
-                sign = 1.0 if self.higher_is_better else -1.0
-                scores[attempt.program] = max(scores.get(attempt.program, float("-inf")), sign * attempt.cv_score)
-        ranked = sorted(scores, key=lambda name: -scores[name])
-        tuning = templates or not self._model
-        if tuning:
-            lineages = {name: lineage_of(self._programs[name].code) for name in ranked}
-            best_of = {key: name for name, key in reversed(list(lineages.items())) if key is not None}
-            ranked = [name for name in ranked if best_of.get(lineages[name] or "") == name]
-        ranked = ranked[:IMPROVE_FROM_TOP]
+        ranked = self._ranked_programs(by_lineage=templates or not self._model, tunable_only=True)[:IMPROVE_FROM_TOP]
         asked, resting = ((self._template_tuned, self._template_resting) if templates
                           else (self._improvements, self._resting))
         awake = [name for name in ranked if resting.get(name) != len(self.history)]
         if not awake:
             return None
         return self._programs[min(awake, key=lambda name: (asked[name], ranked.index(name)))]
+
+    def _ranked_programs(self, *, by_lineage: bool, tunable_only: bool = False) -> list[str]:
+        """The programs with a valid CV score, best first.
+
+        ``by_lineage``: a template lineage counts once, by its best program, so a few near-copies of one
+        booster (seeds, bagging rounds) do not fill the ranking. ``tunable_only`` leaves out the programs
+        that belong to no lineage (the model's own), which the templates cannot tune.
+        """
+        sign = 1.0 if self.higher_is_better else -1.0
+        scores: dict[str, float] = {}
+        for attempt in self.history:
+            if attempt.ok and attempt.cv_score is not None and attempt.program in self._programs:
+                scores[attempt.program] = max(scores.get(attempt.program, float("-inf")), sign * attempt.cv_score)
+        ranked = sorted(scores, key=lambda name: -scores[name])
+        if not by_lineage:
+            return ranked
+        lineages = {name: lineage_of(self._programs[name].code) for name in ranked}
+        best_of = {key: name for name, key in reversed(list(lineages.items())) if key is not None}
+        return [name for name in ranked
+                if best_of.get(lineages[name] or "") == name or (lineages[name] is None and not tunable_only)]
 
     def _call_function(self, call: _Call) -> Callable[[], Any]:
         profile, plan = self.profile, self.plan

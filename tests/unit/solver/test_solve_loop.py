@@ -238,10 +238,85 @@ def test_beside_a_model_the_templates_keep_tuning_their_best_lineage_in_turn_wit
     # A model's program and the tuning step take turns, whichever arrived first.
     loop._ready.append(_Ready(1, 99, Program(name="model-draft", code="pass", origin="llm-draft"), "draft"))
     loop._ready.sort(key=lambda w: (w.rank, w.order))
-    loop._last_rank = 1  # a model's program started last
+    loop._template_turns = 0  # a model's program started last
     assert loop._ready[loop._next_ready()].program.name == "lgbm+p1"
-    loop._last_rank = 3  # a tuning step started last
+    loop._template_turns = 1  # a tuning step started last
     assert loop._ready[loop._next_ready()].program.name == "model-draft"
+
+
+def _model_program_scored(loop: Any, name: str, cv_score: float | None) -> None:
+    """Record one trained program of the model: valid with ``cv_score``, or failed when None."""
+    loop._programs[name] = Program(name=name, code="pass", origin="llm-draft")
+    loop.history.append(AttemptResult(number=len(loop.history) + 1, program=name, origin="llm-draft",
+                                      workdir="w", ok=cv_score is not None, cv_score=cv_score, seconds=1.0))
+
+
+def _templates_scored(loop: Any, scores: dict[str, float]) -> None:
+    """Record the templates' drafts named in ``scores`` as trained, with those CV scores."""
+    from batch_agent.solver.templates import TemplateAuthor
+
+    templates = TemplateAuthor()
+    for drafted in templates.draft(loop.profile, loop._template_plan):
+        if drafted.name in scores:
+            loop._programs[drafted.name] = drafted
+            loop.history.append(AttemptResult(number=len(loop.history) + 1, program=drafted.name,
+                                              origin="template", workdir="w", ok=True,
+                                              cv_score=scores[drafted.name], seconds=1.0))
+
+
+def _next_is_the_model_s(loop: Any) -> bool:
+    return bool(loop._ready[loop._next_ready()].program.origin != "template")
+
+
+def test_a_model_whose_programs_lose_waits_longer_for_each_turn(tmp_path: Path) -> None:
+    from batch_agent.solver.solve import MAX_MODEL_TURN_GAP, _Ready
+
+    loop = _loop_after_lgbm(tmp_path, _SlowModel([]), model=True)
+    _templates_scored(loop, {"catboost": 0.88, "xgboost": 0.87})
+    loop._ready = [_Ready(1, 1, Program(name="model-next", code="pass", origin="llm-draft"), "draft"),
+                   _Ready(2, 2, program("template-next", valid()), "draft")]
+    loop._template_turns = 1
+    assert _next_is_the_model_s(loop)  # nothing of the model's trained yet: one turn in two
+
+    _model_program_scored(loop, "weak", 0.5)  # far below the templates' 0.9
+    assert not _next_is_the_model_s(loop)  # one loss: two template programs per model program
+    loop._template_turns = 2
+    assert _next_is_the_model_s(loop)
+
+    _model_program_scored(loop, "leak", None)
+    _model_program_scored(loop, "crash", None)
+    _model_program_scored(loop, "weaker", 0.4)
+    loop._template_turns = MAX_MODEL_TURN_GAP - 1
+    assert not _next_is_the_model_s(loop)  # the gap stops growing at MAX_MODEL_TURN_GAP
+    loop._template_turns = MAX_MODEL_TURN_GAP
+    assert _next_is_the_model_s(loop)
+
+
+def test_a_model_program_among_the_best_few_brings_back_one_turn_in_two(tmp_path: Path) -> None:
+    from batch_agent.solver.solve import _Ready
+
+    loop = _loop_after_lgbm(tmp_path, _SlowModel([]), model=True)
+    _templates_scored(loop, {"lgbm-shallow": 0.89, "catboost": 0.88, "xgboost": 0.87})
+    loop._ready = [_Ready(1, 1, Program(name="model-next", code="pass", origin="llm-draft"), "draft"),
+                   _Ready(2, 2, program("template-next", valid()), "draft")]
+    for index in range(3):
+        _model_program_scored(loop, f"weak-{index}", 0.5)
+    loop._template_turns = 1
+    assert not _next_is_the_model_s(loop)
+
+    # Third of the best: lgbm's two variants (0.9 and 0.89) count once, as their lineage.
+    _model_program_scored(loop, "good", 0.875)
+    assert _next_is_the_model_s(loop)
+
+
+def test_a_slot_never_idles_for_a_turn(tmp_path: Path) -> None:
+    from batch_agent.solver.solve import _Ready
+
+    loop = _loop_after_lgbm(tmp_path, _SlowModel([]), model=True)
+    _model_program_scored(loop, "weak", 0.5)
+    loop._template_turns = 0  # the model's turn is far off...
+    loop._ready = [_Ready(0, 1, Program(name="model-repair", code="pass", origin="llm-repair"), "repair")]
+    assert loop._next_ready() == 0  # ...but its program is all there is to train
 
 
 def test_without_a_model_the_loop_adds_no_tuning_steps_of_its_own(tmp_path: Path) -> None:
