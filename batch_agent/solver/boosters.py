@@ -33,6 +33,7 @@ from batch_agent.solver.training import (
     _columns_of,
     _model_target,
     _stack,
+    absolute_loss,
     fit_rate_to_budget,
     fold_weights,
     name_words,
@@ -116,10 +117,6 @@ def rounds_budget(spec: ModelSpec, params: dict[str, Any], loop: dict[str, int],
     return fit_budget
 
 
-def _is_mae(profile: CompetitionProfile) -> bool:
-    return profile.metric in ("mae", "medae")
-
-
 # ----------------------------------------------------------------------------- XGBoost
 
 
@@ -158,6 +155,7 @@ def train_xgboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame,
         "verbosity": 0,
     }
     params.update({k: v for k, v in spec.params.items() if k not in LOOP_PARAMS})
+    absolute = absolute_loss(profile, y, spec)
     # Rounds and early-stopping patience, which a probe of the time budget may change (``rounds_budget``).
     loop = {"rounds": int(spec.params.get("n_rounds", 5000)), "patience": int(spec.params.get("early_stopping", 100))}
     # Columns with too many levels for native categories: frequency codes plus in-fold target encoding.
@@ -179,7 +177,7 @@ def train_xgboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame,
         elif kind == "multiclass":
             task.update(objective="multi:softprob", num_class=len(profile.classes or []))
         else:
-            task.setdefault("objective", "reg:absoluteerror" if _is_mae(profile) else "reg:squarederror")
+            task.setdefault("objective", "reg:absoluteerror" if absolute else "reg:squarederror")
         dtrain = xgb.DMatrix(X_tr, target[tr], enable_categorical=True, nthread=params["nthread"])
         dvalid = xgb.DMatrix(X_va, target[va], enable_categorical=True, nthread=params["nthread"])
         dtest = xgb.DMatrix(X_te, enable_categorical=True, nthread=params["nthread"])
@@ -265,6 +263,7 @@ def train_catboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
         "allow_writing_files": False,
     }
     params.update({k: v for k, v in spec.params.items() if k not in LOOP_PARAMS})
+    absolute = absolute_loss(profile, y, spec)
     loop = {"rounds": int(spec.params.get("n_rounds", 5000)), "patience": int(spec.params.get("early_stopping", 100))}
     test_pool = catboost.Pool(X_test, cat_features=categorical)
     n_classes = len(profile.classes or [])
@@ -274,7 +273,7 @@ def train_catboost(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
         task = dict(params, random_seed=seed, iterations=loop["rounds"], od_type="Iter", od_wait=loop["patience"],
                     use_best_model=True)
         if kind == "regression":
-            task.setdefault("loss_function", "MAE" if _is_mae(profile) else "RMSE")
+            task.setdefault("loss_function", "MAE" if absolute else "RMSE")
             model: Any = catboost.CatBoostRegressor(**task)
         else:
             task.setdefault("loss_function", "MultiClass" if kind == "multiclass" else "Logloss")

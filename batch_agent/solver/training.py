@@ -411,10 +411,26 @@ def _model_target(profile: CompetitionProfile, y: np.ndarray,
     Log for RMSLE always; for other metrics when the candidate asks for it (``features["target"] ==
     "log"``: the plan pairs a log-target model with a raw-target one and CV decides between them).
     """
-    wants_log = profile.metric == "rmsle" or (spec is not None and spec.features.get("target") == "log")
-    if wants_log and np.nanmin(y) > -1:
+    if on_log_scale(profile, y, spec):
         return np.log1p(y), np.expm1
     return y, lambda p: p
+
+
+def on_log_scale(profile: CompetitionProfile, y: np.ndarray, spec: ModelSpec | None = None) -> bool:
+    """Whether a regression target is trained as log1p(target) (``_model_target``)."""
+    wants_log = profile.metric == "rmsle" or (spec is not None and spec.features.get("target") == "log")
+    return bool(wants_log and np.nanmin(y) > -1)
+
+
+def absolute_loss(profile: CompetitionProfile, y: np.ndarray, spec: ModelSpec | None = None) -> bool:
+    """Whether a regression booster minimises absolute error: for MAE metrics, on the raw scale only.
+
+    On the log scale the squared loss is the one to use: its fit (the mean of the logs) is near the median
+    of a skewed target, which is what MAE asks for, and it converges faster than the absolute loss, whose
+    gradient is only a sign. So an MAE competition's log-target twin is a squared-loss model that CV
+    weighs against the raw-scale absolute-loss ones.
+    """
+    return profile.metric in ("mae", "medae") and not on_log_scale(profile, y, spec)
 
 
 def _n_outputs(profile: CompetitionProfile, y: np.ndarray) -> int:
@@ -476,7 +492,7 @@ def train_lightgbm(profile: CompetitionProfile, spec: ModelSpec, X: pd.DataFrame
         elif kind == "multiclass":
             task_params.update(objective="multiclass", num_class=len(profile.classes or []))
         else:
-            task_params.setdefault("objective", "l1" if profile.metric in ("mae", "medae") else "regression")
+            task_params.setdefault("objective", "l1" if absolute_loss(profile, y, spec) else "regression")
 
         def time_rounds(rounds: int, task_params: dict[str, Any] = task_params, target: np.ndarray = target) -> float:
             tr, va = folds[0]

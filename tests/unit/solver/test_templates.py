@@ -116,13 +116,33 @@ def test_programs_from_other_authors_are_not_repaired_by_templates() -> None:
     assert author.repair(prof, foreign, failure(foreign.name)) is None
 
 
-def test_rmse_regression_plans_log_target_twins_that_other_metrics_do_not_get() -> None:
+def test_rmse_and_mae_regression_plan_log_target_twins_that_other_metrics_do_not_get() -> None:
     rmse = profile().model_copy(update={"task": "regression", "metric": "rmse", "classes": None,
                                         "prediction_format": "value"})
-    twins = [c for c in TemplateAuthor().plan(rmse, 120).candidates if c.features.get("target") == "log"]
-    assert [c.name for c in twins] == ["lgbm-log", "catboost-log"]
-    mae = rmse.model_copy(update={"metric": "mae"})
-    assert not [c for c in TemplateAuthor().plan(mae, 120).candidates if c.features.get("target") == "log"]
+    for metric in ("rmse", "mae"):
+        twins = [c for c in TemplateAuthor().plan(rmse.model_copy(update={"metric": metric}), 120).candidates
+                 if c.features.get("target") == "log"]
+        assert [c.name for c in twins] == ["lgbm-log", "catboost-log"], metric
+    # RMSLE trains every model on the log scale already; classification has no target scale.
+    for other in (rmse.model_copy(update={"metric": "rmsle"}), profile()):
+        assert not [c for c in TemplateAuthor().plan(other, 120).candidates if c.features.get("target") == "log"]
+
+
+def test_mae_boosters_fit_absolute_error_on_the_raw_scale_and_squared_error_on_the_log_scale() -> None:
+    import numpy as np
+
+    from batch_agent.solver.plan import ModelSpec
+    from batch_agent.solver.training import absolute_loss
+
+    mae = profile().model_copy(update={"task": "regression", "metric": "mae", "classes": None,
+                                       "prediction_format": "value"})
+    raw, log = ModelSpec(name="lgbm", family="lightgbm"), ModelSpec(name="lgbm-log", family="lightgbm",
+                                                                    features={"target": "log"})
+    prices = np.array([120.0, 80.0, 3000.0])
+    assert absolute_loss(mae, prices, raw) and not absolute_loss(mae, prices, log)
+    # A target at -1 or below stays on the raw scale, so the twin keeps the absolute loss there.
+    assert absolute_loss(mae, np.array([-5.0, 2.0]), log)
+    assert not absolute_loss(mae.model_copy(update={"metric": "rmse"}), prices, raw)
 
 
 def test_categorical_heavy_tables_train_catboost_right_after_the_fast_model() -> None:
