@@ -431,6 +431,7 @@ class _Loop:
         self._started = 0
         self._seen: set[str] = set()
         self._programs: dict[str, Program] = {}
+        self._lineages: dict[str, str | None] = {}  # ``lineage_of`` each program, by name
         # Repairs per lineage: each program's first ancestor that failed, and that root's repairs so far.
         self._root: dict[str, str] = {}
         self._repairs: Counter[str] = Counter()
@@ -671,7 +672,10 @@ class _Loop:
         ranked = sorted(scores, key=lambda name: -scores[name])
         if not by_lineage:
             return ranked
-        lineages = {name: lineage_of(self._programs[name].code) for name in ranked}
+        for name in ranked:
+            if name not in self._lineages:  # parsing a program's code takes ~2 ms; its lineage never changes
+                self._lineages[name] = lineage_of(self._programs[name].code)
+        lineages = {name: self._lineages[name] for name in ranked}
         best_of = {key: name for name, key in reversed(list(lineages.items())) if key is not None}
         return [name for name in ranked
                 if best_of.get(lineages[name] or "") == name or (lineages[name] is None and not tunable_only)]
