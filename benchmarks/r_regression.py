@@ -155,8 +155,8 @@ def main() -> None:
             score, cv = row.get("score"), row.get("cv")
             assert score is None or isinstance(score, float)
             assert cv is None or isinstance(cv, (int, float))
-            print(f"| {run} | {slug} | {'-' if score is None else f'{score:.2f}'} | "
-                  f"{'-' if cv is None else f'{cv:.2f}'} | {row.get('attempts')} | {row.get('seconds')} |",
+            print(f"| {run} | {slug} | {'-' if score is None else f'{score:.5g}'} | "
+                  f"{'-' if cv is None else f'{cv:.5g}'} | {row.get('attempts')} | {row.get('seconds')} |",
                   flush=True)
 
 

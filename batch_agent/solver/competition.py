@@ -78,6 +78,9 @@ class CompetitionProfile(BaseModel):
     map_k: int | None = None
     n_train: int
     n_test: int
+    # Regression: the smallest target value in train.csv (None when unknown), so the plan knows before any
+    # program runs whether the target can go on the log scale at all (log1p needs values above -1).
+    target_min: float | None = None
     features: list[ColumnInfo] = Field(default_factory=list)
     description: str = ""
     extra_files: list[str] = Field(default_factory=list)

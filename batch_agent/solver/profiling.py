@@ -77,10 +77,16 @@ def profile_competition(data_dir: Path, *, metric: str | None = None) -> Competi
         map_k=k,
         n_train=len(train),
         n_test=len(test),
+        target_min=_target_min(train, targets) if task == "regression" else None,
         features=features,
         description=description[:_MAX_DESCRIPTION_CHARS],
         extra_files=extra,
     )
+
+
+def _target_min(train: pd.DataFrame, targets: list[str]) -> float | None:
+    values = pd.to_numeric(train[targets].stack(), errors="coerce")
+    return float(values.min()) if values.notna().any() else None
 
 
 def _find_files(data_dir: Path) -> tuple[Path, Path, Path]:

@@ -159,11 +159,13 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
                             params={"n_estimators": 300 if not large else 100})
     random_forest = ModelSpec(name="random-forest", family="random_forest",
                               params={"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 1})
-    if profile.task == "regression" and profile.metric in ("rmse", "mse", "r2", "mae"):
+    loggable = profile.target_min is None or profile.target_min > -1  # else a twin trains on the raw scale
+    if profile.task == "regression" and profile.metric in ("rmse", "mse", "r2", "mae") and loggable:
         # Skewed targets (prices, counts) often fit better on the log scale; the profile does not say
-        # whether this one is skewed, so a log-target twin competes on CV (the program keeps the raw
-        # scale when a target is -1 or below). For MAE the twin fits squared error on the log scale, near
-        # the median of a skewed target, beside the raw models' absolute error (``training.absolute_loss``).
+        # whether this one is skewed, so a log-target twin competes on CV. A target at -1 or below gets
+        # none: its twin would train on the raw scale, a copy of the raw model (and of its tuning). For MAE
+        # the twin fits squared error on the log scale, near the median of a skewed target, beside the raw
+        # models' absolute error (``training.absolute_loss``).
         lgbm_log = lgbm.model_copy(deep=True, update={"name": "lgbm-log", "features": {"target": "log"}})
         catboost_log = catboost.model_copy(deep=True, update={"name": "catboost-log", "features": {"target": "log"}})
         log_twins = [lgbm_log, catboost_log]

@@ -53,6 +53,7 @@ def test_binary_auc_competition_is_probability_of_positive_class(tmp_path: Path)
     assert profile.metric == "roc_auc"
     assert profile.title == "A Competition"
     assert (profile.n_train, profile.n_test) == (60, 20)
+    assert profile.target_min is None  # only regression targets get one
 
 
 def test_feature_kinds_are_detected(tmp_path: Path) -> None:
@@ -103,6 +104,7 @@ def test_regression_with_renamed_submission_column(tmp_path: Path) -> None:
     assert profile.target_columns == ["y"]
     assert profile.prediction_format == "value"
     assert profile.metric == "rmsle"
+    assert profile.target_min == 1.0  # what decides whether log-target models are planned
 
 
 def test_several_numeric_targets_are_multitarget_regression(tmp_path: Path) -> None:

@@ -119,12 +119,15 @@ def test_programs_from_other_authors_are_not_repaired_by_templates() -> None:
 def test_rmse_and_mae_regression_plan_log_target_twins_that_other_metrics_do_not_get() -> None:
     rmse = profile().model_copy(update={"task": "regression", "metric": "rmse", "classes": None,
                                         "prediction_format": "value"})
-    for metric in ("rmse", "mae"):
-        twins = [c for c in TemplateAuthor().plan(rmse.model_copy(update={"metric": metric}), 120).candidates
+    for metric, target_min in (("rmse", None), ("mae", 0.0), ("rmse", -0.9)):
+        twins = [c for c in TemplateAuthor().plan(rmse.model_copy(update={"metric": metric, "target_min": target_min}),
+                                                   120).candidates
                  if c.features.get("target") == "log"]
         assert [c.name for c in twins] == ["lgbm-log", "catboost-log"], metric
-    # RMSLE trains every model on the log scale already; classification has no target scale.
-    for other in (rmse.model_copy(update={"metric": "rmsle"}), profile()):
+    # RMSLE trains every model on the log scale already; classification has no target scale; a target at -1
+    # or below cannot go on it (its twins would be copies of the raw models).
+    for other in (rmse.model_copy(update={"metric": "rmsle"}), profile(),
+                  rmse.model_copy(update={"target_min": -3.6})):
         assert not [c for c in TemplateAuthor().plan(other, 120).candidates if c.features.get("target") == "log"]
 
 
