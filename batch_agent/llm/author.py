@@ -117,6 +117,7 @@ class ClaudeAuthor:
         self._preview: str | None = None
         # The solver calls from background threads: every update of the state above goes through this lock.
         self._lock = threading.RLock()
+        self._skips = 0  # calls skipped because too little of the run was left for them
         # First drafts asked for so far, and the summaries of those written.
         self._drafts_asked = 0
         self._draft_summaries: list[str] = []
@@ -328,7 +329,13 @@ class ClaudeAuthor:
                 # Nothing was sent; a later step (another Lambda, more time) may still call.
                 with self._lock:
                     self.last_error = f"{type(err).__name__}: {err}"
-                log.warning("Claude skipped for %s: %s", tool_name, err)
+                    first_skip, self._skips = self._skips == 0, self._skips + 1
+                # Near the end every step is skipped in turn: one warning says so, the rest go to the debug log.
+                if first_skip:
+                    log.warning("Claude skipped for %s: %s (later skips for lack of time are not reported)",
+                                tool_name, err)
+                else:
+                    log.debug("Claude skipped for %s: %s", tool_name, err)
                 return None
             except LLMTimeoutError as err:
                 self._spent(tally, spent_before)

@@ -317,3 +317,17 @@ def test_answers_cut_by_the_runs_own_deadline_never_drop_claude(
     assert author.using_llm and author.fallback_reason is None
     assert (author.failed_calls, author.consecutive_failures) == (0, 0)
     assert author.last_error is not None and "at the call's deadline" in author.last_error
+
+
+def test_calls_skipped_for_lack_of_time_warn_once_and_drop_nothing(
+    fake_anthropic: FakeAnthropic, profile: CompetitionProfile, caplog: pytest.LogCaptureFixture
+) -> None:
+    author = ClaudeAuthor(settings_for(fake_anthropic, min_call_seconds=30.0), fallback=TemplateAuthor(),
+                          deadline=time.monotonic() + 10.0)  # half of it, 5 s, is under the 30 s a call needs
+    with caplog.at_level("DEBUG", logger="batch_agent.llm.author"):
+        for _ in range(4):
+            assert author.plan(profile, 600).source == "rules"
+
+    skips = [r for r in caplog.records if "Claude skipped for" in r.getMessage()]
+    assert len(skips) == 4 and [r.levelname for r in skips] == ["WARNING", "DEBUG", "DEBUG", "DEBUG"]
+    assert not fake_anthropic.requests and author.using_llm and author.failed_calls == 0
