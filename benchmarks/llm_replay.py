@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -259,6 +260,35 @@ class TreeCpu:
             self._stop.wait(self.interval)
 
 
+class ProgressClock:
+    """When, from the command's start, its progress on stderr reported the first valid attempt.
+
+    The summary's ``first_valid_seconds`` counts from the solver's own clock, which starts after the
+    interpreter and the imports; subtracting the summary's ``seconds`` from the process's wall time to
+    find that start also counted the process's exit, which is slower with a model (about 0.6 s), and
+    made the model's first valid submission look later than it was.
+    """
+
+    SUCCESS = re.compile(r"\]\s+train\s+attempt \d+: \S+ CV ")
+
+    def __init__(self, proc: subprocess.Popen[str], started: float) -> None:
+        self.first_valid: float | None = None
+        self.tail = ""
+        self._proc, self._started = proc, started
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _read(self) -> None:
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            if self.first_valid is None and self.SUCCESS.search(line):
+                self.first_valid = time.monotonic() - self._started
+            self.tail = (self.tail + line)[-2000:]
+
+
 def spec_of(folder: Path) -> dict[str, Any]:
     profile = profile_competition(folder)
     return {"id": profile.id_column, "target": profile.target_columns[0], "task": profile.task,
@@ -271,7 +301,7 @@ def run_one(slug: str, folder: Path, base: Path, mode: str, args: argparse.Names
     output = workroot / f"{slug}-{mode}.csv"
     command = [sys.executable, "-m", "batch_agent.cli", "run", str(folder), "--output", str(output),
                "--time-limit", str(args.time_limit), "--workdir", str(workroot / f"{slug}-{mode}"),
-               "--json", "--quiet"]
+               "--json"]  # progress on stderr: ProgressClock times the first valid attempt
     if args.slots:
         command += ["--slots", str(args.slots)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -282,16 +312,17 @@ def run_one(slug: str, folder: Path, base: Path, mode: str, args: argparse.Names
         env.update(ANTHROPIC_API_KEY="sk-replay", ANTHROPIC_BASE_URL=server.url)
     load = os.getloadavg()[0]
     started = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT, env=env)
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         cpu = TreeCpu(proc.pid)
+        progress = ProgressClock(proc, started)
         status = proc.wait()
         wall = time.monotonic() - started
         cpu_seconds = cpu.stop()
+        progress.join()
         out.seek(0)
-        err.seek(0)
         lines = out.read().decode().strip().splitlines()
-        error = err.read().decode().strip()[-300:]
+        error = progress.tail[-300:]
     cores = len(os.sched_getaffinity(0))
     busy = cpu_seconds / (cores * wall)
     summary: dict[str, Any] = json.loads(lines[-1]) if lines else {"status": "failed", "error": error}
@@ -310,9 +341,8 @@ def run_one(slug: str, folder: Path, base: Path, mode: str, args: argparse.Names
         "in_blend": any(origins.get(name, "template") != "template" for name in summary.get("blend") or {}),
         "status": summary.get("status", f"exit {status}"), "error": summary.get("error", ""),
     }
-    if summary.get("first_valid_seconds") is not None and summary.get("seconds") is not None:
-        # Solver-measured time to the first valid attempt, plus this process's start-up and profiling.
-        row["first_valid"] = float(summary["first_valid_seconds"]) + wall - float(summary["seconds"])
+    if summary.get("first_valid_seconds") is not None:
+        row["first_valid"] = progress.first_valid
     grader = base / "grade.py"
     if summary.get("status") == "succeeded" and grader.is_file():
         graded = subprocess.run([sys.executable, str(grader), slug, str(output)], capture_output=True, text=True,

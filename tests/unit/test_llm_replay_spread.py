@@ -1,12 +1,16 @@
-"""The replay benchmark's spread table: mean and range per competition and mode, the model against --no-llm."""
+"""The replay benchmark's timing of the first valid attempt, and its spread table (mean and range per
+competition and mode, the model against --no-llm)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
 
-from benchmarks.llm_replay import print_spread, spread
+from benchmarks.llm_replay import ProgressClock, print_spread, spread
 
 
 def _row(slug: str, mode: str, score: float | None, first_valid: float) -> dict[str, Any]:
@@ -49,3 +53,21 @@ def test_equal_means_print_as_no_difference_whatever_the_float_rounding(capsys: 
     print_spread(rows)
 
     assert "+0.0000 (no-llm spread 0.0000)" in capsys.readouterr().out
+
+
+def test_the_first_valid_attempt_is_timed_from_the_progress_line_not_from_the_process_exit() -> None:
+    script = (
+        "import sys, time\n"
+        "print('[   0.2s] train    attempt 1: broken failed: it crashed', file=sys.stderr, flush=True)\n"
+        "time.sleep(0.6)\n"
+        "print('[   0.8s] train    attempt 2: lgbm-fast CV 0.84362 [agrees] in 0.5 s', file=sys.stderr, flush=True)\n"
+        "time.sleep(1.5)\n"  # a slow exit must not move the first valid time
+    )
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    clock = ProgressClock(proc, started)
+    proc.wait()
+    clock.join()
+
+    assert clock.first_valid is not None and 0.6 <= clock.first_valid < 1.9
+    assert "attempt 1: broken failed" in clock.tail
