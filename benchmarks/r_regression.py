@@ -56,7 +56,7 @@ DATASETS: list[tuple[str, str, str, str, str, int, tuple[str, ...]]] = [
      tuple(f"r{i}" for i in range(1, 11))),
 ]
 METRIC_WORDS = {"mae": "mean absolute error** (MAE)", "rmse": "root mean squared error** (RMSE)"}
-GRADER = '''"""python grade.py SLUG submission.csv -> {"score": MAE or RMSE, by SLUG's ending} against SLUG/private/answers.csv."""
+GRADER = '''"""python grade.py SLUG submission.csv -> {"score": MAE or RMSE (by how SLUG ends)}, from SLUG/private."""
 import json
 import sys
 from pathlib import Path
