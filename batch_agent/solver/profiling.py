@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from batch_agent.solver.competition import ColumnInfo, ColumnKind, CompetitionProfile, PredictionFormat, TaskType
@@ -85,8 +86,8 @@ def profile_competition(data_dir: Path, *, metric: str | None = None) -> Competi
 
 
 def _target_min(train: pd.DataFrame, targets: list[str]) -> float | None:
-    values = pd.to_numeric(train[targets].stack(), errors="coerce")
-    return float(values.min()) if values.notna().any() else None
+    values = train[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return float(np.nanmin(values)) if np.isfinite(values).any() else None
 
 
 def _find_files(data_dir: Path) -> tuple[Path, Path, Path]:
