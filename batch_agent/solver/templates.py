@@ -159,25 +159,33 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
                             params={"n_estimators": 300 if not large else 100})
     random_forest = ModelSpec(name="random-forest", family="random_forest",
                               params={"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 1})
-    loggable = profile.target_min is None or profile.target_min > -1  # else a twin trains on the raw scale
-    if profile.task == "regression" and profile.metric in ("rmse", "mse", "r2", "mae") and loggable:
-        # Skewed targets (prices, counts) often fit better on the log scale; the profile does not say
-        # whether this one is skewed, so a log-target twin competes on CV. A target at -1 or below gets
-        # none: its twin would train on the raw scale, a copy of the raw model (and of its tuning). For MAE
-        # the twin fits squared error on the log scale, near the median of a skewed target, beside the raw
-        # models' absolute error (``training.absolute_loss``).
-        lgbm_log = lgbm.model_copy(deep=True, update={"name": "lgbm-log", "features": {"target": "log"}})
-        catboost_log = catboost.model_copy(deep=True, update={"name": "catboost-log", "features": {"target": "log"}})
-        log_twins = [lgbm_log, catboost_log]
-    else:
-        log_twins = []
+    twins: list[ModelSpec] = []
+    non_negative = profile.target_min is not None and profile.target_min >= 0
+    if profile.task == "regression" and profile.metric in ("rmse", "mse", "r2") and non_negative:
+        # Skewed non-negative targets (prices, counts) are often multiplicative: a Poisson objective fits
+        # them through a log link, but its fit is the mean that squared error asks for, where a model of
+        # log1p(target) fits something below it (the mean of the logs) and its early stopping watches the
+        # log scale. The profile does not say whether the target is skewed, so CV decides.
+        twins = [
+            lgbm.model_copy(deep=True, update={"name": "lgbm-poisson",
+                                               "params": {**lgbm.params, **POISSON["lightgbm"]}}),
+            catboost.model_copy(deep=True, update={"name": "catboost-poisson",
+                                                   "params": {**catboost.params, **POISSON["catboost"]}}),
+        ]
+    elif profile.task == "regression" and profile.metric in ("rmse", "mse", "r2", "mae") and (
+            profile.target_min is None or profile.target_min > -1):
+        # MAE asks for the median, which a model of log1p(target) fits near on a skewed target (squared
+        # error on the log scale, beside the raw models' absolute error: ``training.absolute_loss``). A
+        # target at -1 or below gets no twin: it would train on the raw scale, a copy of the raw model.
+        twins = [lgbm.model_copy(deep=True, update={"name": "lgbm-log", "features": {"target": "log"}}),
+                 catboost.model_copy(deep=True, update={"name": "catboost-log", "features": {"target": "log"}})]
     if large:
-        return [lgbm_fast, lgbm, catboost, *log_twins[:1], linear]
+        return [lgbm_fast, lgbm, catboost, *twins[:1], linear]
     if _categorical_heavy(profile):
         # CatBoost's ordered target statistics are the strongest default on codes and names: train it
         # second, before time runs short, and give XGBoost (target-encoded codes) the next turn.
-        return [lgbm_fast, catboost, lgbm, *log_twins, xgboost, linear, extra_trees, lgbm_shallow, random_forest]
-    return [lgbm_fast, linear, lgbm, catboost, *log_twins, xgboost, extra_trees, lgbm_shallow, random_forest]
+        return [lgbm_fast, catboost, lgbm, *twins, xgboost, linear, extra_trees, lgbm_shallow, random_forest]
+    return [lgbm_fast, linear, lgbm, catboost, *twins, xgboost, extra_trees, lgbm_shallow, random_forest]
 
 
 def _categorical_heavy(profile: CompetitionProfile) -> bool:
@@ -194,6 +202,12 @@ _GPU_PARAMS: dict[str, dict[str, Any]] = {
     "catboost": {"task_type": "GPU"},
 }
 BOOSTERS = ("lightgbm", "xgboost", "catboost")
+# Each booster's Poisson objective (log link, fits the mean), as the parameter its library reads.
+POISSON: dict[str, dict[str, str]] = {
+    "lightgbm": {"objective": "poisson"},
+    "xgboost": {"objective": "count:poisson"},
+    "catboost": {"loss_function": "Poisson"},
+}
 # How the names of a booster's tuned variants start (``lineage``).
 _SHORT = {"lightgbm": "lgbm", "xgboost": "xgboost", "catboost": "catboost"}
 # Seed rounds of the best model, after its family's portfolio.
@@ -203,14 +217,25 @@ BAG_ROUNDS = 6
 
 
 def lineage(spec: ModelSpec) -> str | None:
-    """What template tuning tunes: a booster family on one target scale (``lgbm``, ``catboost-log``...).
+    """What template tuning tunes: a booster family on one target scale or objective (``lgbm``,
+    ``catboost-log``, ``lgbm-poisson``...).
 
     Every model of a lineage draws on one portfolio and one set of variant names, so the fast, the
     regularised and the shallow LightGBM never each try the same configurations. None for other families.
     """
     if spec.family not in BOOSTERS:
         return None
-    return _SHORT[spec.family] + ("-log" if spec.features.get("target") == "log" else "")
+    if spec.features.get("target") == "log":
+        return _SHORT[spec.family] + "-log"
+    if _objective(spec):
+        return _SHORT[spec.family] + "-poisson"
+    return _SHORT[spec.family]
+
+
+def _objective(spec: ModelSpec) -> dict[str, Any]:
+    """A booster's Poisson objective parameter when it has it (kept by its tuned variants), else {}."""
+    poisson = POISSON.get(spec.family, {})
+    return dict(poisson) if poisson and all(spec.params.get(k) == v for k, v in poisson.items()) else {}
 
 
 def bagging_lineage(name: str) -> str | None:
@@ -426,7 +451,7 @@ class TemplateAuthor:
         Each configuration of ``portfolio.configurations`` once (``lgbm+p1``, ``lgbm+p2``...), then
         SEED_ROUNDS reseeded copies of ``best`` (``lgbm+seeds1``...) at a learning rate of at most 0.03,
         then BAG_ROUNDS more on other splits of the folds (``lgbm+bag1``...), which only long runs reach.
-        A variant keeps ``best``'s features and target scale; the blend and the holdout decide what is kept.
+        A variant keeps ``best``'s features, target scale and objective; the blend and the holdout decide what is kept.
         """
         found = spec_of(best.code)
         if found is None:
@@ -439,8 +464,8 @@ class TemplateAuthor:
         for number, (label, params) in enumerate(portfolio.configurations(spec.family, _table(profile)), start=1):
             name = f"{key}+p{number}"
             if name not in tried:
-                variant = ModelSpec(name=name, family=spec.family, params=params, seeds=[number],
-                                    features=dict(spec.features))
+                variant = ModelSpec(name=name, family=spec.family, params={**params, **_objective(spec)},
+                                    seeds=[number], features=dict(spec.features))
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
                                parent=best.name, note=f"{spec.family} tuning: the {label} configuration")
         for round_ in range(1, SEED_ROUNDS + BAG_ROUNDS + 1):

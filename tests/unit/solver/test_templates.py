@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 
 from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
-from batch_agent.solver.plan import AttemptResult
-from batch_agent.solver.templates import TemplateAuthor, spec_of
+from batch_agent.solver.plan import AttemptResult, ModelSpec
+from batch_agent.solver.templates import TemplateAuthor, lineage_of, spec_of
 
 
 def profile(n_train: int = 1000, n_features: int = 8) -> CompetitionProfile:
@@ -116,19 +116,44 @@ def test_programs_from_other_authors_are_not_repaired_by_templates() -> None:
     assert author.repair(prof, foreign, failure(foreign.name)) is None
 
 
-def test_rmse_and_mae_regression_plan_log_target_twins_that_other_metrics_do_not_get() -> None:
+def test_regression_twins_are_poisson_for_non_negative_rmse_targets_and_log_scale_for_mae() -> None:
     rmse = profile().model_copy(update={"task": "regression", "metric": "rmse", "classes": None,
                                         "prediction_format": "value"})
-    for metric, target_min in (("rmse", None), ("mae", 0.0), ("rmse", -0.9)):
-        twins = [c for c in TemplateAuthor().plan(rmse.model_copy(update={"metric": metric, "target_min": target_min}),
-                                                   120).candidates
-                 if c.features.get("target") == "log"]
-        assert [c.name for c in twins] == ["lgbm-log", "catboost-log"], metric
+
+    def twins(prof: CompetitionProfile) -> list[ModelSpec]:
+        return [c for c in TemplateAuthor().plan(prof, 120).candidates if c.name.endswith(("-log", "-poisson"))]
+
+    poisson = twins(rmse.model_copy(update={"target_min": 0.0}))
+    assert [c.name for c in poisson] == ["lgbm-poisson", "catboost-poisson"]
+    assert poisson[0].params["objective"] == "poisson" and poisson[1].params["loss_function"] == "Poisson"
+    assert not any(c.features for c in poisson)  # the raw scale: the objective's log link does the rest
+    # MAE wants the median, which the log scale fits near; an RMSE target with negative values, or one whose
+    # range is unknown, keeps the log twins too.
+    for metric, target_min in (("mae", 0.0), ("rmse", -0.9), ("rmse", None)):
+        found = twins(rmse.model_copy(update={"metric": metric, "target_min": target_min}))
+        assert [(c.name, c.features) for c in found] == [("lgbm-log", {"target": "log"}),
+                                                         ("catboost-log", {"target": "log"})], metric
     # RMSLE trains every model on the log scale already; classification has no target scale; a target at -1
     # or below cannot go on it (its twins would be copies of the raw models).
-    for other in (rmse.model_copy(update={"metric": "rmsle"}), profile(),
+    for other in (rmse.model_copy(update={"metric": "rmsle", "target_min": 0.0}), profile(),
                   rmse.model_copy(update={"target_min": -3.6})):
-        assert not [c for c in TemplateAuthor().plan(other, 120).candidates if c.features.get("target") == "log"]
+        assert not twins(other)
+
+
+def test_a_poisson_lineage_is_tuned_with_its_objective() -> None:
+    author = TemplateAuthor()
+    prof = profile().model_copy(update={"task": "regression", "metric": "rmse", "classes": None,
+                                        "prediction_format": "value", "target_min": 0.0})
+    plan = author.plan(prof, 120)
+    for name, key, objective in (("lgbm-poisson", "lgbm-poisson", {"objective": "poisson"}),
+                                 ("catboost-poisson", "catboost-poisson", {"loss_function": "Poisson"})):
+        best = next(p for p in author.draft(prof, plan) if p.name == name)
+        assert lineage_of(best.code) == key
+        tuned = author.improve(prof, plan, best, [])
+        assert tuned is not None and tuned.name == f"{key}+p1"
+        found = spec_of(tuned.code)
+        assert found is not None and objective.items() <= found[0].params.items()
+    assert lineage_of(next(p for p in author.draft(prof, plan) if p.name == "lgbm").code) == "lgbm"
 
 
 def test_mae_boosters_fit_absolute_error_on_the_raw_scale_and_squared_error_on_the_log_scale() -> None:

@@ -272,3 +272,33 @@ def test_a_model_written_fold_by_fold_with_target_encoding_and_any_sklearn_model
     value = toolkit.write_outputs(comp, (oof + tree_oof) / 2, (test_pred + tree_test) / 2, name="mix",
                                   folder=tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["cv_score"] == pytest.approx(value)
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "xgboost", "catboost"])
+def test_a_boosters_poisson_objective_fits_a_count_targets_mean(family: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from batch_agent.solver.templates import POISSON
+
+    rng = np.random.default_rng(3)
+    n_train, n_test = 600, 150
+    x = rng.normal(size=n_train + n_test)
+    frame = pd.DataFrame({"id": np.arange(n_train + n_test), "x": x,
+                          "runs": rng.poisson(np.exp(1.0 + 0.8 * x))})
+    data = tmp_path / "data"
+    data.mkdir()
+    frame.iloc[:n_train].to_csv(data / "train.csv", index=False)
+    frame.iloc[n_train:].drop(columns="runs").to_csv(data / "test.csv", index=False)
+    frame.iloc[n_train:][["id"]].assign(runs=0.0).to_csv(data / "sample_submission.csv", index=False)
+    profile = profile_competition(data, metric="rmse")
+    spec = ModelSpec(name=f"{family}-poisson", family=family, params={**SMALL_PARAMS[family], **POISSON[family]})
+    code = render_program(profile, Plan(approach="test", n_folds=3, candidates=[spec]), spec)
+    program = write_program(tmp_path / "run", Program(name=spec.name, code=code), profile)
+    run_in_process(program, data, monkeypatch)
+
+    oof = pd.read_csv(tmp_path / "run" / "oof.csv").merge(frame[["id", "runs"]], on="id", suffixes=("", "_true"))
+    # A log link: no negative counts, and the predictions' mean is the target's mean (not a log-scale mean,
+    # which sits below it on a skewed target).
+    assert (oof["runs"] >= 0).all()
+    assert abs(oof["runs"].mean() - oof["runs_true"].mean()) < 0.05 * oof["runs_true"].mean()
+    constant = float(np.sqrt(np.mean((oof["runs_true"] - oof["runs_true"].mean()) ** 2)))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["cv_score"] < 0.8 * constant
