@@ -16,7 +16,8 @@ oof, test_pred = toolkit.fit_lightgbm(comp, X, X_test, params, seeds=[0], target
     family="extra_trees" | "random_forest"; numeric X: tree_features(comp, native_categorical=False)),
     fit_knn (params {"n_neighbors": 25}, on linear_features),
     fit_sklearn(comp, make_model, X, X_test) with make_model(kind) -> any scikit-learn estimator.
-    Boosters take n_rounds and early_stopping in params; target="log" trains on log1p(target).
+    Boosters take n_rounds and early_stopping in params, and their library's own objective
+    ({"objective": "poisson"}, CatBoost {"loss_function": "Poisson"}); target="log" trains on log1p(target).
     They return predictions in prediction space: class probabilities (n, K) in comp.profile.classes
     order, values (n,), or (n, T) for several targets; oof rows follow comp.train.
 oof, test_pred = toolkit.cross_fit(comp, fit_fold, seeds=[0])  your own model, fold by fold:
