@@ -227,12 +227,12 @@ def lineage(spec: ModelSpec) -> str | None:
         return None
     if spec.features.get("target") == "log":
         return _SHORT[spec.family] + "-log"
-    if _objective(spec):
+    if _poisson_objective(spec):
         return _SHORT[spec.family] + "-poisson"
     return _SHORT[spec.family]
 
 
-def _objective(spec: ModelSpec) -> dict[str, Any]:
+def _poisson_objective(spec: ModelSpec) -> dict[str, Any]:
     """A booster's Poisson objective parameter when it has it (kept by its tuned variants), else {}."""
     poisson = POISSON.get(spec.family, {})
     return dict(poisson) if poisson and all(spec.params.get(k) == v for k, v in poisson.items()) else {}
@@ -464,7 +464,7 @@ class TemplateAuthor:
         for number, (label, params) in enumerate(portfolio.configurations(spec.family, _table(profile)), start=1):
             name = f"{key}+p{number}"
             if name not in tried:
-                variant = ModelSpec(name=name, family=spec.family, params={**params, **_objective(spec)},
+                variant = ModelSpec(name=name, family=spec.family, params={**params, **_poisson_objective(spec)},
                                     seeds=[number], features=dict(spec.features))
                 return Program(name=name, code=render_program(profile, plan, variant), origin="template",
                                parent=best.name, note=f"{spec.family} tuning: the {label} configuration")
