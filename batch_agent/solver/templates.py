@@ -160,8 +160,8 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
     random_forest = ModelSpec(name="random-forest", family="random_forest",
                               params={"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 1})
     twins: list[ModelSpec] = []
-    non_negative = profile.target_min is not None and profile.target_min >= 0
-    if profile.task == "regression" and profile.metric in ("rmse", "mse", "r2") and non_negative:
+    low = profile.target_min
+    if profile.task == "regression" and profile.metric in ("rmse", "mse", "r2") and low is not None and low >= 0:
         # Skewed non-negative targets (prices, counts) are often multiplicative: a Poisson objective fits
         # them through a log link, but its fit is the mean that squared error asks for, where a model of
         # log1p(target) fits something below it (the mean of the logs) and its early stopping watches the
@@ -172,8 +172,7 @@ def _candidates(profile: CompetitionProfile) -> list[ModelSpec]:
             catboost.model_copy(deep=True, update={"name": "catboost-poisson",
                                                    "params": {**catboost.params, **POISSON["catboost"]}}),
         ]
-    elif profile.task == "regression" and profile.metric in ("rmse", "mse", "r2", "mae") and (
-            profile.target_min is None or profile.target_min > -1):
+    elif profile.task == "regression" and profile.metric in ("rmse", "mse", "r2", "mae") and (low is None or low > -1):
         # MAE asks for the median, which a model of log1p(target) fits near on a skewed target (squared
         # error on the log scale, beside the raw models' absolute error: ``training.absolute_loss``). A
         # target at -1 or below gets no twin: it would train on the raw scale, a copy of the raw model.
