@@ -135,7 +135,9 @@ def test_kernel_still_running_at_timeout_returns_timeout(
         "gpu-comp",
         _program(tmp_path, PROGRAM),
         tmp_path / "out",
-        timeout=0.2,
+        # The clock starts before the push, so the timeout leaves room for a
+        # slow push on a loaded machine and still several polls after it.
+        timeout=3.0,
         poll_interval=0.05,
         options=options,
     )
