@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from batch_agent.solver.blend import blend_attempts
 from batch_agent.solver.competition import CompetitionProfile
@@ -108,3 +109,40 @@ def test_a_lucky_bagging_round_is_never_the_best_single_attempt(tmp_path: Path) 
     assert "lgbm+bag1" not in final.weights
     if final.name not in ("blend", "stack"):
         assert final.name == "lgbm" and final.cv_score == base.cv_score
+
+
+def test_averaged_bagging_rounds_alone_are_the_answer_when_they_beat_every_single_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The greedy blend alone is under test: a stacker could win here by its own weights and hide the outcome.
+    monkeypatch.setattr("batch_agent.solver.blend.stack", lambda *args, **kwargs: None)
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(6)
+    errors = rng.normal(0, 0.4, (3, N_TRAIN))
+    rounds = [attempt(tmp_path, profile, y, f"lgbm+bag{i}", y + errors[i - 1], np.full(N_TEST, t))
+              for i, t in enumerate([3.0, 4.0, 5.0], start=1)]
+    # The single model errs as the rounds' average does and more, so no share of it can help that average.
+    base = attempt(tmp_path, profile, y, "lgbm", y + errors.mean(axis=0) + rng.normal(0, 0.6, N_TRAIN),
+                   np.full(N_TEST, 1.0))
+    final = blend_attempts(profile, [base, *rounds], tmp_path / "final", higher_is_better=False)
+
+    assert final.name == "blend" and final.weights == {"lgbm+bags": 1.0}
+    assert final.cv_score < (base.cv_score or 0.0)
+    assert np.allclose(pd.read_csv(final.submission)["y"], 4.0)  # the rounds' average, not the single lgbm's 1.0
+
+
+def test_selection_goes_on_past_a_round_without_gain_and_keeps_the_best_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("batch_agent.solver.blend.stack", lambda *args, **kwargs: None)
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(7)
+    # Half of a model twice as noisy makes the good one worse; a third or a quarter of each makes it better.
+    good = attempt(tmp_path, profile, y, "good", y + rng.normal(0, 0.3, N_TRAIN), np.full(N_TEST, 1.0))
+    second = attempt(tmp_path, profile, y, "second", y + rng.normal(0, 0.6, N_TRAIN), np.full(N_TEST, 2.0))
+    third = attempt(tmp_path, profile, y, "third", y + rng.normal(0, 0.6, N_TRAIN), np.full(N_TEST, 3.0))
+    final = blend_attempts(profile, [good, second, third], tmp_path / "final", higher_is_better=False)
+
+    assert final.name == "blend" and set(final.weights) == {"good", "second", "third"}
+    assert final.weights["good"] > 0.4
+    assert final.cv_score < (good.cv_score or 0.0) * 0.95
