@@ -195,16 +195,26 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="slugs to run (default: all)")
     parser.add_argument("--baselines", action="store_true",
                         help="also grade the best constant and default LightGBM on train.csv/test.csv alone")
+    parser.add_argument("--keep", type=Path, help="keep each run's folder (KEEP/SLUG) and submission (KEEP/SLUG.csv) "
+                        "here, for benchmarks/reblend.py; default: a temporary folder")
     args = parser.parse_args()
     folders = [(s, f) for s, f in competition_folders(args.dir) if not args.only or s in args.only]
     if not folders:
         print(f"no competition folders under {args.dir}", file=sys.stderr)
         return 2
+    if args.keep is not None:
+        taken = [slug for slug, _ in folders if (args.keep / slug).exists()]
+        if taken:
+            print(f"{args.keep} already holds runs of {', '.join(taken)}: choose another --keep folder",
+                  file=sys.stderr)
+            return 2
+        args.keep.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ks-quality-") as tmp:
+        workroot = args.keep if args.keep is not None else Path(tmp)
         for slug, folder in folders:
             print(f"running {slug} ...", file=sys.stderr, flush=True)
-            row = run_one(slug, folder, args.dir, args.time_limit, Path(tmp))
+            row = run_one(slug, folder, args.dir, args.time_limit, workroot)
             if args.baselines:
                 row.update(run_baselines(slug, folder, args.dir, Path(tmp) / f"{slug}-baselines"))
             rows.append(row)
