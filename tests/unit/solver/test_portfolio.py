@@ -310,3 +310,17 @@ def test_bagging_rounds_are_told_apart_by_name_from_every_other_program() -> Non
     assert bagging_lineage("catboost-log+bag12") == "catboost-log"
     for other in ("lgbm", "lgbm+bags", "lgbm+seeds1", "lgbm+p2", "+bag1", "llm-draft-bag1", "lgbm+bagx"):
         assert bagging_lineage(other) is None, other
+
+
+def test_the_last_lightgbm_configuration_is_additive_one_split_per_tree() -> None:
+    import lightgbm as lgb
+
+    for rows in (1_000, 20_000, 500_000):
+        label, params = portfolio.configurations("lightgbm", portfolio.Table(rows=rows, features=20))[-1]
+        assert label == "additive"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2_000, 5))
+    y = X[:, 0] * X[:, 1] + np.sin(X[:, 2])  # an interaction stumps cannot fit, and an additive part
+    booster = lgb.train({**{k: v for k, v in params.items() if k != "budget_rounds"}, "verbose": -1},
+                        lgb.Dataset(X, y), num_boost_round=50)
+    assert all(tree["num_leaves"] <= 2 for tree in booster.dump_model()["tree_info"])
