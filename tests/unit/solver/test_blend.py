@@ -111,11 +111,14 @@ def test_a_lucky_bagging_round_is_never_the_best_single_attempt(tmp_path: Path) 
         assert final.name == "lgbm" and final.cv_score == base.cv_score
 
 
-def test_averaged_bagging_rounds_alone_are_the_answer_when_they_beat_every_single_attempt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The greedy blend alone is under test: a stacker could win here by its own weights and hide the outcome.
+@pytest.fixture
+def greedy_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stacker: it could win by weights of its own and hide what the greedy selection chose."""
     monkeypatch.setattr("batch_agent.solver.blend.stack", lambda *args, **kwargs: None)
+
+
+@pytest.mark.usefixtures("greedy_only")
+def test_averaged_bagging_rounds_alone_are_the_answer_when_they_beat_every_single_attempt(tmp_path: Path) -> None:
     profile, y = competition(tmp_path)
     rng = np.random.default_rng(6)
     errors = rng.normal(0, 0.4, (3, N_TRAIN))
@@ -131,10 +134,8 @@ def test_averaged_bagging_rounds_alone_are_the_answer_when_they_beat_every_singl
     assert np.allclose(pd.read_csv(final.submission)["y"], 4.0)  # the rounds' average, not the single lgbm's 1.0
 
 
-def test_selection_goes_on_past_a_round_without_gain_and_keeps_the_best_prefix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("batch_agent.solver.blend.stack", lambda *args, **kwargs: None)
+@pytest.mark.usefixtures("greedy_only")
+def test_selection_goes_on_past_a_round_without_gain_and_keeps_the_best_prefix(tmp_path: Path) -> None:
     profile, y = competition(tmp_path)
     rng = np.random.default_rng(7)
     # Half of a model twice as noisy makes the good one worse; a third or a quarter of each makes it better.
