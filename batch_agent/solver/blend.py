@@ -2,11 +2,12 @@
 
 Caruana-style selection with replacement: start from the best single model,
 add for MAX_ROUNDS rounds the model whose inclusion scores best on the
-out-of-fold predictions, and keep the best-scoring prefix. Template programs bring their oof.npy/test_pred.npy;
-other programs bring oof.csv (plus holdout.csv, the product's record of their
-predictions for the rows hidden from them) and submission.csv, turned back into
-prediction space. A second-layer stacker (``stacking.py``) competes too; the final
-answer is the best by CV of the stacker, the blend and the best single attempt.
+out-of-fold predictions, and keep the best-scoring prefix. Template programs
+bring their oof.npy/test_pred.npy; other programs bring oof.csv (plus holdout.csv,
+the product's record of their predictions for the rows hidden from them) and
+submission.csv, turned back into prediction space. A second-layer stacker
+(``stacking.py``) competes too; the final answer is the best by CV of the stacker,
+the blend and the best single attempt.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _select(oofs: dict[str, np.ndarray], evaluate: Callable[[np.ndarray], float]
     stopped at one member (CV 0.5446) where going on found four (CV 0.5409).
     """
     chosen: list[str] = []
-    trajectory: list[tuple[float, np.ndarray]] = []
+    scores: list[float] = []
     current: np.ndarray | None = None
     for _ in range(MAX_ROUNDS):
         if chosen and time.monotonic() > stop_at:
@@ -152,12 +153,13 @@ def _select(oofs: dict[str, np.ndarray], evaluate: Callable[[np.ndarray], float]
             trials[name] = (sign * evaluate(blended), blended)
         name, (value, current) = max(trials.items(), key=lambda item: item[1][0])
         chosen.append(name)
-        trajectory.append((value, current))
+        scores.append(value)
     best = 0
-    for k, (value, _) in enumerate(trajectory):
-        if value > trajectory[best][0] + MIN_GAIN:
+    for k, value in enumerate(scores):
+        if value > scores[best] + MIN_GAIN:
             best = k
-    return chosen[:best + 1], trajectory[best][1]
+    members = chosen[:best + 1]
+    return members, np.mean([oofs[name] for name in members], axis=0)
 
 
 def _load_predictions(profile: CompetitionProfile, attempts: list[AttemptResult], train_ids: pd.Series,
