@@ -30,7 +30,8 @@ first valid submission was written, model calls, model programs that ran
 (valid / rejected as leaks / failed), and whether any entered the final blend.
 With ``--repeat N`` every run is made N times and a second table gives, per
 competition and mode, the mean and range of the graded score and of the first
-valid submission, and the model's mean against --no-llm's and its spread.
+valid submission, and the model's mean against --no-llm's and its spread; a third gives, per
+repeat, the model against --no-llm's run of the same repeat.
 """
 
 from __future__ import annotations
@@ -419,6 +420,35 @@ def print_spread(rows: list[dict[str, Any]]) -> None:
             print("| " + " | ".join(cells) + " |")
 
 
+def print_pairs(rows: list[dict[str, Any]]) -> None:
+    """Per competition and repeat: the model's graded score against --no-llm's of the same repeat (+ better),
+    and how much earlier or later its first valid submission came.
+
+    A repeat runs each competition's modes back to back, so a pair shares the machine's state: a
+    difference that keeps its sign over the repeats is the loop's, not a slow spell's.
+    """
+    repeats = sorted({r.get("repeat", 1) for r in rows})
+    print("| competition | " + " | ".join(f"repeat {n}" for n in repeats) + " |")
+    print("|" + "---|" * (len(repeats) + 1))
+    for slug in dict.fromkeys(r["slug"] for r in rows):
+        cells = [slug]
+        for n in repeats:
+            pair = {r["mode"]: r for r in rows if r["slug"] == slug and r.get("repeat", 1) == n}
+            base, model = pair.get("no-llm"), next((r for m, r in pair.items() if m != "no-llm"), None)
+            if base is None or model is None or base["score"] is None or model["score"] is None:
+                cells.append("-")
+                continue
+            sign = 1 if model["higher_is_better"] else -1
+            better = round((model["score"] - base["score"]) * sign, 4) + 0.0
+            cell = "equal" if better == 0 else f"{better:+.4f}"
+            if base["first_valid"] is not None and model["first_valid"] is not None:
+                later = round(model["first_valid"] - base["first_valid"], 1) + 0.0
+                cell += ", first valid " + ("as early" if later == 0 else
+                                           f"{abs(later):.1f} s {'later' if later > 0 else 'earlier'}")
+            cells.append(cell)
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("competitions", type=Path, help="folder of competition folders (with grade.py)")
@@ -467,6 +497,8 @@ def main() -> int:
     if args.repeat > 1:
         print()
         print_spread(rows)
+        print()
+        print_pairs(rows)
     return 0
 
 

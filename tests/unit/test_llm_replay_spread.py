@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.llm_replay import ProgressClock, print_spread, spread
+from benchmarks.llm_replay import ProgressClock, print_pairs, print_spread, spread
 
 
 def _row(slug: str, mode: str, score: float | None, first_valid: float) -> dict[str, Any]:
@@ -53,6 +53,20 @@ def test_equal_means_print_as_no_difference_whatever_the_float_rounding(capsys: 
     print_spread(rows)
 
     assert "+0.0000 (no-llm spread 0.0000)" in capsys.readouterr().out
+
+
+def test_pairs_compare_each_repeat_with_the_no_llm_run_of_the_same_repeat(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{**_row("down", "no-llm", 0.50, 4.0), "repeat": 1}, {**_row("down", "model", 0.48, 3.5), "repeat": 1},
+            {**_row("down", "no-llm", 0.40, 4.0), "repeat": 2}, {**_row("down", "model", 0.43, 5.0), "repeat": 2},
+            {**_row("up", "no-llm", 0.80, 3.0), "repeat": 1}, {**_row("up", "model", 0.80, 3.0), "repeat": 1},
+            {**_row("up", "no-llm", 0.80, 3.0), "repeat": 2}, {**_row("up", "model", None, 3.0), "repeat": 2}]
+
+    print_pairs(rows)
+
+    lines = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    # Lower is better: 0.48 against the same repeat's 0.50 is a gain, 0.43 against 0.40 a loss.
+    assert "| +0.0200, first valid 0.5 s earlier | -0.0300, first valid 1.0 s later |" in lines["down"]
+    assert "| equal, first valid as early | - |" in lines["up"]  # an ungraded run pairs with nothing
 
 
 def test_the_first_valid_attempt_is_timed_from_the_progress_line_not_from_the_process_exit() -> None:
