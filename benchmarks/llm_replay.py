@@ -391,6 +391,14 @@ def spread(rows: list[dict[str, Any]], key: str) -> tuple[float, float, float] |
     return statistics.fmean(values), min(values), max(values)
 
 
+def gain(score: float, baseline: float, *, higher: bool) -> float:
+    """``score`` against ``baseline``, signed so that + is better, to the 4 digits the tables print.
+
+    Rounded before formatting, so that equal scores print as +0.0000 rather than -0.0000.
+    """
+    return round((score - baseline) * (1 if higher else -1), 4) + 0.0
+
+
 def print_spread(rows: list[dict[str, Any]]) -> None:
     """Per competition and mode over the repeats: graded score and first valid submission, mean (lowest–highest).
 
@@ -410,9 +418,8 @@ def print_spread(rows: list[dict[str, Any]]) -> None:
             score, first = spread(mine, "score"), spread(mine, "first_valid")
             verdict = "-"
             if mode != "no-llm" and score is not None and baseline is not None:
-                # Rounded before formatting, so that equal means print as +0.0000 rather than -0.0000.
                 higher = next(r["higher_is_better"] for r in mine if r["score"] is not None)
-                better = round((score[0] - baseline[0]) * (1 if higher else -1), 4) + 0.0
+                better = gain(score[0], baseline[0], higher=higher)
                 verdict = f"{better:+.4f} (no-llm spread {baseline[2] - baseline[1]:.4f})"
             cells = [slug, mode, str(sum(1 for r in mine if r["score"] is not None)),
                      "-" if score is None else f"{score[0]:.4f} ({score[1]:.4f}–{score[2]:.4f})",
@@ -438,8 +445,7 @@ def print_pairs(rows: list[dict[str, Any]]) -> None:
             if base is None or model is None or base["score"] is None or model["score"] is None:
                 cells.append("-")
                 continue
-            sign = 1 if model["higher_is_better"] else -1
-            better = round((model["score"] - base["score"]) * sign, 4) + 0.0
+            better = gain(model["score"], base["score"], higher=model["higher_is_better"])
             cell = "equal" if better == 0 else f"{better:+.4f}"
             if base["first_valid"] is not None and model["first_valid"] is not None:
                 later = round(model["first_valid"] - base["first_valid"], 1) + 0.0
