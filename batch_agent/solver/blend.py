@@ -7,7 +7,8 @@ bring their oof.npy/test_pred.npy; other programs bring oof.csv (plus holdout.cs
 the product's record of their predictions for the rows hidden from them) and
 submission.csv, turned back into prediction space. A second-layer stacker
 (``stacking.py``) competes too; the final answer is the best by CV of the stacker,
-the blend and the best single attempt.
+the blend and the best single attempt, the stacker only when it also wins on most of
+its folds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.outputs import copy_output, read_output
 from batch_agent.solver.plan import AttemptResult
 from batch_agent.solver.predictions import Decision, cv_score, encode_target, fit_decision, submission_frame
-from batch_agent.solver.stacking import stack
+from batch_agent.solver.stacking import Stacked, folds_won, stack
 from batch_agent.solver.templates import bagging_lineage
 
 MAX_ROUNDS = 25
@@ -116,7 +117,9 @@ def blend_attempts(
         stacked = stack(profile, y, oofs, {name: test for name, (_, test) in predictions.items()},
                         stop_at=started + time_budget)
     to_beat = blend_score if usable else reference
-    if stacked is not None and (stacked.cv_score - to_beat) * sign > STACK_MIN_RELATIVE_GAIN * abs(to_beat):
+    if stacked is not None and (stacked.cv_score - to_beat) * sign > STACK_MIN_RELATIVE_GAIN * abs(to_beat) \
+            and _stack_wins_most_folds(profile, y, stacked, (current, decision) if usable else
+                                       _single_predictions(profile, y, oofs, best.program), sign):
         frame = submission_frame(profile, test[profile.id_column], stacked.test_pred, stacked.decision)
         frame.to_csv(path, index=False)
         return FinalSubmission(name="stack", cv_score=stacked.cv_score, weights=stacked.weights, submission=path)
@@ -129,6 +132,21 @@ def blend_attempts(
     frame = submission_frame(profile, test[profile.id_column], test_pred, decision)
     frame.to_csv(path, index=False)
     return FinalSubmission(name="blend", cv_score=float(blend_score), weights=weights, submission=path)
+
+
+def _single_predictions(profile: CompetitionProfile, y: np.ndarray, oofs: dict[str, np.ndarray],
+                        name: str) -> tuple[np.ndarray, Decision] | None:
+    if name not in oofs:
+        return None
+    return oofs[name], fit_decision(profile, y, oofs[name])
+
+
+def _stack_wins_most_folds(profile: CompetitionProfile, y: np.ndarray, stacked: Stacked,
+                           rival: tuple[np.ndarray, Decision] | None, sign: float) -> bool:
+    """The stacker beats the answer it would replace on most of its own folds, not on a few rows."""
+    if rival is None:
+        return False
+    return 2 * folds_won(profile, y, stacked, rival[0], rival[1], sign) > len(stacked.folds)
 
 
 def _select(oofs: dict[str, np.ndarray], evaluate: Callable[[np.ndarray], float], sign: float,

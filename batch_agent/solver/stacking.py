@@ -31,6 +31,9 @@ class Stacked(BaseModel):
     test_pred: np.ndarray
     decision: Decision
     weights: dict[str, float]
+    oof: np.ndarray
+    # The rows of each of the stacker's own validation folds.
+    folds: list[np.ndarray]
 
 
 def _design(profile: CompetitionProfile, preds: list[np.ndarray]) -> np.ndarray:
@@ -85,8 +88,10 @@ def stack(profile: CompetitionProfile, y: np.ndarray, oofs: dict[str, np.ndarray
         splits = StratifiedKFold(STACK_FOLDS, shuffle=True, random_state=seed).split(X, y)
     width = len(profile.classes or []) if profile.task != "regression" else 0
     stacked = np.zeros((len(y), width)) if width else np.zeros(len(y))
+    folds = []
     for done, (tr, va) in enumerate(splits):
         started = time.monotonic()
+        folds.append(va)
         stacked[va] = _predict(profile, _model(profile).fit(X[tr], y[tr]), X[va])
         # The folds left and the final fit on every row take about as long as this one each.
         if stop_at is not None and time.monotonic() + (time.monotonic() - started) * (STACK_FOLDS - done) > stop_at:
@@ -100,4 +105,19 @@ def stack(profile: CompetitionProfile, y: np.ndarray, oofs: dict[str, np.ndarray
     weights = {n: float(w / importance.sum()) for n, w in zip(names, importance, strict=True)} \
         if importance.sum() > 0 else {n: 1.0 / len(names) for n in names}
     return Stacked(cv_score=float(score), test_pred=_predict(profile, final, X_test), decision=decision,
-                   weights=weights)
+                   weights=weights, oof=stacked, folds=folds)
+
+
+def folds_won(profile: CompetitionProfile, y: np.ndarray, stacked: Stacked, rival: np.ndarray,
+              rival_decision: Decision, sign: float) -> int:
+    """On how many of the stacker's folds it scores better than ``rival``'s out-of-fold predictions.
+
+    A stacker's free weights can buy its whole CV gain on a few rows: on a heavy-tailed price (one
+    training row at 130,021 where the standard deviation is 4,588) ridge put weights of -4.5 to +3.6 on
+    its models, won CV 3081 against 3248 on the two folds holding the largest prices, lost on the other
+    three, and graded 0.72 of a constant's RMSE where the best single model graded 0.47.
+    """
+    return sum(
+        (cv_score(profile, y[va], stacked.oof[va], stacked.decision)
+         - cv_score(profile, y[va], rival[va], rival_decision)) * sign > 0
+        for va in stacked.folds)

@@ -11,7 +11,8 @@ import pytest
 from batch_agent.solver.blend import blend_attempts
 from batch_agent.solver.competition import CompetitionProfile
 from batch_agent.solver.plan import AttemptResult
-from batch_agent.solver.predictions import cv_score, decide, fit_decision
+from batch_agent.solver.predictions import Decision, cv_score, decide, fit_decision
+from batch_agent.solver.stacking import Stacked
 
 N_TRAIN, N_TEST = 400, 50
 
@@ -147,3 +148,39 @@ def test_selection_goes_on_past_a_round_without_gain_and_keeps_the_best_prefix(t
     assert final.name == "blend" and set(final.weights) == {"good", "second", "third"}
     assert final.weights["good"] > 0.4
     assert final.cv_score < (good.cv_score or 0.0) * 0.95
+
+
+def test_a_stacker_whose_cv_gain_comes_from_one_folds_rows_is_not_chosen(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    profile, y = competition(tmp_path)
+    y = y.copy()
+    y[0] = 60.0  # one heavy-tailed row, as a price column can hold
+    pd.DataFrame({"id": range(N_TRAIN), "y": y}).to_csv(tmp_path / "train.csv", index=False)
+    rng = np.random.default_rng(7)
+    oof = y + rng.normal(0, 0.3, N_TRAIN)
+    oof[0] = 10.0
+    single = attempt(tmp_path, profile, y, "lgbm", oof)
+    other = attempt(tmp_path, profile, y, "xgboost", oof + rng.normal(0, 0.6, N_TRAIN))
+    folds = np.array_split(rng.permutation(N_TRAIN), 5)
+    holding = next(k for k, rows in enumerate(folds) if 0 in rows)
+
+    def one_fold_stacker(*args: object, **kwargs: object) -> Stacked:
+        # Exact on the fold holding the big row, worse than the single model on the other four.
+        stacked = oof + 0.2
+        stacked[folds[holding]] = y[folds[holding]]
+        return Stacked(cv_score=float(np.sqrt(np.mean((stacked - y) ** 2))), test_pred=np.zeros(N_TEST),
+                       decision=Decision(), weights={"lgbm": 0.5, "xgboost": 0.5}, oof=stacked, folds=folds)
+
+    monkeypatch.setattr("batch_agent.solver.blend.stack", one_fold_stacker)
+    assert one_fold_stacker().cv_score < 0.5 * (single.cv_score or 0)
+    final = blend_attempts(profile, [single, other], tmp_path / "final", higher_is_better=False)
+    assert final.name != "stack"
+
+    def most_folds_stacker(*args: object, **kwargs: object) -> Stacked:
+        stacked = one_fold_stacker()
+        better = oof.copy()
+        better[np.concatenate(folds[1:])] = y[np.concatenate(folds[1:])] + 0.1 * (oof - y)[np.concatenate(folds[1:])]
+        return stacked.model_copy(update={"oof": better, "cv_score": float(np.sqrt(np.mean((better - y) ** 2)))})
+
+    monkeypatch.setattr("batch_agent.solver.blend.stack", most_folds_stacker)
+    assert blend_attempts(profile, [single, other], tmp_path / "again", higher_is_better=False).name == "stack"
