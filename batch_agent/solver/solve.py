@@ -67,10 +67,16 @@ class SolveOptions(BaseModel):
     metric: str | None = None
     workdir: Path | None = None
     memory_limit_mb: int = 8192
-    # A safety net, not the budget: the time limit bounds a run. The first pass (8-9 templates) and the
-    # tuning of three lineages (portfolio and seeds: 7 each) come to 29-30; a cap of 20 ended 600 s runs on
-    # small tables after ~200 s with time and tuning steps left.
-    max_attempts: int = 40
+    # Safety nets, not the budget: the time limit bounds a run. Template programs at most: the first pass
+    # (8-9 templates) and the tuning of three lineages (portfolio and seeds: 7 each) come to 29-30; a cap of
+    # 20 ended 600 s runs on small tables after ~200 s with time and tuning steps left.
+    max_template_attempts: int = 40
+    # A model's programs at most (drafts, repairs, improvements), counted apart from the templates' so that a
+    # model adds programs to theirs: under one cap of 40, 300 s runs on telco stopped at the cap with 50-75 s
+    # left, and the model's 8-9 programs had left the templates 31-32 of the 40.
+    max_model_attempts: int = 20
+    # All programs at most, the model's included: a hard bound on a run; None: only the two caps above.
+    max_attempts: int | None = None
     # Repairs per lineage (a failed program, its repair, the repair's repair...), not one count for the run.
     max_repairs: int = 2
     # First drafts a model-backed author is asked for (a call each, at most MAX_CALLS_IN_FLIGHT at once).
@@ -429,6 +435,7 @@ class _Loop:
         self._calls: list[_Call] = []
         self._answered: list[_Call] = []
         self._started = 0
+        self._started_by_model: Counter[bool] = Counter()  # programs started, by whether a model wrote them
         self._seen: set[str] = set()
         self._programs: dict[str, Program] = {}
         self._lineages: dict[str, str | None] = {}  # ``lineage_of`` each program, by name
@@ -485,7 +492,15 @@ class _Loop:
     # ------------------------------------------------------------ deciding
 
     def _can_start(self) -> bool:
-        return self._started < self.options.max_attempts and self.remaining() >= MIN_ATTEMPT_SECONDS
+        return self._room(model=False) or self._room(model=True)
+
+    def _room(self, *, model: bool) -> bool:
+        """A program of the model's (or of the templates') may still start: its side's cap, the run's and time allow."""
+        options = self.options
+        cap = options.max_model_attempts if model else options.max_template_attempts
+        return (self._started_by_model[model] < cap
+                and (options.max_attempts is None or self._started < options.max_attempts)
+                and self.remaining() >= MIN_ATTEMPT_SECONDS)
 
     def _enqueue(self, program: Program, kind: Literal["draft", "repair", "improve"]) -> bool:
         if program.name in self._seen:
@@ -508,11 +523,14 @@ class _Loop:
         while len(self._training) < slots and self._can_start():
             # Per slot: when the model's turn is not due, a free slot takes the templates' next tuning step.
             self._add_template_improvement()
+            # A side at its cap never trains again: its waiting programs would hold the loop open.
+            self._ready = [w for w in self._ready if self._room(model=w.program.origin != "template")]
             if not self._ready:
                 return
             waiting = self._ready.pop(self._next_ready())
             self._template_turns = self._template_turns + 1 if waiting.program.origin == "template" else 0
             self._started += 1
+            self._started_by_model[waiting.program.origin != "template"] += 1
             number = self._started
             training = _Training(number, waiting.program)
             self._training[number] = training
@@ -562,14 +580,14 @@ class _Loop:
         finished fewer, weaker attempts than the same run without one. The tuning step takes turns
         with the model's programs (``_next_ready``), so neither crowds the other out.
         """
-        if not self._model or self.best is None or self._template_plan is None or not self._can_start():
+        if not self._model or self.best is None or self._template_plan is None or not self._room(model=False):
             return
         if any(waiting.program.origin == "template" for waiting in self._ready):
             return
-        # The attempts left go first to the model's programs, waiting or being written: a run capped at a few
-        # attempts tries what the model writes rather than spending them on tuning.
+        # Under a run's cap (``max_attempts``) the attempts left go first to the model's programs, waiting or
+        # being written: a run capped at a few attempts tries what the model writes rather than tuning.
         coming = sum(1 for waiting in self._ready if waiting.program.origin != "template") + len(self._calls)
-        if self._started + coming + 1 > self.options.max_attempts:
+        if self.options.max_attempts is not None and self._started + coming + 1 > self.options.max_attempts:
             return
         parent = self._next_parent(templates=True)
         if parent is None:
@@ -611,7 +629,7 @@ class _Loop:
 
     def _next_call(self) -> _Call | None:
         """The next author call worth making now, or None."""
-        if not self._can_start():
+        if not self._room(model=self._model):
             return None  # nothing it wrote could run
         if self._plan_pending:
             # The drafts are written from the plan: nothing else is asked before it. The plan itself waits

@@ -145,6 +145,52 @@ def test_max_attempts_bounds_the_programs_started(competition: Path, tmp_path: P
     assert [h.program for h in result.history] == ["p0", "p1", "p2"]
 
 
+class _EndlessModel:
+    """A model that drafts one program and answers every improvement with a new one, all quick and valid."""
+
+    name = "scripted-model"
+
+    def __init__(self) -> None:
+        self.written = 0
+        self._lock = threading.Lock()
+
+    def _program(self, kind: str) -> Program:
+        with self._lock:
+            self.written += 1
+            return Program(name=f"model-{self.written}", code=valid(flip=self.written % 2 == 0), origin=f"llm-{kind}")
+
+    def plan(self, profile: CompetitionProfile, time_limit: float) -> Plan:
+        return Plan(approach="scripted model", candidates=[])
+
+    def draft(self, profile: CompetitionProfile, plan: Plan) -> list[Program]:
+        return [self._program("draft")]
+
+    def repair(self, profile: CompetitionProfile, program: Program, failure: AttemptResult) -> Program | None:
+        return None
+
+    def improve(self, profile: CompetitionProfile, plan: Plan, best: Program,
+                history: list[AttemptResult]) -> Program | None:
+        return self._program("improve")
+
+
+@pytest.mark.parametrize(("caps", "templates", "models"), [
+    # The model's programs are counted apart: they add to the templates' attempts instead of taking theirs.
+    ({"max_template_attempts": 2, "max_model_attempts": 3}, 2, 3),
+    # A run's own cap bounds every program, the model's included.
+    ({"max_template_attempts": 2, "max_model_attempts": 3, "max_attempts": 3}, 2, 1),
+])
+def test_the_model_s_programs_have_a_cap_of_their_own(competition: Path, tmp_path: Path, caps: dict[str, int],
+                                                      templates: int, models: int) -> None:
+    template_author = ScriptedAuthor([program(f"t{i}", valid(flip=i % 2 == 1)) for i in range(4)])
+    result = solve(str(competition), tmp_path / "submission.csv",
+                   options(tmp_path, slots=1, model_drafts=1, time_limit=60, **caps), _EndlessModel(),
+                   templates=template_author)
+
+    origins = [h.origin == "template" for h in result.history]
+    assert (origins.count(True), origins.count(False)) == (templates, models)
+    assert result.seconds < 50  # the caps ended the run, not its time
+
+
 def _profile(n_train: int) -> CompetitionProfile:
     return CompetitionProfile(
         title="t", data_dir="/nowhere", id_column="id", target_columns=["target"], submission_columns=["target"],
