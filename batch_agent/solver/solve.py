@@ -72,7 +72,7 @@ class SolveOptions(BaseModel):
     # 20 ended 600 s runs on small tables after ~200 s with time and tuning steps left.
     max_template_attempts: int = 40
     # A model's programs at most (drafts, repairs, improvements), counted apart from the templates' so that a
-    # model adds programs to theirs: under one cap of 40, 300 s runs on telco stopped at the cap with 50-75 s
+    # model adds programs to theirs: under one cap of 40, 300 s runs on telco stopped at the cap with 30-75 s
     # left, and the model's 8-9 programs had left the templates 31-32 of the 40.
     max_model_attempts: int = 20
     # All programs at most, the model's included: a hard bound on a run; None: only the two caps above.
@@ -503,7 +503,9 @@ class _Loop:
                 and self.remaining() >= MIN_ATTEMPT_SECONDS)
 
     def _enqueue(self, program: Program, kind: Literal["draft", "repair", "improve"]) -> bool:
-        if program.name in self._seen:
+        # A side at its cap takes nothing new: a model that fell back to the templates answers with template
+        # programs, and asking on for programs that could never train would keep the run going to its limit.
+        if program.name in self._seen or not self._room(model=program.origin != "template"):
             return False
         self._seen.add(program.name)
         if kind == "repair":

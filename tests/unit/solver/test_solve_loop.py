@@ -191,6 +191,24 @@ def test_the_model_s_programs_have_a_cap_of_their_own(competition: Path, tmp_pat
     assert result.seconds < 50  # the caps ended the run, not its time
 
 
+class _FallenBackModel(_EndlessModel):
+    """A model that has fallen back to the templates: each improvement it answers is a template program."""
+
+    def _program(self, kind: str) -> Program:
+        return super()._program(kind).model_copy(update={"origin": "template"})
+
+
+def test_a_model_fallen_back_to_the_templates_ends_the_run_at_the_template_cap(competition: Path,
+                                                                               tmp_path: Path) -> None:
+    template_author = ScriptedAuthor([program("t0", valid())])
+    result = solve(str(competition), tmp_path / "submission.csv",
+                   options(tmp_path, slots=1, model_drafts=1, time_limit=60, max_template_attempts=3),
+                   _FallenBackModel(), templates=template_author)
+
+    assert len(result.history) == 3 and all(h.origin == "template" for h in result.history)
+    assert result.seconds < 30  # not asking on for programs that could never train until the limit
+
+
 def _profile(n_train: int) -> CompetitionProfile:
     return CompetitionProfile(
         title="t", data_dir="/nowhere", id_column="id", target_columns=["target"], submission_columns=["target"],
