@@ -178,8 +178,8 @@ def test_a_stacker_whose_cv_gain_comes_from_one_folds_rows_is_not_chosen(tmp_pat
 
     def most_folds_stacker(*args: object, **kwargs: object) -> Stacked:
         stacked = one_fold_stacker()
-        better = oof.copy()
-        better[np.concatenate(folds[1:])] = y[np.concatenate(folds[1:])] + 0.1 * (oof - y)[np.concatenate(folds[1:])]
+        better, rest = oof.copy(), np.concatenate(folds[1:])
+        better[rest] = y[rest] + 0.1 * (oof - y)[rest]
         return stacked.model_copy(update={"oof": better, "cv_score": float(np.sqrt(np.mean((better - y) ** 2)))})
 
     monkeypatch.setattr("batch_agent.solver.blend.stack", most_folds_stacker)
