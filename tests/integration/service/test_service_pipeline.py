@@ -360,8 +360,9 @@ def test_batch_job_killed_after_a_good_attempt_ends_succeeded_with_that_attempt(
     stack: EmulatedStack, api: httpx.Client
 ) -> None:
     with _train_command(stack, "attempt == '2'"):
-        job_id = _start(api, max_attempts=2)
-        status = _wait(api, job_id)
+        # Room for the second attempt even on a loaded machine: under 60 s the job may finish after the first.
+        job_id = _start(api, max_attempts=2, time_limit=300)
+        status = _wait(api, job_id, timeout_s=240)
 
     assert status["status"] == "SUCCEEDED", status["message"]
     first, second = status["attempts"]
