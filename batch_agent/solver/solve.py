@@ -266,6 +266,10 @@ def solve(
     """
     started = time.monotonic() if started is None else started
     deadline = started + options.time_limit
+    # The first attempt's scores need scipy.stats (0.7 s of imports here, more on a busy machine); imported
+    # while the data is read and the first program trains, they are off the first submission's path.
+    threading.Thread(target=importlib.import_module, args=("batch_agent.solver.attempt_scores",), daemon=True,
+                     name="import-scoring").start()
     workdir = (options.workdir or default_workdir(source)).resolve()
 
     progress("prepare", f"reading {source}")
