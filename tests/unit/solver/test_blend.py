@@ -184,3 +184,77 @@ def test_a_stacker_whose_cv_gain_comes_from_one_folds_rows_is_not_chosen(tmp_pat
 
     monkeypatch.setattr("batch_agent.solver.blend.stack", most_folds_stacker)
     assert blend_attempts(profile, [single, other], tmp_path / "again", higher_is_better=False).name == "stack"
+
+
+def model_attempt(tmp_path: Path, profile: CompetitionProfile, y: np.ndarray, name: str, oof: np.ndarray,
+                  test: np.ndarray) -> AttemptResult:
+    """A model-written program's outputs as the contract has them: oof.csv and submission.csv."""
+    folder = tmp_path / name
+    folder.mkdir()
+    pd.DataFrame({"id": range(N_TRAIN), "y": oof}).to_csv(folder / "oof.csv", index=False)
+    pd.DataFrame({"id": range(N_TRAIN, N_TRAIN + N_TEST), "y": test}).to_csv(folder / "submission.csv", index=False)
+    score = cv_score(profile, y, oof, fit_decision(profile, y, oof))
+    return AttemptResult(number=3, program=name, origin="llm-draft", ok=True, cv_score=score, seconds=1.0,
+                         workdir=str(folder))
+
+
+def rmse(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+@pytest.mark.usefixtures("greedy_only")
+def test_a_model_program_that_adds_a_rounding_to_the_templates_answer_is_left_out(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(8)
+    a_oof, b_oof = y + rng.normal(0, 0.5, N_TRAIN), y + rng.normal(0, 0.5, N_TRAIN)
+    a = attempt(tmp_path, profile, y, "a", a_oof, np.full(N_TEST, 1.0))
+    b = attempt(tmp_path, profile, y, "b", b_oof, np.full(N_TEST, 3.0))
+    # The templates' own blend, right on one row more: the best single attempt, by a rounding.
+    close = (a_oof + b_oof) / 2
+    typical = np.argsort(np.abs(close - y))[N_TRAIN // 2]
+    close[typical] = y[typical]
+    model = model_attempt(tmp_path, profile, y, "model", close, np.full(N_TEST, 9.0))
+    assert (model.cv_score or 0.0) < rmse(y, (a_oof + b_oof) / 2) < (model.cv_score or 0.0) * 1.001
+
+    final = blend_attempts(profile, [a, b, model], tmp_path / "final", higher_is_better=False)
+    without = blend_attempts(profile, [a, b], tmp_path / "without", higher_is_better=False)
+
+    assert final.name == "blend" and final.weights == without.weights == {"a": 0.5, "b": 0.5}
+    assert np.allclose(pd.read_csv(final.submission)["y"], 2.0)
+
+
+@pytest.mark.usefixtures("greedy_only")
+def test_a_model_program_whose_gain_comes_from_a_few_rows_is_left_out(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    y = y.copy()
+    y[0] = 60.0  # one heavy-tailed row
+    pd.DataFrame({"id": range(N_TRAIN), "y": y}).to_csv(tmp_path / "train.csv", index=False)
+    rng = np.random.default_rng(9)
+    a_oof, b_oof = y + rng.normal(0, 0.5, N_TRAIN), y + rng.normal(0, 0.5, N_TRAIN)
+    a_oof[0] = b_oof[0] = 10.0
+    a = attempt(tmp_path, profile, y, "a", a_oof, np.full(N_TEST, 1.0))
+    b = attempt(tmp_path, profile, y, "b", b_oof, np.full(N_TEST, 3.0))
+    # Exact on the big row, noisier than the templates' blend on every other one.
+    lucky = y + rng.normal(0, 0.6, N_TRAIN)
+    lucky[0] = y[0]
+    model = model_attempt(tmp_path, profile, y, "model", lucky, np.full(N_TEST, 9.0))
+    assert (model.cv_score or 0.0) < 0.5 * rmse(y, (a_oof + b_oof) / 2)
+
+    final = blend_attempts(profile, [a, b, model], tmp_path / "final", higher_is_better=False)
+
+    assert "model" not in final.weights and final.weights == {"a": 0.5, "b": 0.5}
+
+
+@pytest.mark.usefixtures("greedy_only")
+def test_a_model_program_better_on_most_rows_enters_the_blend(tmp_path: Path) -> None:
+    profile, y = competition(tmp_path)
+    rng = np.random.default_rng(10)
+    a = attempt(tmp_path, profile, y, "a", y + rng.normal(0, 0.5, N_TRAIN), np.full(N_TEST, 1.0))
+    b = attempt(tmp_path, profile, y, "b", y + rng.normal(0, 0.5, N_TRAIN), np.full(N_TEST, 3.0))
+    model = model_attempt(tmp_path, profile, y, "model", y + rng.normal(0, 0.4, N_TRAIN), np.full(N_TEST, 9.0))
+
+    final = blend_attempts(profile, [a, b, model], tmp_path / "final", higher_is_better=False)
+    without = blend_attempts(profile, [a, b], tmp_path / "without", higher_is_better=False)
+
+    assert final.name == "blend" and final.weights["model"] > 0.3
+    assert final.cv_score < 0.9 * without.cv_score
