@@ -17,6 +17,10 @@ How the limits are enforced (stdlib only, Linux):
   address-space limit fails healthy GPU programs;
 * the environment is an allow-list (``safe_environment``), never a copy of the
   parent's;
+* given ``cpus`` (a training slot's cores), the program starts on those cores only and is told
+  as many threads, so a library that takes every core by default cannot slow the program in
+  the other slot. A program may widen its own mask again: this divides the cores between
+  cooperating programs, it is no hard share (a cgroup's ``cpu.max`` would be);
 * the program runs under the strongest isolation the machine allows (``isolation.py``): its own
   uid, PID, network and mount namespaces, so it cannot read another process's environment or a
   credential file, reach the network, write outside its folder, or leave a process behind. The
@@ -33,7 +37,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -154,6 +158,36 @@ def safe_environment(extra: Mapping[str, str] | None = None, *, home: Path) -> d
             continue
         env[name] = value
     return {name: value for name, value in env.items() if not _is_secret(name)}
+
+
+# Thread-count variables a slot's program is told; each library reads its own.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def slot_threads(env: Mapping[str, str], n_cpus: int) -> dict[str, str]:
+    """Thread counts for a program on ``n_cpus`` cores: that many, or fewer where the machine says fewer."""
+    counts = {}
+    for name in _THREAD_VARIABLES:
+        inherited = env.get(name, "")
+        counts[name] = str(min(int(inherited), n_cpus)) if inherited.isdigit() and int(inherited) > 0 else str(n_cpus)
+    return counts
+
+
+@contextlib.contextmanager
+def _started_on(cpus: frozenset[int] | None) -> Iterator[None]:
+    """The calling thread on ``cpus`` while it starts a child, which inherits the thread's mask at fork.
+
+    Setting the child's mask after it started would race with the threads its libraries start at import.
+    """
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
 
 
 def _last_line(text: str) -> str:
@@ -339,6 +373,7 @@ def run_sandboxed(
     max_log_mb: int = 1024,
     read_only: Sequence[Path] = (),
     isolation: Isolation | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> SandboxResult:
     """Runs ``argv`` in ``workdir`` under the limits; never raises for anything the program does.
 
@@ -347,7 +382,8 @@ def run_sandboxed(
     stdout and stderr go, interleaved, to ``workdir/log_name``. On KeyboardInterrupt
     (or any other exception in the parent) the program's tree is killed first.
     ``read_only`` folders (the competition's data) are visible to the program, read-only; the
-    isolation is ``probe_isolation()``'s unless a caller chooses a weaker one.
+    isolation is ``probe_isolation()``'s unless a caller chooses a weaker one. ``cpus``: the cores the
+    program starts on (None: the parent's).
     """
     workdir = Path(workdir).resolve()
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
@@ -356,13 +392,15 @@ def run_sandboxed(
     child_env = safe_environment(env, home=workdir)
     # The program imports the same training toolkit as the solver that runs it.
     child_env["PYTHONPATH"] = str(code_root())
+    if cpus:
+        child_env.update(slot_threads(child_env, len(cpus)))
     command = wrap(isolation, argv, workdir=workdir, read_only=read_only)
     started = time.monotonic()
     with owned_by_sandbox(isolation, workdir):
         try:
             result = _run(command, argv, wrapped=isolation.private_filesystem, workdir=workdir, env=child_env,
                           log_path=log_path, started=started, time_limit=time_limit,
-                          memory_limit_mb=memory_limit_mb, max_log_mb=max_log_mb)
+                          memory_limit_mb=memory_limit_mb, max_log_mb=max_log_mb, cpus=cpus)
         finally:
             kill_leftovers(isolation)
     result = replace(result, isolation=isolation.label)
@@ -390,11 +428,12 @@ def _run(
     time_limit: float,
     memory_limit_mb: int,
     max_log_mb: int,
+    cpus: frozenset[int] | None = None,
 ) -> SandboxResult:
     try:
         if not argv or shutil.which(argv[0], path=env.get("PATH")) is None:
             raise FileNotFoundError(f"no such program: {argv[0] if argv else '(empty command)'}")
-        with log_path.open("wb") as log:
+        with log_path.open("wb") as log, _started_on(cpus):
             process = subprocess.Popen(
                 list(command),
                 cwd=workdir,

@@ -133,6 +133,21 @@ def training_slots(profile: CompetitionProfile, options: SolveOptions, isolation
     return 2 if profile.n_train < PARALLEL_MIN_ROWS and cores >= 2 else 1
 
 
+def slot_cpus(slot: int, slots: int) -> frozenset[int] | None:
+    """The cores of training slot ``slot`` of ``slots``: this process's cores split evenly; None for one slot.
+
+    A model's program that takes every core (scikit-learn's histogram boosting does by default) would
+    otherwise slow the single-threaded template in the other slot.
+    """
+    if slots < 2 or not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    share = len(cores) // slots
+    if share == 0:
+        return None
+    return frozenset(cores[slot * share:(slot + 1) * share])
+
+
 def run_attempt(
     profile: CompetitionProfile,
     program: Program,
@@ -144,6 +159,7 @@ def run_attempt(
     soft_budget: float | None = None,
     holdout_seed: int | None = None,
     allow_unisolated: bool = False,
+    cpus: frozenset[int] | None = None,
 ) -> AttemptResult:
     """Run one program in the sandbox and score what it wrote; a failure is a result, never an exception.
 
@@ -151,7 +167,7 @@ def run_attempt(
     hard limit) so that it wraps up before it would be killed. A model-written program reads its own
     copy of the data with a hidden holdout (``holdout.py``), next to its folder; templates read the data.
     A model-written program is refused where the sandbox cannot give it at least its own uid (or user
-    namespace), unless ``allow_unisolated``.
+    namespace), unless ``allow_unisolated``. ``cpus``: the cores of the program's training slot.
     """
     attempt_dir.mkdir(parents=True, exist_ok=True)
     isolation = probe_isolation()
@@ -186,6 +202,7 @@ def run_attempt(
             env=program_environment(profile),
             read_only=[Path(data_dir)],
             isolation=isolation,
+            cpus=cpus,
         )
         result = AttemptResult(
             number=number,
@@ -396,6 +413,7 @@ class _Call:
 class _Training:
     number: int
     program: Program
+    slot: int = 0
     result: AttemptResult | None = None
     error: BaseException | None = None
 
@@ -538,7 +556,8 @@ class _Loop:
             self._started += 1
             self._started_by_model[waiting.program.origin != "template"] += 1
             number = self._started
-            training = _Training(number, waiting.program)
+            busy = {running.slot for running in self._training.values()}
+            training = _Training(number, waiting.program, slot=min(set(range(self.slots)) - busy))
             self._training[number] = training
             self._programs[waiting.program.name] = waiting.program
             budget = self._budget(waiting.kind, model=waiting.program.origin != "template")
@@ -724,14 +743,15 @@ class _Loop:
 
     def _train(self, training: _Training, budget: float) -> None:
         try:
-            training.result = self._run_one(training.program, training.number, budget)
+            training.result = self._run_one(training.program, training.number, budget,
+                                            slot_cpus(training.slot, self.slots))
         except BaseException as exc:  # handed to the deciding thread, which raises it
             training.error = exc
         with self._cond:
             self._trained.append(training)
             self._cond.notify_all()
 
-    def _run_one(self, program: Program, number: int, budget: float) -> AttemptResult:
+    def _run_one(self, program: Program, number: int, budget: float, cpus: frozenset[int] | None) -> AttemptResult:
         attempt_dir = self.workdir / f"attempt-{number:02d}-{_slug(program.name)}"
         if self.options.compute == "kaggle-gpu" and self.remote_attempt is not None:
             # Kaggle errors (quota, rules, credentials) propagate: every later attempt would hit them too.
@@ -740,7 +760,7 @@ class _Loop:
         hard = max(1.0, self.remaining() - TERM_GRACE_SECONDS)
         return run_attempt(self.profile, program, attempt_dir, time_budget=hard, soft_budget=budget,
                            memory_limit_mb=self.options.memory_limit_mb, number=number,
-                           allow_unisolated=self.options.allow_unisolated)
+                           allow_unisolated=self.options.allow_unisolated, cpus=cpus)
 
     def _ask(self, call: _Call, function: Callable[[], Any]) -> None:
         try:

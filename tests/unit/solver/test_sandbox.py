@@ -324,3 +324,32 @@ def test_openmp_threads_sleep_while_waiting_unless_the_machine_says_otherwise(
     assert safe_environment(home=tmp_path)["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert safe_environment(home=tmp_path)["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to give the program one")
+def test_program_given_a_slots_cores_runs_on_them_and_is_told_as_many_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    mine = os.sched_getaffinity(0)
+    core = max(mine)
+    code = """
+        import json, os, subprocess, sys
+        child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                               capture_output=True, text=True).stdout.strip()
+        print(json.dumps({"cores": sorted(os.sched_getaffinity(0)), "child": child,
+                          "omp": os.environ.get("OMP_NUM_THREADS"), "blas": os.environ.get("OPENBLAS_NUM_THREADS")}))
+    """
+    result = run_sandboxed(_program(tmp_path, code), workdir=tmp_path / "run", time_limit=30, memory_limit_mb=2048,
+                           cpus=frozenset({core}))
+
+    assert result.ok, result.log_tail
+    seen = json.loads(result.log_tail.strip().splitlines()[-1])
+    assert seen == {"cores": [core], "child": str([core]), "omp": "1", "blas": "1"}
+    # The thread that started it is back on every core it had.
+    assert os.sched_getaffinity(0) == mine
+
+
+def test_program_without_a_slot_keeps_the_parents_cores(tmp_path: Path) -> None:
+    result = _run(tmp_path, "import os; print(len(os.sched_getaffinity(0)))", time_limit=30, memory_limit_mb=2048)
+    assert result.ok and result.log_tail.strip() == str(len(os.sched_getaffinity(0)))

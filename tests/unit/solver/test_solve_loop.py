@@ -7,6 +7,7 @@ themselves, not from timing margins.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from batch_agent.solver.solve import SolveOptions, solve, training_slots
 N_TRAIN, N_TEST = 40, 10
 
 VALID = """\
-import argparse, csv, json, time
+import argparse, csv, json, os, time
 parser = argparse.ArgumentParser()
 parser.add_argument("--data")
 parser.add_argument("--time-budget", type=float)
@@ -35,7 +36,7 @@ with open("oof.csv", "w") as f:
     f.write("id,target\\n" + "".join(f"{{r['id']}},{{abs({flip} - float(r['x']))}}\\n" for r in train))
 with open("submission.csv", "w") as f:
     f.write("id,target\\n" + "".join(f"{{r['id']}},{{float(r['x'])}}\\n" for r in test))
-json.dump({{"start": start, "end": time.time()}}, open("times.json", "w"))
+json.dump({{"start": start, "end": time.time(), "cores": sorted(os.sched_getaffinity(0))}}, open("times.json", "w"))
 """
 BROKEN = "raise SystemExit('broken on purpose')\n"
 
@@ -111,6 +112,17 @@ def test_two_slots_train_two_programs_at_once_after_the_first_success(competitio
     # The first valid submission does not share the machine; after it, two programs train at once.
     assert end_quick <= min(start_a, start_b)
     assert max(start_a, start_b) < min(end_a, end_b)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a core for each slot")
+def test_two_programs_training_at_once_run_on_cores_of_their_own(competition: Path, tmp_path: Path) -> None:
+    author = ScriptedAuthor([program("quick", valid()), program("slow-a", valid(sleep=2.0, flip=True)),
+                             program("slow-b", valid(sleep=2.0))])
+    result = solve(str(competition), tmp_path / "submission.csv", options(tmp_path, slots=2), author)
+
+    cores = [set(json.loads((Path(h.workdir) / "times.json").read_text())["cores"]) for h in result.history]
+    assert cores[1] and cores[2] and not cores[1] & cores[2]
+    assert cores[1] | cores[2] <= os.sched_getaffinity(0)
 
 
 def test_one_slot_trains_one_program_at_a_time(competition: Path, tmp_path: Path) -> None:
