@@ -168,8 +168,12 @@ def run_attempt(
     copy of the data with a hidden holdout (``holdout.py``), next to its folder; templates read the data.
     A model-written program is refused where the sandbox cannot give it at least its own uid (or user
     namespace), unless ``allow_unisolated``. ``cpus``: the cores of the program's training slot.
+    ``attempt_dir`` is emptied first.
     """
-    attempt_dir.mkdir(parents=True, exist_ok=True)
+    # Outputs of an earlier run in the same folder would be scored as this program's if it wrote none, and
+    # the sandbox's user could not overwrite them: every program starts from an empty folder.
+    shutil.rmtree(attempt_dir, ignore_errors=True)
+    attempt_dir.mkdir(parents=True)
     isolation = probe_isolation()
     refusal = unisolated_refusal(program, isolation, allow_unisolated=allow_unisolated)
     if refusal is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from batch_agent.service import artifacts, jobs
@@ -56,8 +55,6 @@ def train_job(clients: ServiceClients, settings: ContainerSettings, job_id: str,
         training_folder(clients, settings, job.competition, profile, original))})
     program = load_program(clients, job_id, attempt)
     attempt_dir = Path(settings.work_dir) / "jobs" / job_id / "attempts" / str(attempt)
-    shutil.rmtree(attempt_dir, ignore_errors=True)
-    attempt_dir.mkdir(parents=True)
     budget = training_budget(seconds_left(job), settings.attempt_timeout_s)
     result = run_attempt(
         profile,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from batch_agent.solver.competition import ColumnInfo, CompetitionProfile
+from batch_agent.solver.errors import AttemptsExhaustedError
 from batch_agent.solver.isolation import Isolation
 from batch_agent.solver.plan import PARALLEL_MIN_ROWS, AttemptResult, Plan, Program
 from batch_agent.solver.solve import SolveOptions, solve, training_slots
@@ -401,3 +402,22 @@ def test_without_a_model_the_loop_adds_no_tuning_steps_of_its_own(tmp_path: Path
     loop = _loop_after_lgbm(tmp_path, TemplateAuthor(), model=False)
     loop._add_template_improvement()
     assert loop._ready == []  # the template author's own improvement calls do the tuning
+
+
+SILENT = "print('exits cleanly and writes nothing')\n"
+
+
+def test_a_run_in_a_used_workdir_starts_each_attempt_from_an_empty_folder(competition: Path, tmp_path: Path) -> None:
+    solve(str(competition), tmp_path / "first.csv", options(tmp_path, slots=1),
+          ScriptedAuthor([program("same-name", valid())]))
+
+    # The earlier run's outputs are in attempt-01-same-name: a program that writes nothing must not be
+    # scored on them, and a program that writes them again must be able to.
+    with pytest.raises(AttemptsExhaustedError):
+        solve(str(competition), tmp_path / "second.csv", options(tmp_path, slots=1),
+              ScriptedAuthor([program("same-name", SILENT)]))
+    third = solve(str(competition), tmp_path / "third.csv", options(tmp_path, slots=1),
+                  ScriptedAuthor([program("same-name", valid(flip=True))]))
+
+    assert [h.ok for h in third.history] == [True], third.history[0].reason
+    assert third.cv_score is not None and third.cv_score < 0.5  # the flipped program's own score, not the first's
