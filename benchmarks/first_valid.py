@@ -2,9 +2,12 @@
 
     python benchmarks/first_valid.py ../shared/competitions --repeats 3
     python benchmarks/first_valid.py ../shared/competitions --only telco-customer-churn --repeats 5
+    python benchmarks/first_valid.py ../shared/competitions --modes no-llm model   # beside a scripted model
 
-Each run is a real ``kaggle-solver run --no-llm`` process with a short time limit (the first
-attempt is what is measured; the rest of the run is cut short). Read from its progress lines,
+Each run is a real ``kaggle-solver run`` process with a short time limit (the first attempt is
+what is measured; the rest of the run is cut short): ``--no-llm``, and with ``--modes ... model``
+also with a key pointed at ``llm_replay.py``'s scripted model on loopback (the same fake Messages
+API; the modes take turns within each repeat). Read from its progress lines,
 in seconds since the process started:
 
 * first attempt started: start-up, reading the data, profiling, probing the sandbox;
@@ -13,7 +16,8 @@ in seconds since the process started:
   valid submission exists.
 
 First valid minus the other two is the solver's own work on the path: writing the program and
-scoring what it wrote. Prints the median and range over the repeats.
+scoring what it wrote. Prints the median and range over the repeats. The process is stopped at
+its first valid submission.
 """
 
 from __future__ import annotations
@@ -31,19 +35,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.llm_replay import ScriptedModel, spec_of  # noqa: E402
 from benchmarks.quality import competition_folders  # noqa: E402
+from tests.fakes.anthropic_server import FakeAnthropic  # noqa: E402
 
 STARTED = re.compile(r"attempt 1: \S+ \(template\), budget")
 SCORED = re.compile(r"attempt 1: \S+ CV \S+ .* in ([0-9.]+) s")
 
 
-def run_one(folder: Path, time_limit: float) -> dict[str, float | None]:
+def run_one(folder: Path, time_limit: float, server: FakeAnthropic | None = None) -> dict[str, float | None]:
+    """One run's seconds; with ``server``, beside the scripted model it answers for."""
     with tempfile.TemporaryDirectory(prefix="first-valid-") as tmp:
         command = [sys.executable, "-m", "batch_agent.cli", "run", str(folder), "--output", f"{tmp}/submission.csv",
-                   "--time-limit", str(time_limit), "--workdir", f"{tmp}/work", "--no-llm"]
+                   "--time-limit", str(time_limit), "--workdir", f"{tmp}/work"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if server is None:
+            command.append("--no-llm")
+        else:
+            server.responder = ScriptedModel(spec_of(folder), 1.0)
+            env.update(ANTHROPIC_API_KEY="sk-replay", ANTHROPIC_BASE_URL=server.url)
         started = time.monotonic()
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                env=env)
         assert proc.stderr is not None
         row: dict[str, float | None] = {"started": None, "program": None, "valid": None}
         for line in proc.stderr:
@@ -53,6 +66,7 @@ def run_one(folder: Path, time_limit: float) -> dict[str, float | None]:
             if row["valid"] is None and scored:
                 row["valid"] = time.monotonic() - started
                 row["program"] = float(scored.group(1))
+                proc.kill()  # the rest of the run is not measured
         proc.wait()
     return row
 
@@ -77,24 +91,35 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=12.0)
     parser.add_argument("--only", nargs="*", help="slugs to run (default: all)")
+    parser.add_argument("--modes", nargs="+", choices=("no-llm", "model"), default=["no-llm"])
     args = parser.parse_args()
     folders = [(slug, folder) for slug, folder in competition_folders(args.dir) if not args.only or slug in args.only]
     if not folders:
         print(f"no competitions under {args.dir}", file=sys.stderr)
         return 2
-    rows: dict[str, list[dict[str, float | None]]] = {}
-    for repeat in range(args.repeats):
-        for slug, folder in folders:
-            print(f"run {repeat + 1} {slug} ...", file=sys.stderr, flush=True)
-            rows.setdefault(slug, []).append(run_one(folder, args.time_limit))
-    print(f"--no-llm, time limit {args.time_limit:g} s, {args.repeats} runs each; median (low–high), seconds "
+    server = FakeAnthropic() if "model" in args.modes else None
+    if server is not None:
+        server.start()
+    rows: dict[tuple[str, str], list[dict[str, float | None]]] = {}
+    try:
+        for repeat in range(args.repeats):
+            for slug, folder in folders:
+                for mode in args.modes:
+                    print(f"run {repeat + 1} {slug} {mode} ...", file=sys.stderr, flush=True)
+                    rows.setdefault((slug, mode), []).append(
+                        run_one(folder, args.time_limit, server if mode == "model" else None))
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"time limit {args.time_limit:g} s, {args.repeats} runs each; median (low–high), seconds "
           "since the process started")
     print()
-    print("| competition | first attempt started | first program | first valid | solver's own work on the path |")
-    print("|---|---|---|---|---|")
-    for slug, runs in rows.items():
+    print("| competition | mode | first attempt started | first program | first valid "
+          "| solver's own work on the path |")
+    print("|---|---|---|---|---|---|")
+    for (slug, mode), runs in rows.items():
         own = [own_work(r) for r in runs]
-        print(f"| {slug} | {cell([r['started'] for r in runs])} | {cell([r['program'] for r in runs])} | "
+        print(f"| {slug} | {mode} | {cell([r['started'] for r in runs])} | {cell([r['program'] for r in runs])} | "
               f"{cell([r['valid'] for r in runs])} | {cell(own)} |")
     return 0
 
