@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.llm_replay import ScriptedModel, spec_of  # noqa: E402
+from benchmarks.llm_replay import scripted_model_env  # noqa: E402
 from benchmarks.quality import competition_folders  # noqa: E402
 from tests.fakes.anthropic_server import FakeAnthropic  # noqa: E402
 
@@ -52,8 +52,7 @@ def run_one(folder: Path, time_limit: float, server: FakeAnthropic | None = None
         if server is None:
             command.append("--no-llm")
         else:
-            server.responder = ScriptedModel(spec_of(folder), 1.0)
-            env.update(ANTHROPIC_API_KEY="sk-replay", ANTHROPIC_BASE_URL=server.url)
+            env.update(scripted_model_env(server, folder, 1.0))
         started = time.monotonic()
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                 env=env)

@@ -296,6 +296,12 @@ def spec_of(folder: Path) -> dict[str, Any]:
             "metric": profile.metric, "format": profile.prediction_format, "classes": profile.classes}
 
 
+def scripted_model_env(server: FakeAnthropic, folder: Path, speed: float) -> dict[str, str]:
+    """Point ``server`` at ``folder``'s scripted model; the environment that sends a run's calls to it."""
+    server.responder = ScriptedModel(spec_of(folder), speed)
+    return {"ANTHROPIC_API_KEY": "sk-replay", "ANTHROPIC_BASE_URL": server.url}
+
+
 def run_one(slug: str, folder: Path, base: Path, mode: str, args: argparse.Namespace, workroot: Path,
             server: FakeAnthropic | None) -> dict[str, Any]:
     workroot.mkdir(parents=True, exist_ok=True)
@@ -309,8 +315,7 @@ def run_one(slug: str, folder: Path, base: Path, mode: str, args: argparse.Names
     if mode == "no-llm":
         command.append("--no-llm")
     elif server is not None:
-        server.responder = ScriptedModel(spec_of(folder), args.speed)
-        env.update(ANTHROPIC_API_KEY="sk-replay", ANTHROPIC_BASE_URL=server.url)
+        env.update(scripted_model_env(server, folder, args.speed))
     load = os.getloadavg()[0]
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
